@@ -1,0 +1,206 @@
+"""The Application boundary: the only door between consensus and the ledger.
+
+Consensus (a single-validator producer now, PBFT later) calls exactly these methods,
+in the spirit of CometBFT's ABCI:
+
+    check_tx(raw)                    admit a transaction to the mempool
+    prepare_proposal(...)            build a block from the mempool (proposer only)
+    process_proposal(block)          validate and execute a proposed block
+    commit(block, certificate)       make a validated block final and durable
+    head / validator_keys            what consensus needs to know about the chain
+
+`Ledger` implements it on the state, the mempool and the chain store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from node import blocks, limits
+from node.blocks import Block, CommitCertificate, Header, InvalidBlock, Receipt
+from node.execution import BlockContext, apply_block, execute_candidates, open_block_transactions, validate_header
+from node.mempool import Mempool
+from node.state import CommittedState, State, TreeUpdate
+from node.storage.chain import ChainHead, ChainStore
+from node.transactions import Envelope, InvalidTransaction, open_transaction
+
+
+class Application(Protocol):
+    @property
+    def chain_id(self) -> str: ...
+
+    @property
+    def validator_keys(self) -> tuple[bytes, ...]: ...
+
+    @property
+    def head(self) -> ChainHead: ...
+
+    def has_pending(self) -> bool: ...
+
+    def check_tx(self, raw: bytes) -> bytes: ...
+
+    def prepare_proposal(self, height: int, view: int, proposer: bytes, timestamp_ms: int) -> Block: ...
+
+    def process_proposal(self, block: Block) -> None: ...
+
+    def commit(self, block: Block, certificate: CommitCertificate) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutedBlock:
+    """A validated block's execution, kept until it commits."""
+
+    block: Block
+    envelopes: tuple[Envelope, ...]
+    state: State
+    receipts: tuple[Receipt, ...]
+    tree_update: TreeUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedBlock:
+    """What subscribers learn after each commit."""
+
+    block: Block
+    block_hash: bytes
+    certificate: CommitCertificate
+    envelopes: tuple[Envelope, ...]
+    receipts: tuple[Receipt, ...]
+    touched: tuple[tuple[bytes, ...], ...]
+
+
+def touched_accounts(envelope: Envelope, receipt: Receipt) -> tuple[bytes, ...]:
+    """The sender and every account an event names (addresses are the 20-byte event fields)."""
+    accounts = [envelope.sender]
+    for event in receipt.events:
+        for value in event.fields:
+            if len(value) == 20 and value not in accounts:
+                accounts.append(value)
+    return tuple(accounts)
+
+
+class Ledger:
+    """The Application: state + mempool + chain store."""
+
+    def __init__(self, store: ChainStore, mempool: Mempool | None = None,
+                 clock_ms: Callable[[], int] | None = None) -> None:
+        self.store = store
+        self.params = store.genesis.params
+        self.committed: CommittedState = store.load_state()
+        self.mempool = mempool or Mempool()
+        self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self._executed: OrderedDict[bytes, ExecutedBlock] = OrderedDict()
+        self._verified: OrderedDict[bytes, Envelope] = OrderedDict()
+        self.listeners: list[Callable[[CommittedBlock], None]] = []
+        self.rejections: dict[str, int] = {}
+
+    # --- what consensus reads ---------------------------------------------------------------
+
+    @property
+    def chain_id(self) -> str:
+        return self.params.chain_id
+
+    @property
+    def validator_keys(self) -> tuple[bytes, ...]:
+        return self.params.validator_keys
+
+    @property
+    def head(self) -> ChainHead:
+        return self.store.head
+
+    def has_pending(self) -> bool:
+        return len(self.mempool) > 0
+
+    def state(self) -> State:
+        """A read view of the committed state (valid until the next commit)."""
+        return State(self.committed)
+
+    # --- mempool ----------------------------------------------------------------------------
+
+    def check_tx(self, raw: bytes) -> bytes:
+        """Admit a signed transaction; returns its hash or raises InvalidTransaction."""
+        try:
+            envelope = open_transaction(raw, self.chain_id)
+            if self.store.get_tx(envelope.hash) is not None:
+                raise InvalidTransaction("already_committed", "transaction is already committed")
+            self.mempool.add(envelope, self.state())
+        except InvalidTransaction as error:
+            self.rejections[error.code] = self.rejections.get(error.code, 0) + 1
+            raise
+        self._remember_verified(envelope)
+        return envelope.hash
+
+    def _remember_verified(self, envelope: Envelope) -> None:
+        self._verified[envelope.hash] = envelope
+        while len(self._verified) > limits.signature_cache_entries_max:
+            self._verified.popitem(last=False)
+
+    # --- blocks -------------------------------------------------------------------------------
+
+    def prepare_proposal(self, height: int, view: int, proposer: bytes, timestamp_ms: int) -> Block:
+        """Build the next block from the mempool; it is executed and ready to commit."""
+        assert height == self.head.height + 1
+        parent = self.store.head_header
+        if parent is not None:
+            timestamp_ms = max(timestamp_ms, parent.timestamp_ms)
+        state = self.state()
+        candidates = self.mempool.reap(state, limits.block_txs_max, limits.block_bytes_max)
+        context = BlockContext(height, timestamp_ms)
+        new_state, included, receipts, skipped = execute_candidates(
+            state, candidates, context, limits.block_txs_max, limits.block_bytes_max)
+        if skipped:
+            self.mempool.update(state, set(), skipped)
+        tree_update = self.committed.tree.compute_update(new_state.encoded_changes())
+        tx_hashes = [e.hash for e in included]
+        header = Header(self.chain_id, height, view, self.head.block_hash, proposer, timestamp_ms, len(included),
+                        blocks.tx_root(tx_hashes), blocks.receipts_root(receipts), tree_update.root)
+        block = Block(header, tuple(e.raw for e in included))
+        self._remember_executed(ExecutedBlock(block, tuple(included), new_state, tuple(receipts), tree_update))
+        return block
+
+    def process_proposal(self, block: Block) -> None:
+        """Validate and execute a proposed block; raise InvalidBlock if any rule fails."""
+        block_hash = blocks.header_hash(block.header)
+        if block_hash in self._executed:
+            return
+        header = block.header
+        validate_header(self.store.head_header, self.head.block_hash, header, self.chain_id)
+        if header.timestamp_ms > self._clock_ms() + limits.timestamp_skew_ms_max:
+            raise InvalidBlock("block timestamp is too far in the future")
+        envelopes = open_block_transactions(block, self.chain_id, self._verified)
+        new_state, receipts = apply_block(self.state(), block, {e.hash: e for e in envelopes})
+        tree_update = self.committed.tree.compute_update(new_state.encoded_changes())
+        if tree_update.root != header.state_root:
+            raise InvalidBlock("state root does not match execution")
+        self._remember_executed(ExecutedBlock(block, envelopes, new_state, receipts, tree_update))
+
+    def _remember_executed(self, executed: ExecutedBlock) -> None:
+        self._executed[blocks.header_hash(executed.block.header)] = executed
+        while len(self._executed) > 8:
+            self._executed.popitem(last=False)
+
+    def commit(self, block: Block, certificate: CommitCertificate) -> CommittedBlock:
+        """Make a validated block final: one atomic store write, then update memory and the mempool."""
+        block_hash = blocks.header_hash(block.header)
+        executed = self._executed.get(block_hash)
+        if executed is None:
+            self.process_proposal(block)
+            executed = self._executed[block_hash]
+        blocks.verify_certificate(certificate, block.header, self.validator_keys)
+        changes = executed.state.changes
+        encoded = executed.state.encoded_changes()
+        touched = tuple(touched_accounts(e, r) for e, r in zip(executed.envelopes, executed.receipts))
+        self.store.commit_block(block, certificate, executed.receipts, [e.hash for e in executed.envelopes],
+                                touched, encoded)
+        self.committed.apply(changes, executed.tree_update)
+        self._executed.clear()
+        for envelope in executed.envelopes:
+            self._verified.pop(envelope.hash, None)
+        self.mempool.update(self.state(), {e.sender for e in executed.envelopes})
+        result = CommittedBlock(block, block_hash, certificate, executed.envelopes, executed.receipts, touched)
+        for listener in self.listeners:
+            listener(result)
+        return result

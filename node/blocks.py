@@ -1,0 +1,167 @@
+"""Blocks, headers, receipts, commit certificates, and the Merkle roots that bind them.
+
+A block is final when it carries a CommitCertificate: signatures of more than two
+thirds of the validators over (chain id, height, view, block hash). Anyone with the
+genesis validator set can check a certificate with `verify_certificate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+from node import crypto, encoding, limits
+from node.encoding import ADDRESS, AMOUNT, ASSET, CHAIN_ID, HASH, SIGNATURE, U64, Bool, Bytes, Seq, Struct, Text, \
+    UInt, check_schema
+
+
+class InvalidBlock(Exception):
+    """A block (or certificate) that breaks a rule; the message names the rule."""
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class Header:
+    SCHEMA: ClassVar = (CHAIN_ID, U64, U64, HASH, ADDRESS, U64, UInt(limits.block_txs_max), HASH, HASH, HASH)
+    chain_id: str
+    height: int
+    view: int
+    """Consensus view (round) in which the block was proposed."""
+    parent_hash: bytes
+    proposer: bytes
+    """Address of the proposing validator."""
+    timestamp_ms: int
+    """Proposer's clock, Unix milliseconds; never earlier than the parent's."""
+    tx_count: int
+    tx_root: bytes
+    receipts_root: bytes
+    state_root: bytes
+    """State commitment after executing this block."""
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class Block:
+    SCHEMA: ClassVar = (Struct(Header), Seq(Bytes(max_size=limits.tx_bytes_max), limits.block_txs_max))
+    header: Header
+    transactions: tuple[bytes, ...]
+    """Encoded signed transactions, in execution order."""
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something a transaction did that wallets and gateways follow (e.g. a balance change)."""
+
+    SCHEMA: ClassVar = (Text(32, ascii_only=True), Seq(Bytes(max_size=256), 8))
+    name: str
+    fields: tuple[bytes, ...]
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    SCHEMA: ClassVar = (HASH, Bool(), Text(32, ascii_only=True), Text(256), ASSET, AMOUNT, Seq(Struct(Event), 16))
+    tx_hash: bytes
+    success: bool
+    code: str
+    """Stable failure code ("" on success), e.g. "insufficient_funds"."""
+    message: str
+    """Human explanation naming the rule that failed ("" on success)."""
+    fee_asset: str
+    fee_paid: int
+    events: tuple[Event, ...]
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class Receipts:
+    SCHEMA: ClassVar = (Seq(Struct(Receipt), limits.block_txs_max),)
+    items: tuple[Receipt, ...]
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class CommitVote:
+    """What a validator signs to commit a block."""
+
+    SCHEMA: ClassVar = (U64, U64, HASH)
+    height: int
+    view: int
+    block_hash: bytes
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class CommitSignature:
+    SCHEMA: ClassVar = (UInt(limits.validators_max), SIGNATURE)
+    validator_index: int
+    signature: bytes
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class CommitCertificate:
+    SCHEMA: ClassVar = (U64, U64, HASH, Seq(Struct(CommitSignature), limits.certificate_signatures_max))
+    height: int
+    view: int
+    block_hash: bytes
+    signatures: tuple[CommitSignature, ...]
+
+
+BLOCK_HEADER_BYTES_MAX = 1024
+CERTIFICATE_BYTES_MAX = 128 * limits.certificate_signatures_max + 128
+
+
+def header_hash(header: Header) -> bytes:
+    return crypto.hash_bytes(encoding.encode(header))
+
+
+def merkle_root(leaves: Sequence[bytes]) -> bytes:
+    """Binary Merkle root of 32-byte leaves; an odd node is paired with itself; empty = zeros."""
+    if not leaves:
+        return bytes(32)
+    level = list(leaves)
+    while len(level) > 1:
+        if len(level) % 2:
+            level.append(level[-1])
+        level = [crypto.hash_pair(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    return level[0]
+
+
+def tx_root(tx_hashes: Sequence[bytes]) -> bytes:
+    return merkle_root(tx_hashes)
+
+
+def receipts_root(receipts: Sequence[Receipt]) -> bytes:
+    return merkle_root([crypto.hash_bytes(encoding.encode(r)) for r in receipts])
+
+
+def sign_commit(keys: crypto.KeyPair, chain_id: str, vote: CommitVote) -> bytes:
+    return crypto.sign(keys, chain_id, crypto.TAG_COMMIT_VOTE, encoding.encode(vote))
+
+
+def quorum_size(validator_count: int) -> int:
+    """Smallest number of votes that is more than two thirds: 2f+1 when n = 3f+1."""
+    return validator_count * 2 // 3 + 1
+
+
+def verify_certificate(certificate: CommitCertificate, header: Header, validator_keys: Sequence[bytes]) -> None:
+    """Raise InvalidBlock unless `certificate` proves `header` final for this validator set."""
+    block_hash = header_hash(header)
+    if certificate.block_hash != block_hash:
+        raise InvalidBlock("certificate is for a different block hash")
+    if certificate.height != header.height or certificate.view != header.view:
+        raise InvalidBlock("certificate height/view do not match the header")
+    signers = [s.validator_index for s in certificate.signatures]
+    if len(set(signers)) != len(signers):
+        raise InvalidBlock("certificate lists a validator twice")
+    if len(signers) < quorum_size(len(validator_keys)):
+        raise InvalidBlock(f"certificate has {len(signers)} signatures, needs {quorum_size(len(validator_keys))}")
+    payload = encoding.encode(CommitVote(certificate.height, certificate.view, certificate.block_hash))
+    for entry in certificate.signatures:
+        if entry.validator_index >= len(validator_keys):
+            raise InvalidBlock(f"certificate signer {entry.validator_index} is not a validator")
+        if not crypto.verify(validator_keys[entry.validator_index], header.chain_id, crypto.TAG_COMMIT_VOTE,
+                             payload, entry.signature):
+            raise InvalidBlock(f"certificate signature of validator {entry.validator_index} does not verify")

@@ -1,0 +1,285 @@
+"""Canonical bytes: the only place Paychain turns values into bytes and back.
+
+Anything signed, hashed or stored is a frozen dataclass with a `SCHEMA`: one field
+codec per dataclass field, in order. It is encoded as a msgpack array of its fields
+(never a map, so there is exactly one encoding). Decoding is strict: wrong types,
+out-of-range integers, oversize fields and trailing bytes are rejected, and the
+decoded value is re-encoded and compared with the input so that only the canonical
+encoding of a value is ever accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Protocol
+
+import msgpack
+
+from node import limits
+
+
+class DecodeError(ValueError):
+    """Bytes that are not the canonical encoding of the expected type; the message names the rule."""
+
+
+class FieldCodec(Protocol):
+    def to_wire(self, value: Any) -> Any: ...
+    def from_wire(self, wire: Any, where: str) -> Any: ...
+
+
+class Encodable(Protocol):
+    SCHEMA: ClassVar[tuple[FieldCodec, ...]]
+
+
+# --- field codecs --------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UInt:
+    """A non-negative integer up to `max`."""
+
+    max: int = 2**64 - 1
+
+    def to_wire(self, value: int) -> int:
+        assert type(value) is int and 0 <= value <= self.max, value
+        return value
+
+    def from_wire(self, wire: Any, where: str) -> int:
+        if type(wire) is not int:
+            raise DecodeError(f"{where}: expected an integer")
+        if not 0 <= wire <= self.max:
+            raise DecodeError(f"{where}: integer out of range 0..{self.max}")
+        return wire
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Bytes:
+    """A byte string of exactly `size` bytes, or of at most `max_size` bytes."""
+
+    size: int | None = None
+    max_size: int | None = None
+
+    def to_wire(self, value: bytes) -> bytes:
+        assert type(value) is bytes, type(value)
+        return value
+
+    def from_wire(self, wire: Any, where: str) -> bytes:
+        if type(wire) is not bytes:
+            raise DecodeError(f"{where}: expected bytes")
+        if self.size is not None and len(wire) != self.size:
+            raise DecodeError(f"{where}: expected {self.size} bytes, got {len(wire)}")
+        if self.max_size is not None and len(wire) > self.max_size:
+            raise DecodeError(f"{where}: at most {self.max_size} bytes, got {len(wire)}")
+        return wire
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Text:
+    """A UTF-8 string of at most `max_bytes` bytes, optionally limited to printable ASCII."""
+
+    max_bytes: int
+    ascii_only: bool = False
+
+    def to_wire(self, value: str) -> str:
+        assert type(value) is str, type(value)
+        return value
+
+    def from_wire(self, wire: Any, where: str) -> str:
+        if type(wire) is not str:
+            raise DecodeError(f"{where}: expected a string")
+        if len(wire.encode()) > self.max_bytes:
+            raise DecodeError(f"{where}: at most {self.max_bytes} bytes")
+        if self.ascii_only and not (wire.isascii() and wire.isprintable()):
+            raise DecodeError(f"{where}: printable ASCII only")
+        return wire
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Bool:
+    def to_wire(self, value: bool) -> bool:
+        assert type(value) is bool
+        return value
+
+    def from_wire(self, wire: Any, where: str) -> bool:
+        if type(wire) is not bool:
+            raise DecodeError(f"{where}: expected a boolean")
+        return wire
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Seq:
+    """A tuple of up to `max_items` items of one codec."""
+
+    item: FieldCodec
+    max_items: int
+
+    def to_wire(self, value: tuple) -> list:
+        assert type(value) is tuple, type(value)
+        return [self.item.to_wire(v) for v in value]
+
+    def from_wire(self, wire: Any, where: str) -> tuple:
+        if type(wire) is not tuple:
+            raise DecodeError(f"{where}: expected an array")
+        if len(wire) > self.max_items:
+            raise DecodeError(f"{where}: at most {self.max_items} items")
+        item = self.item
+        return tuple(item.from_wire(w, where) for w in wire)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Optional:
+    """Either nil or a value of `item`."""
+
+    item: FieldCodec
+
+    def to_wire(self, value: Any) -> Any:
+        return None if value is None else self.item.to_wire(value)
+
+    def from_wire(self, wire: Any, where: str) -> Any:
+        return None if wire is None else self.item.from_wire(wire, where)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Struct:
+    """A nested encodable dataclass."""
+
+    cls: type
+
+    def to_wire(self, value: Any) -> list:
+        assert type(value) is self.cls, (type(value), self.cls)
+        return _struct_to_wire(value)
+
+    def from_wire(self, wire: Any, where: str) -> Any:
+        return _struct_from_wire(self.cls, wire, where)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Tagged:
+    """One of several encodable dataclasses, encoded as [tag, fields]."""
+
+    classes_by_tag: dict[int, type]
+
+    def to_wire(self, value: Any) -> list:
+        return [value.TAG, _struct_to_wire(value)]
+
+    def from_wire(self, wire: Any, where: str) -> Any:
+        if type(wire) is not tuple or len(wire) != 2:
+            raise DecodeError(f"{where}: expected [tag, fields]")
+        cls = self.classes_by_tag.get(wire[0]) if type(wire[0]) is int else None
+        if cls is None:
+            raise DecodeError(f"{where}: unknown kind {wire[0]!r}")
+        return _struct_from_wire(cls, wire[1], where)
+
+
+# Common codecs.
+HASH = Bytes(size=32)
+ADDRESS = Bytes(size=20)
+PUBLIC_KEY = Bytes(size=32)
+SIGNATURE = Bytes(size=64)
+U64 = UInt()
+AMOUNT = UInt(limits.amount_max)
+ASSET = Text(limits.asset_code_chars_max, ascii_only=True)
+MEMO = Text(limits.memo_bytes_max)
+CHAIN_ID = Text(limits.chain_id_chars_max, ascii_only=True)
+
+
+def check_schema(cls: type) -> type:
+    """Class decorator: assert the SCHEMA matches the dataclass fields one to one."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    assert len(cls.SCHEMA) == len(names), f"{cls.__name__}: SCHEMA has {len(cls.SCHEMA)} codecs for {names}"
+    return cls
+
+
+def _struct_to_wire(value: Any) -> list:
+    schema = value.SCHEMA
+    return [codec.to_wire(getattr(value, name)) for codec, name in zip(schema, _field_names(type(value)))]
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(cls))
+        _FIELD_NAMES[cls] = names
+    return names
+
+
+def _struct_from_wire(cls: type, wire: Any, where: str) -> Any:
+    schema = cls.SCHEMA
+    if type(wire) is not tuple:
+        raise DecodeError(f"{where}: {cls.__name__} must be an array")
+    if len(wire) != len(schema):
+        raise DecodeError(f"{where}: {cls.__name__} has {len(schema)} fields, got {len(wire)}")
+    names = _field_names(cls)
+    values = [codec.from_wire(w, f"{where}.{name}") for codec, w, name in zip(schema, wire, names)]
+    return cls(*values)
+
+
+# --- top level ---------------------------------------------------------------------
+
+def pack(wire: Any) -> bytes:
+    """msgpack bytes of plain wire values (lists, ints, bytes, str, bool, None)."""
+    return msgpack.packb(wire, use_bin_type=True)
+
+
+def unpack(data: bytes, max_bytes: int) -> Any:
+    """Strictly parse msgpack: no maps, no ext types, no trailing bytes, bounded size."""
+    if type(data) is not bytes:
+        raise DecodeError("expected bytes")
+    if len(data) > max_bytes:
+        raise DecodeError(f"encoding is {len(data)} bytes, more than the limit of {max_bytes}")
+    try:
+        return msgpack.unpackb(
+            data, raw=False, use_list=False, strict_map_key=True, max_map_len=0, max_ext_len=0,
+        )
+    except msgpack.ExtraData as error:
+        raise DecodeError("trailing bytes after the value") from error
+    except (ValueError, msgpack.UnpackException, TypeError) as error:
+        raise DecodeError(f"malformed msgpack: {error}") from error
+
+
+def encode(value: Any) -> bytes:
+    """Canonical bytes of an encodable dataclass."""
+    return pack(_struct_to_wire(value))
+
+
+def decode(cls: type, data: bytes, max_bytes: int) -> Any:
+    """Parse the canonical bytes of `cls`; raises DecodeError naming the rule broken."""
+    value = _struct_from_wire(cls, unpack(data, max_bytes), cls.__name__)
+    if encode(value) != data:
+        raise DecodeError(f"{cls.__name__}: not the canonical encoding")
+    return value
+
+
+def encode_wire(value: Any) -> bytes:
+    """Bytes of a value's wire form without the dataclass (for inner payloads)."""
+    return pack(value)
+
+
+def wire_of(value: Any) -> list:
+    """The wire form (nested lists) of an encodable dataclass."""
+    return _struct_to_wire(value)
+
+
+def encode_uint_be(value: int, size: int) -> bytes:
+    """Fixed-width big-endian integer, for sortable storage keys and hashing."""
+    return value.to_bytes(size, "big")
+
+
+def decode_uint_be(data: bytes) -> int:
+    return int.from_bytes(data, "big")
+
+
+def parse_hex(text: Any, what: str, max_bytes: int) -> bytes:
+    """Bytes from a hex string (optional 0x prefix); raises DecodeError naming `what`."""
+    if not isinstance(text, str):
+        raise DecodeError(f"{what} must be a hex string")
+    if text.startswith(("0x", "0X")):
+        text = text[2:]
+    if len(text) > 2 * max_bytes:
+        raise DecodeError(f"{what} is longer than {max_bytes} bytes")
+    try:
+        return bytes.fromhex(text)
+    except ValueError as error:
+        raise DecodeError(f"{what} is not valid hex") from error

@@ -1,0 +1,274 @@
+"""The state transition: a block and a state in, a new state and receipts out.
+
+Nothing here touches disk, clock or network. Two kinds of failure:
+- a transaction that may not be in a block at all (wrong nonce, fee it cannot pay)
+  raises InvalidTransaction; in a proposed block that makes the block invalid;
+- a transaction that is well-formed and pays its fee but breaks a business rule
+  (overspend, unknown request, wrong role) is included with a failed receipt:
+  its fee is charged, its nonce is used, nothing else changes.
+Each rule is one `if` that names the rule; all checks run before the first write,
+so a failed transaction never leaves half of its effects behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from node import blocks, crypto, encoding, limits
+from node.blocks import Block, Event, Header, InvalidBlock, Receipt
+from node.state import (RECHARGE_PENDING, RECHARGE_POSTED, RECHARGE_VOIDED, Account, RechargeRecord, State, Supply,
+                        recharge_key, supply_key)
+from node.transactions import (Envelope, InvalidTransaction, RechargePost, RechargeRequest, RechargeVoid, Register,
+                               Role, Transfer, Withdraw, open_transaction)
+
+
+class Rejected(Exception):
+    """A business rule failed: the transaction is included with a failed receipt."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class BlockContext:
+    height: int
+    timestamp_ms: int
+
+
+def _u64(value: int) -> bytes:
+    return encoding.encode_uint_be(value, 8)
+
+
+# --- transactions ----------------------------------------------------------------------
+
+def check_fee_and_nonce(state: State, envelope: Envelope) -> Account:
+    """Rules every included transaction must meet; returns the sender's account."""
+    transaction = envelope.transaction
+    params = state.base.params
+    asset = params.asset(transaction.fee_asset)
+    if asset is None:
+        raise InvalidTransaction("unknown_asset", f"fee asset {transaction.fee_asset!r} is not defined in genesis")
+    if transaction.fee < asset.min_fee:
+        raise InvalidTransaction("fee_too_low", f"fee {transaction.fee} is below the minimum {asset.min_fee} "
+                                                f"{asset.code}")
+    sender = state.account(envelope.sender)
+    if transaction.nonce != sender.nonce:
+        raise InvalidTransaction("bad_nonce", f"nonce {transaction.nonce} does not match the account nonce "
+                                              f"{sender.nonce}")
+    if sender.balance_of(transaction.fee_asset) < transaction.fee:
+        raise InvalidTransaction("cannot_pay_fee", f"balance cannot pay the fee of {transaction.fee} "
+                                                   f"{transaction.fee_asset}")
+    return sender
+
+
+def apply_transaction(state: State, envelope: Envelope, context: BlockContext) -> Receipt:
+    """Apply one transaction to `state` in place; raises InvalidTransaction if it may not be included."""
+    transaction = envelope.transaction
+    sender = check_fee_and_nonce(state, envelope)
+    fee_account = state.base.params.fee_account
+    if state.account(fee_account).balance_of(transaction.fee_asset) + transaction.fee > limits.amount_max:
+        raise InvalidTransaction("fee_overflow", "the fee account's balance would exceed the maximum")
+    paid = sender.with_nonce(sender.nonce + 1)
+    paid = paid.with_balance(transaction.fee_asset, paid.balance_of(transaction.fee_asset) - transaction.fee)
+    state.set_account(envelope.sender, paid)
+    if transaction.fee:
+        collector = state.account(fee_account)
+        state.set_account(fee_account, collector.with_balance(
+            transaction.fee_asset, collector.balance_of(transaction.fee_asset) + transaction.fee))
+    sender = state.account(envelope.sender)  # re-read: the sender may be the fee account
+    try:
+        events = _apply_body(state, envelope, sender, context)
+    except Rejected as rejection:
+        return Receipt(envelope.hash, False, rejection.code, rejection.message, transaction.fee_asset,
+                       transaction.fee, ())
+    return Receipt(envelope.hash, True, "", "", transaction.fee_asset, transaction.fee, tuple(events))
+
+
+def _require_known_asset(state: State, asset: str) -> None:
+    if state.base.params.asset(asset) is None:
+        raise Rejected("unknown_asset", f"asset {asset!r} is not defined in genesis")
+
+
+def _require_registered(account: Account, who: str) -> None:
+    if account.role == 0:
+        raise Rejected("not_registered", f"{who} is not a registered (KYC) account")
+
+
+def _require_gateway(account: Account, who: str) -> None:
+    if account.role != Role.GATEWAY:
+        raise Rejected("not_gateway", f"{who} is not a registered gateway")
+
+
+def _apply_body(state: State, envelope: Envelope, sender: Account, context: BlockContext) -> list[Event]:
+    body = envelope.transaction.body
+    if isinstance(body, Transfer):
+        return _apply_transfer(state, envelope.sender, sender, body)
+    if isinstance(body, Register):
+        return _apply_register(state, envelope.sender, sender, body)
+    if isinstance(body, RechargeRequest):
+        return _apply_recharge_request(state, envelope, sender, body, context)
+    if isinstance(body, (RechargePost, RechargeVoid)):
+        return _apply_recharge_resolution(state, envelope.sender, body)
+    if isinstance(body, Withdraw):
+        return _apply_withdraw(state, envelope.sender, sender, body)
+    raise AssertionError(f"unhandled transaction kind {type(body).__name__}")
+
+
+def _apply_transfer(state: State, sender_address: bytes, sender: Account, body: Transfer) -> list[Event]:
+    _require_known_asset(state, body.asset)
+    _require_registered(sender, "sender")
+    recipient = state.account(body.recipient)
+    _require_registered(recipient, "recipient")
+    if sender.balance_of(body.asset) < body.amount:
+        raise Rejected("insufficient_funds", f"balance {sender.balance_of(body.asset)} {body.asset} is less than "
+                                             f"the amount {body.amount}")
+    if recipient.balance_of(body.asset) + body.amount > limits.amount_max:
+        raise Rejected("balance_overflow", f"the recipient's {body.asset} balance would exceed the maximum")
+    state.set_account(sender_address, sender.with_balance(body.asset, sender.balance_of(body.asset) - body.amount))
+    recipient = state.account(body.recipient)  # re-read: the recipient may be the fee account
+    state.set_account(body.recipient, recipient.with_balance(body.asset, recipient.balance_of(body.asset) + body.amount))
+    return [Event("transfer", (sender_address, body.recipient, body.asset.encode(), _u64(body.amount)))]
+
+
+def _apply_register(state: State, sender_address: bytes, sender: Account, body: Register) -> list[Event]:
+    _require_gateway(sender, "sender")
+    target = state.account(body.account)
+    if target.role != 0:
+        raise Rejected("already_registered", "the account is already registered")
+    state.set_account(body.account, Account(target.nonce, body.role, body.kyc_hash, sender_address, target.balances))
+    return [Event("registered", (body.account, _u64(body.role), sender_address))]
+
+
+def _apply_recharge_request(state: State, envelope: Envelope, sender: Account, body: RechargeRequest,
+                            context: BlockContext) -> list[Event]:
+    _require_known_asset(state, body.asset)
+    _require_registered(sender, "sender")
+    _require_gateway(state.account(body.gateway), "the chosen gateway")
+    record = RechargeRecord(envelope.sender, body.gateway, body.asset, body.amount, RECHARGE_PENDING,
+                            body.reference, "", context.height)
+    state.put(recharge_key(envelope.hash), record)
+    return [Event("recharge_requested", (envelope.hash, envelope.sender, body.gateway))]
+
+
+def _apply_recharge_resolution(state: State, sender_address: bytes,
+                               body: RechargePost | RechargeVoid) -> list[Event]:
+    record = state.get(recharge_key(body.request_id))
+    if record is None:
+        raise Rejected("unknown_request", "no recharge request with this id")
+    if record.gateway != sender_address:
+        raise Rejected("not_request_gateway", "only the gateway named in the request may resolve it")
+    if record.status != RECHARGE_PENDING:
+        raise Rejected("request_resolved", "the recharge request was already posted or voided")
+    if isinstance(body, RechargeVoid):
+        state.put(recharge_key(body.request_id), _resolved(record, RECHARGE_VOIDED, body.reason))
+        return [Event("recharge_voided", (body.request_id, record.user))]
+    supply = state.supply(record.asset)
+    user = state.account(record.user)
+    if supply + record.amount > limits.amount_max or user.balance_of(record.asset) + record.amount > limits.amount_max:
+        raise Rejected("supply_overflow", f"posting would exceed the maximum {record.asset} amount")
+    state.set_account(record.user, user.with_balance(record.asset, user.balance_of(record.asset) + record.amount))
+    state.put(supply_key(record.asset), Supply(supply + record.amount))
+    state.put(recharge_key(body.request_id), _resolved(record, RECHARGE_POSTED, body.reference))
+    return [Event("mint", (record.user, record.asset.encode(), _u64(record.amount), body.request_id))]
+
+
+def _resolved(record: RechargeRecord, status: int, resolution: str) -> RechargeRecord:
+    return RechargeRecord(record.user, record.gateway, record.asset, record.amount, status,
+                          record.request_reference, resolution, record.height)
+
+
+def _apply_withdraw(state: State, sender_address: bytes, sender: Account, body: Withdraw) -> list[Event]:
+    _require_known_asset(state, body.asset)
+    _require_registered(sender, "sender")
+    _require_gateway(state.account(body.gateway), "the chosen gateway")
+    if sender.balance_of(body.asset) < body.amount:
+        raise Rejected("insufficient_funds", f"balance {sender.balance_of(body.asset)} {body.asset} is less than "
+                                             f"the amount {body.amount}")
+    state.set_account(sender_address, sender.with_balance(body.asset, sender.balance_of(body.asset) - body.amount))
+    state.put(supply_key(body.asset), Supply(state.supply(body.asset) - body.amount))
+    return [Event("burn", (sender_address, body.asset.encode(), _u64(body.amount), body.gateway))]
+
+
+# --- blocks ------------------------------------------------------------------------------
+
+def validate_header(parent: Header | None, parent_hash: bytes, header: Header, chain_id: str) -> None:
+    """Rules linking a header to its parent (None for the first block after genesis)."""
+    if header.chain_id != chain_id:
+        raise InvalidBlock(f"block is for chain {header.chain_id!r}")
+    expected_height = 1 if parent is None else parent.height + 1
+    if header.height != expected_height:
+        raise InvalidBlock(f"block height {header.height}, expected {expected_height}")
+    if header.parent_hash != parent_hash:
+        raise InvalidBlock("block parent hash is not the last committed block")
+    if parent is not None and header.timestamp_ms < parent.timestamp_ms:
+        raise InvalidBlock("block timestamp is earlier than its parent's")
+
+
+def apply_block(state: State, block: Block,
+                opened: Mapping[bytes, Envelope] | None = None) -> tuple[State, tuple[Receipt, ...]]:
+    """Execute every transaction of `block` on a copy of `state`; raise InvalidBlock on any rule broken.
+
+    `opened` maps tx hash -> already verified envelope (from the mempool) to skip decoding twice.
+    The header's roots are checked here except the state root, which the caller compares
+    after computing the commitment (`CommittedState.tree`).
+    """
+    header = block.header
+    chain_id = state.base.params.chain_id
+    if header.tx_count != len(block.transactions):
+        raise InvalidBlock("header tx_count does not match the body")
+    envelopes = open_block_transactions(block, chain_id, opened)
+    if blocks.tx_root([e.hash for e in envelopes]) != header.tx_root:
+        raise InvalidBlock("tx root does not match the transactions")
+    new_state = State(state.base, dict(state.changes))
+    context = BlockContext(header.height, header.timestamp_ms)
+    receipts = []
+    for index, envelope in enumerate(envelopes):
+        try:
+            receipts.append(apply_transaction(new_state, envelope, context))
+        except InvalidTransaction as error:
+            raise InvalidBlock(f"transaction {index} may not be included: {error.message}") from error
+    if blocks.receipts_root(receipts) != header.receipts_root:
+        raise InvalidBlock("receipts root does not match execution")
+    return new_state, tuple(receipts)
+
+
+def open_block_transactions(block: Block, chain_id: str,
+                            opened: Mapping[bytes, Envelope] | None = None) -> tuple[Envelope, ...]:
+    """Decode and verify a block's transactions, reusing already verified envelopes."""
+    envelopes = []
+    for index, raw in enumerate(block.transactions):
+        envelope = None if opened is None else opened.get(crypto.hash_bytes(raw))
+        if envelope is None:
+            try:
+                envelope = open_transaction(raw, chain_id)
+            except InvalidTransaction as error:
+                raise InvalidBlock(f"transaction {index} is invalid: {error.message}") from error
+        envelopes.append(envelope)
+    return tuple(envelopes)
+
+
+def execute_candidates(state: State, candidates: Iterable[Envelope], context: BlockContext, txs_max: int,
+                       bytes_max: int) -> tuple[State, list[Envelope], list[Receipt], list[tuple[Envelope, str]]]:
+    """For a proposer: apply candidates in order, skipping those that may not be included.
+
+    Returns the new state, the included envelopes, their receipts, and (envelope, code) for skipped ones.
+    """
+    new_state = State(state.base, dict(state.changes))
+    included: list[Envelope] = []
+    receipts: list[Receipt] = []
+    skipped: list[tuple[Envelope, str]] = []
+    size = 0
+    for envelope in candidates:
+        if len(included) >= txs_max or size + len(envelope.raw) > bytes_max:
+            break
+        try:
+            receipts.append(apply_transaction(new_state, envelope, context))
+        except InvalidTransaction as error:
+            skipped.append((envelope, error.code))
+            continue
+        included.append(envelope)
+        size += len(envelope.raw)
+    return new_state, included, receipts, skipped

@@ -1,0 +1,85 @@
+"""Every bound Paychain enforces, in one place, units last.
+
+A limit that is not here does not exist. Relationships between limits are
+asserted at import so that changing one number cannot silently break another.
+"""
+
+# --- encoding and transactions -------------------------------------------------
+tx_bytes_max = 2_048
+"""Largest encoded signed transaction accepted anywhere."""
+memo_bytes_max = 128
+"""Largest free-text reference (payout reference, recharge reference, void reason)."""
+asset_code_chars_max = 8
+"""Longest asset code, e.g. "CNY"."""
+chain_id_chars_max = 32
+"""Longest chain id."""
+amount_max = 2**63 - 1
+"""Largest amount, fee, or balance in minor units (fits a signed 64-bit integer)."""
+nonce_max = 2**63 - 1
+"""Largest account nonce."""
+nonce_window_max = 64
+"""How far ahead of an account's committed nonce the mempool accepts transactions."""
+
+# --- blocks ----------------------------------------------------------------------
+block_txs_max = 8_000
+"""Most transactions in one block."""
+block_bytes_max = 8 * 1024 * 1024
+"""Largest encoded block (transactions plus header)."""
+block_interval_ms_min = 20
+"""A block producer waits at least this long after a commit before proposing again,
+so that transactions arriving together are batched."""
+block_interval_ms_max = 1_000
+"""A pending transaction waits at most this long before a block is proposed."""
+timestamp_skew_ms_max = 5_000
+"""How far a proposer's block timestamp may run ahead of a validator's clock."""
+certificate_signatures_max = 256
+"""Most signatures in one commit certificate (and so most validators)."""
+validators_max = certificate_signatures_max
+
+# --- mempool --------------------------------------------------------------------
+mempool_txs_max = 50_000
+"""Most transactions waiting in the mempool."""
+mempool_bytes_max = 64 * 1024 * 1024
+"""Most bytes of transactions waiting in the mempool."""
+signature_cache_entries_max = 100_000
+"""Most verified (tx hash) entries remembered so a transaction is verified once."""
+
+# --- state ------------------------------------------------------------------------
+state_tree_depth = 16
+"""Depth of the binary Merkle tree over state buckets: 2**depth buckets."""
+assets_max = 32
+"""Most assets a genesis may define."""
+genesis_accounts_max = 1_000_000
+"""Most accounts a genesis file may fund."""
+
+# --- JSON-RPC ---------------------------------------------------------------------
+rpc_body_bytes_max = 16 * 1024 * 1024
+"""Largest HTTP request body the RPC server reads."""
+rpc_batch_requests_max = 100
+"""Most calls in one JSON-RPC batch array."""
+rpc_send_batch_txs_max = 2_000
+"""Most transactions in one tx_sendBatch call."""
+rpc_history_items_max = 100
+"""Most items one account history page returns."""
+ws_connections_max = 256
+"""Most concurrent WebSocket connections."""
+ws_subscriptions_per_connection_max = 16
+"""Most subscriptions one WebSocket connection holds."""
+ws_subscriber_buffer_messages_max = 1_000
+"""Most undelivered notifications queued for one connection before it is dropped."""
+ws_message_bytes_max = 64 * 1024
+"""Largest message a client may send over the WebSocket."""
+rpc_wait_ms_max = 60_000
+"""Longest a client-side wait for finality may run."""
+
+# --- wallet -----------------------------------------------------------------------
+keystore_bytes_max = 64 * 1024
+"""Largest keystore file the wallet reads."""
+
+assert block_txs_max * tx_bytes_max <= 2 * block_bytes_max, "a full block of max-size txs must roughly fit"
+assert rpc_send_batch_txs_max * tx_bytes_max * 2 + 4096 <= rpc_body_bytes_max, "a full tx batch (hex) fits in a body"
+assert mempool_txs_max >= block_txs_max, "the mempool must be able to fill a block"
+assert mempool_bytes_max >= block_bytes_max
+assert block_interval_ms_min < block_interval_ms_max
+assert memo_bytes_max < tx_bytes_max
+assert validators_max <= certificate_signatures_max

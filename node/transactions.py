@@ -1,0 +1,233 @@
+"""The closed set of transaction kinds, their signing payload, and stateless validation.
+
+A transaction is `SignedTransaction(transaction, signature)`; the signature covers the
+chain id, the transaction type tag and the canonical encoding of `transaction`
+(see `crypto.sign`). Stateless checks (shape, signature, chain id) live here;
+checks that need the ledger (nonce, balance, roles) live in `execution.py`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import ClassVar
+
+from node import crypto, encoding, limits
+from node.encoding import (ADDRESS, AMOUNT, ASSET, CHAIN_ID, HASH, MEMO, PUBLIC_KEY, SIGNATURE, U64, Struct,
+                           Tagged, UInt, check_schema)
+
+
+class InvalidTransaction(Exception):
+    """A transaction that breaks a rule; `code` is stable, the message names the rule."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Role(enum.IntEnum):
+    """What a registered account is allowed to do."""
+
+    USER = 1
+    MERCHANT = 2
+    GATEWAY = 3
+
+
+ROLE_NAMES = {role: role.name.lower() for role in Role}
+
+
+def parse_role(text: str) -> Role:
+    for role, name in ROLE_NAMES.items():
+        if name == text:
+            return role
+    raise ValueError(f"unknown role {text!r}: one of {', '.join(ROLE_NAMES.values())}")
+
+
+ROLE = UInt(max(Role))
+
+
+# --- bodies ----------------------------------------------------------------------------
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Move `amount` of `asset` from the sender to `recipient`."""
+
+    TAG: ClassVar[int] = 1
+    SCHEMA: ClassVar = (ADDRESS, ASSET, AMOUNT)
+    recipient: bytes
+    asset: str
+    amount: int
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class Register:
+    """A gateway attests that `account` passed KYC: only a hash of the identity data is stored."""
+
+    TAG: ClassVar[int] = 2
+    SCHEMA: ClassVar = (ADDRESS, ROLE, HASH)
+    account: bytes
+    role: int
+    kyc_hash: bytes
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class RechargeRequest:
+    """A user asks `gateway` to credit `amount` of `asset` once the off-chain funds arrive."""
+
+    TAG: ClassVar[int] = 3
+    SCHEMA: ClassVar = (ADDRESS, ASSET, AMOUNT, MEMO)
+    gateway: bytes
+    asset: str
+    amount: int
+    reference: str
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class RechargePost:
+    """The gateway confirms the funds arrived: the request's amount is minted to the user."""
+
+    TAG: ClassVar[int] = 4
+    SCHEMA: ClassVar = (HASH, MEMO)
+    request_id: bytes
+    reference: str
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class RechargeVoid:
+    """The gateway declines a recharge request; nothing is minted."""
+
+    TAG: ClassVar[int] = 5
+    SCHEMA: ClassVar = (HASH, MEMO)
+    request_id: bytes
+    reason: str
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    """Burn `amount` of `asset`; `gateway` pays out off-chain against `payout_reference`."""
+
+    TAG: ClassVar[int] = 6
+    SCHEMA: ClassVar = (ADDRESS, ASSET, AMOUNT, MEMO)
+    gateway: bytes
+    asset: str
+    amount: int
+    payout_reference: str
+
+
+Body = Transfer | Register | RechargeRequest | RechargePost | RechargeVoid | Withdraw
+BODY_CLASSES: tuple[type, ...] = (Transfer, Register, RechargeRequest, RechargePost, RechargeVoid, Withdraw)
+KIND_NAMES: dict[type, str] = {
+    Transfer: "transfer", Register: "register", RechargeRequest: "recharge_request",
+    RechargePost: "recharge_post", RechargeVoid: "recharge_void", Withdraw: "withdraw",
+}
+assert len({cls.TAG for cls in BODY_CLASSES}) == len(BODY_CLASSES)
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """What the sender signs."""
+
+    SCHEMA: ClassVar = (CHAIN_ID, PUBLIC_KEY, UInt(limits.nonce_max), ASSET, AMOUNT,
+                        Tagged({cls.TAG: cls for cls in BODY_CLASSES}))
+    chain_id: str
+    """The network this transaction is for; also bound into the signature."""
+    sender_public_key: bytes
+    """The sender's ed25519 public key; the sender's address is derived from it."""
+    nonce: int
+    """Equal to the sender account's nonce when executed; sequential per account."""
+    fee_asset: str
+    """Asset the fee is paid in."""
+    fee: int
+    """Fee in minor units of `fee_asset`, at least the chain's minimum for that asset."""
+    body: Body
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class SignedTransaction:
+    SCHEMA: ClassVar = (Struct(Transaction), SIGNATURE)
+    transaction: Transaction
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A decoded signed transaction together with its bytes, hash and sender address."""
+
+    raw: bytes
+    hash: bytes
+    signed: SignedTransaction
+    sender: bytes
+
+    @property
+    def transaction(self) -> Transaction:
+        return self.signed.transaction
+
+    @property
+    def nonce(self) -> int:
+        return self.signed.transaction.nonce
+
+
+# --- making and opening ------------------------------------------------------------
+
+def sign_transaction(keys: crypto.KeyPair, transaction: Transaction) -> bytes:
+    """The encoded signed transaction, ready for `tx_send`."""
+    assert transaction.sender_public_key == keys.public_key, "signing key must match sender_public_key"
+    payload = encoding.encode(transaction)
+    signature = crypto.sign(keys, transaction.chain_id, crypto.TAG_TRANSACTION, payload)
+    return encoding.encode(SignedTransaction(transaction, signature))
+
+
+def transaction_hash(raw: bytes) -> bytes:
+    return crypto.hash_bytes(raw)
+
+
+# A signed transaction is [transaction, signature]: a 1-byte array header, the
+# transaction's encoding, then a 66-byte bin8 field (2 header bytes + 64).
+_SIGNATURE_FIELD_BYTES = 2 + crypto.SIGNATURE_BYTES
+
+
+def open_transaction(raw: bytes, chain_id: str, verify_signature: bool = True) -> Envelope:
+    """Decode and statelessly validate a signed transaction; raises InvalidTransaction."""
+    try:
+        signed = encoding.decode(SignedTransaction, raw, limits.tx_bytes_max)
+    except encoding.DecodeError as error:
+        raise InvalidTransaction("malformed", f"malformed transaction: {error}") from error
+    transaction = signed.transaction
+    validate_transaction(transaction, chain_id)
+    if verify_signature:
+        payload = raw[1:-_SIGNATURE_FIELD_BYTES]
+        assert payload == encoding.encode(transaction) or not __debug__
+        if not crypto.verify(transaction.sender_public_key, chain_id, crypto.TAG_TRANSACTION, payload,
+                             signed.signature):
+            raise InvalidTransaction("bad_signature", "signature does not verify for the sender's key and chain id")
+    sender = crypto.address_from_public_key(transaction.sender_public_key)
+    return Envelope(raw, transaction_hash(raw), signed, sender)
+
+
+def validate_transaction(transaction: Transaction, chain_id: str) -> None:
+    """Stateless rules; each failure names the rule."""
+    if transaction.chain_id != chain_id:
+        raise InvalidTransaction("wrong_chain", f"transaction is for chain {transaction.chain_id!r}, this is {chain_id!r}")
+    body = transaction.body
+    sender = crypto.address_from_public_key(transaction.sender_public_key)
+    if isinstance(body, (Transfer, RechargeRequest, Withdraw)) and body.amount == 0:
+        raise InvalidTransaction("zero_amount", "amount must be positive")
+    if isinstance(body, Transfer) and body.recipient == sender:
+        raise InvalidTransaction("self_transfer", "recipient must differ from the sender")
+    if isinstance(body, Register) and body.role not in ROLE_NAMES:
+        raise InvalidTransaction("unknown_role", f"role {body.role} is not one of {sorted(ROLE_NAMES)}")
+    if isinstance(body, Withdraw) and not body.payout_reference:
+        raise InvalidTransaction("missing_reference", "a withdrawal needs a payout reference")
+
+
+def kind_name(transaction: Transaction) -> str:
+    return KIND_NAMES[type(transaction.body)]
