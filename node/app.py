@@ -25,7 +25,7 @@ from node.execution import BlockContext, apply_block, execute_candidates, open_b
 from node.mempool import Mempool
 from node.state import CommittedState, State, TreeUpdate
 from node.storage.chain import ChainHead, ChainStore
-from node.transactions import Envelope, InvalidTransaction, open_transaction
+from node.transactions import Envelope, InvalidTransaction, open_transaction, transaction_hash
 
 
 class Application(Protocol):
@@ -96,6 +96,9 @@ class Ledger:
         self._verified: OrderedDict[bytes, Envelope] = OrderedDict()
         self.listeners: list[Callable[[CommittedBlock], None]] = []
         self.rejections: dict[str, int] = {}
+        """Count of rejected transactions per rule (for /metrics)."""
+        self.recent_rejections: OrderedDict[bytes, tuple[str, str]] = OrderedDict()
+        """tx hash -> (rule, message) for the latest rejections, so `tx_get` can say why."""
 
     # --- what consensus reads ---------------------------------------------------------------
 
@@ -128,10 +131,17 @@ class Ledger:
                 raise InvalidTransaction("already_committed", "transaction is already committed")
             self.mempool.add(envelope, self.state())
         except InvalidTransaction as error:
-            self.rejections[error.code] = self.rejections.get(error.code, 0) + 1
+            if error.code not in ("already_known", "already_committed"):
+                self._record_rejection(transaction_hash(raw), error.code, error.message)
             raise
         self._remember_verified(envelope)
         return envelope.hash
+
+    def _record_rejection(self, tx_hash: bytes, code: str, message: str) -> None:
+        self.rejections[code] = self.rejections.get(code, 0) + 1
+        self.recent_rejections[tx_hash] = (code, message)
+        while len(self.recent_rejections) > limits.recent_rejections_max:
+            self.recent_rejections.popitem(last=False)
 
     def _remember_verified(self, envelope: Envelope) -> None:
         self._verified[envelope.hash] = envelope
@@ -152,6 +162,9 @@ class Ledger:
         new_state, included, receipts, skipped = execute_candidates(
             state, candidates, context, limits.block_txs_max, limits.block_bytes_max)
         if skipped:
+            for envelope, code in skipped:
+                self._record_rejection(envelope.hash, code, "dropped by the proposer: the transaction can no longer "
+                                                            "be included")
             self.mempool.update(state, set(), skipped)
         tree_update = self.committed.tree.compute_update(new_state.encoded_changes())
         tx_hashes = [e.hash for e in included]

@@ -143,5 +143,5 @@ def parse_address(text: str) -> bytes:
         raise InvalidAddress("address checksum mismatch (typo?)")
     if format_address(address) != text.lower():
         # The last character carries unused bits: only the canonical spelling is accepted.
-        raise InvalidAddress("address is not in canonical form")
+        raise InvalidAddress("address is not in canonical form (typo?)")
     return address

@@ -41,6 +41,8 @@ mempool_txs_max = 50_000
 """Most transactions waiting in the mempool."""
 mempool_bytes_max = 64 * 1024 * 1024
 """Most bytes of transactions waiting in the mempool."""
+recent_rejections_max = 10_000
+"""Most rejected transaction hashes remembered so `tx_get` can report why."""
 signature_cache_entries_max = 100_000
 """Most verified (tx hash) entries remembered so a transaction is verified once."""
 

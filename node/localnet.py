@@ -1,0 +1,173 @@
+"""A local network on 127.0.0.1: homes, genesis, dev keys, and the node processes.
+
+Dev keys are derived from their names (`dev_keys("alice")`), so the default local
+genesis is reproducible and is the `genesis.json` at the repository root. They are
+public knowledge: never use them outside a local network. Every dev keystore is
+encrypted with the password `DEV_PASSWORD`.
+
+    <home>/genesis.json
+    <home>/localnet.json        the processes `up` started (pid, rpc url), for `down`/`status`
+    <home>/node<i>/             one node home per validator (config.toml, validator_key.json, data/, node.log)
+    <home>/wallet/              dev keystores: gateway, merchant, alice, bob, carol
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from node import crypto
+from node.config import save_node_key, write_config
+from node.genesis import genesis_document
+
+DEV_PASSWORD = "paychain-dev"
+DEFAULT_CHAIN_ID = "paychain-local"
+DEFAULT_GENESIS_TIME_MS = 1_790_000_000_000
+VALIDATOR_ROLES = ("merchant", "gateway", "user")
+DEV_ASSETS = [{"code": "CNY", "decimals": 2, "min_fee": 1}, {"code": "USD", "decimals": 2, "min_fee": 1}]
+DEV_ACCOUNTS: list[tuple[str, str, dict[str, int]]] = [
+    ("gateway", "gateway", {"CNY": 1_000_000, "USD": 1_000_000}),
+    ("merchant", "merchant", {"CNY": 100_000}),
+    ("alice", "user", {"CNY": 100_000_000, "USD": 1_000_000}),
+    ("bob", "user", {"CNY": 100_000_000, "USD": 1_000_000}),
+    ("carol", "user", {"CNY": 100_000_000, "USD": 1_000_000}),
+]
+"""(name, role, balances in minor units): users hold 1,000,000.00 CNY and 10,000.00 USD; the gateway and the
+merchant hold enough to pay fees."""
+
+
+def dev_keys(name: str) -> crypto.KeyPair:
+    """The well-known dev key called `name` (public knowledge: local networks only)."""
+    return crypto.KeyPair.from_seed(crypto.hash_bytes(b"paychain-dev-key/" + name.encode()))
+
+
+def default_genesis(validators: int = 1, chain_id: str = DEFAULT_CHAIN_ID) -> dict[str, Any]:
+    validator_entries = []
+    for index in range(validators):
+        keys = dev_keys(f"validator-{index}")
+        validator_entries.append({"name": f"validator-{index}", "public_key": keys.public_key.hex(),
+                                  "role": VALIDATOR_ROLES[min(index, len(VALIDATOR_ROLES) - 1)],
+                                  "p2p_address": ""})
+    accounts = [{"address": crypto.format_address(dev_keys(name).address), "role": role, "balances": balances}
+                for name, role, balances in DEV_ACCOUNTS]
+    return genesis_document(chain_id, DEFAULT_GENESIS_TIME_MS, DEV_ASSETS, dev_keys("fees").address,
+                            validator_entries, accounts)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeProcess:
+    name: str
+    home: Path
+    pid: int
+    rpc_url: str
+
+
+def create_homes(home: Path, validators: int, base_port: int, genesis: dict[str, Any] | None = None,
+                 write_wallets: bool = True) -> list[Path]:
+    """Write genesis, node homes and dev keystores under `home`; returns the node homes."""
+    from wallet_cli.keystore import Keystore  # the wallet package owns the keystore format
+
+    home.mkdir(parents=True, exist_ok=True)
+    genesis = genesis or default_genesis(validators)
+    genesis_text = json.dumps(genesis, indent=2) + "\n"
+    (home / "genesis.json").write_text(genesis_text)
+    node_homes = []
+    for index in range(validators):
+        node_home = home / f"node{index}"
+        node_home.mkdir(exist_ok=True)
+        (node_home / "genesis.json").write_text(genesis_text)
+        write_config(node_home, rpc_port=base_port + 2 * index, p2p_port=base_port + 2 * index + 1)
+        save_node_key(node_home / "validator_key.json", dev_keys(f"validator-{index}"))
+        node_homes.append(node_home)
+    if write_wallets:
+        keystore = Keystore(home / "wallet")
+        for name, _, _ in DEV_ACCOUNTS:
+            if not keystore.path_of(name).exists():
+                keystore.save(name, dev_keys(name), DEV_PASSWORD)
+    return node_homes
+
+
+def start_node(node_home: Path, name: str, rpc_port: int) -> NodeProcess:
+    """Start `paychain run` for one home as a detached process logging to node.log."""
+    log = open(node_home / "node.log", "ab")
+    process = subprocess.Popen([sys.executable, "-m", "node.cli", "run", "--home", str(node_home)],
+                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               start_new_session=True)
+    log.close()
+    return NodeProcess(name, node_home, process.pid, f"http://127.0.0.1:{rpc_port}/rpc")
+
+
+def wait_healthy(rpc_url: str, pid: int, timeout_s: float = 30.0) -> None:
+    health_url = rpc_url.rsplit("/", 1)[0] + "/healthz"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not process_alive(pid):
+            raise RuntimeError(f"node process {pid} exited during start-up (see its node.log)")
+        try:
+            with urllib.request.urlopen(health_url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"node at {rpc_url} did not become healthy within {timeout_s:.0f} s")
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        finished, _ = os.waitpid(pid, os.WNOHANG)
+        if finished == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child (started by an earlier `up`): fall back to a signal probe
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def save_processes(home: Path, processes: list[NodeProcess]) -> None:
+    document = {"nodes": [{"name": p.name, "home": str(p.home), "pid": p.pid, "rpc_url": p.rpc_url}
+                          for p in processes]}
+    (home / "localnet.json").write_text(json.dumps(document, indent=2) + "\n")
+
+
+def load_processes(home: Path) -> list[NodeProcess]:
+    path = home / "localnet.json"
+    if not path.exists():
+        return []
+    document = json.loads(path.read_text())
+    return [NodeProcess(n["name"], Path(n["home"]), int(n["pid"]), n["rpc_url"]) for n in document["nodes"]]
+
+
+def is_our_node(process: NodeProcess) -> bool:
+    """True if `pid` is still the node we started (not a recycled pid of something else)."""
+    try:
+        command = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"node.cli" in command and str(process.home).encode() in command
+
+
+def stop_node(process: NodeProcess, timeout_s: float = 10.0) -> bool:
+    """SIGTERM the node we started, then SIGKILL if it lingers; returns True if it was running."""
+    if not is_our_node(process):
+        return False
+    os.kill(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not process_alive(process.pid) or not is_our_node(process):
+            return True
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    return True

@@ -1,0 +1,113 @@
+"""`paychain localnet up | down | status`: a local network of node processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from node import localnet
+from node.localnet import DEV_PASSWORD
+
+
+@click.group("localnet")
+def localnet_group() -> None:
+    """Run a local network on 127.0.0.1 (dev keys: never for production)."""
+
+
+@localnet_group.command("up")
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=Path("localnet"),
+              show_default=True, help="Folder for genesis, node homes and dev wallets.")
+@click.option("--validators", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Number of validators (1 until the PBFT network lands).")
+@click.option("--base-port", type=click.IntRange(1024, 65000), default=26657, show_default=True,
+              help="Node i listens for RPC on base+2i and for p2p on base+2i+1.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def up(home: Path, validators: int, base_port: int, as_json: bool) -> None:
+    """Create the network (first time only) and start its nodes in the background."""
+    home = home.resolve()
+    running = [p for p in localnet.load_processes(home) if localnet.is_our_node(p)]
+    if running:
+        click.echo(f"error: a local network is already running from {home} (pids "
+                   f"{', '.join(str(p.pid) for p in running)}); run `paychain localnet down --home {home}`", err=True)
+        sys.exit(1)
+    if validators != 1:
+        click.echo("error: only --validators 1 is supported until the PBFT validator network lands", err=True)
+        sys.exit(1)
+    fresh = not (home / "genesis.json").exists()
+    if fresh:
+        node_homes = localnet.create_homes(home, validators, base_port)
+    else:
+        node_homes = sorted(p for p in home.glob("node*") if p.is_dir())
+    processes = []
+    for index, node_home in enumerate(node_homes):
+        from node.config import load_config
+        config = load_config(node_home)
+        processes.append(localnet.start_node(node_home, f"node{index}", config.rpc_port))
+    localnet.save_processes(home, processes)
+    try:
+        for process in processes:
+            localnet.wait_healthy(process.rpc_url, process.pid)
+    except (RuntimeError, TimeoutError) as error:
+        for process in processes:
+            localnet.stop_node(process)
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    data = {"home": str(home), "created": fresh, "wallet": str(home / "wallet"), "dev_password": DEV_PASSWORD,
+            "nodes": [{"name": p.name, "pid": p.pid, "rpc_url": p.rpc_url} for p in processes]}
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"{'created' if fresh else 'restarted'} local network in {home}")
+    for process in processes:
+        click.echo(f"  {process.name}  pid {process.pid}  rpc {process.rpc_url}")
+    click.echo(f"dev wallets in {home / 'wallet'} (password: {DEV_PASSWORD})")
+
+
+@localnet_group.command("down")
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=Path("localnet"),
+              show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def down(home: Path, as_json: bool) -> None:
+    """Stop exactly the node processes `up` started from this home."""
+    home = home.resolve()
+    stopped = [p.pid for p in localnet.load_processes(home) if localnet.stop_node(p)]
+    if as_json:
+        click.echo(json.dumps({"stopped": stopped}))
+    else:
+        click.echo(f"stopped {len(stopped)} node(s)" + (f": {', '.join(map(str, stopped))}" if stopped else ""))
+
+
+@localnet_group.command("status")
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=Path("localnet"),
+              show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(home: Path, as_json: bool) -> None:
+    """Height, view, primary and peers of every node of the local network."""
+    from wallet_cli.rpc_client import RpcClient, RpcUnavailable
+    rows = []
+    for process in localnet.load_processes(home.resolve()):
+        row = {"name": process.name, "pid": process.pid, "rpc_url": process.rpc_url,
+               "running": localnet.is_our_node(process)}
+        try:
+            row["status"] = RpcClient(process.rpc_url, timeout_s=3).call("node_status")
+        except RpcUnavailable as error:
+            row["error"] = str(error)
+        rows.append(row)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"no local network started from {home}")
+        return
+    for row in rows:
+        if "status" in row:
+            s = row["status"]
+            click.echo(f"{row['name']}  pid {row['pid']}  height {s['height']}  view {s.get('view')}  "
+                       f"primary {s.get('primary')}  peers {len(s.get('peers', []))}  "
+                       f"last commit {s['last_block_time_ms']}")
+        else:
+            click.echo(f"{row['name']}  pid {row['pid']}  {'running' if row['running'] else 'stopped'}  "
+                       f"{row.get('error', '')}")

@@ -1,0 +1,85 @@
+"""Wires a node together and runs it: config -> store -> ledger -> block production -> RPC.
+
+Everything long-running has `async run()` and runs under one TaskGroup; SIGTERM and
+SIGINT stop the group, and the store is closed after the last task ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+from node.app import Ledger
+from node.crypto import format_address
+from node.config import NodeConfig, load_node_key
+from node.consensus.solo import SoloProducer
+from node.genesis import load_genesis
+from node.rpc.jsonrpc import Dispatcher
+from node.rpc.methods import NodeMethods
+from node.rpc.server import RpcServer
+from node.storage.chain import ChainStore
+from node.storage.kv import LevelDbStore
+
+log = logging.getLogger("paychain.node")
+
+
+@dataclass
+class Node:
+    config: NodeConfig
+    ledger: Ledger
+    producer: SoloProducer | None
+    rpc: RpcServer
+    store: LevelDbStore
+
+
+def bootstrap(config: NodeConfig) -> Node:
+    """Build every component of a node from its configuration (nothing runs yet)."""
+    genesis = load_genesis(config.genesis_path)
+    store = LevelDbStore(config.data_path)
+    try:
+        ledger = Ledger(ChainStore(store, genesis))
+        producer = None
+        validator_address = None
+        if config.validator_key_path is not None:
+            keys = load_node_key(config.validator_key_path)
+            producer = SoloProducer(ledger, keys, config.block_interval_ms_min)
+            validator_address = keys.address
+        dispatcher = Dispatcher()
+        primary = genesis.params.validators[0].address
+
+        def consensus_info() -> dict:
+            return {"view": 0, "primary": format_address(primary), "peers": [], "syncing": False,
+                    "mode": "single-validator"}
+
+        NodeMethods(ledger, validator_address, producer.notify if producer else (lambda: None),
+                    consensus_info).register(dispatcher)
+        rpc = RpcServer(dispatcher, ledger, config.rpc_host, config.rpc_port)
+    except BaseException:
+        store.close()
+        raise
+    return Node(config, ledger, producer, rpc, store)
+
+
+async def run_node(node: Node) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    log.info("node starting: chain %s at height %d, state root %s", node.ledger.chain_id, node.ledger.head.height,
+             node.ledger.head.state_root.hex()[:16])
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(node.rpc.run())]
+            if node.producer is not None:
+                tasks.append(group.create_task(node.producer.run()))
+            await stop.wait()
+            log.info("stopping")
+            for task in tasks:
+                task.cancel()
+    finally:
+        with contextlib.suppress(Exception):
+            node.store.close()
+        log.info("stopped at height %d", node.ledger.head.height)

@@ -1,0 +1,56 @@
+"""Stable application error codes: one number per rule, never reused or renumbered.
+
+JSON-RPC reserves -32768..-32000 for the protocol; Paychain's own codes are positive
+and grouped: 1xxx lookups, 2xxx transaction admission, 3xxx subscriptions.
+"""
+
+from __future__ import annotations
+
+from node.rpc.jsonrpc import RpcError
+
+NOT_FOUND = 1001
+INVALID_ARGUMENT = 1002
+TOO_MANY = 1003
+
+TRANSACTION_REJECTED = 2000
+"""Fallback for a rule not listed below."""
+TRANSACTION_RULE_CODES: dict[str, int] = {
+    "malformed": 2001,
+    "wrong_chain": 2002,
+    "bad_signature": 2003,
+    "nonce_used": 2004,
+    "nonce_too_far": 2005,
+    "nonce_taken": 2006,
+    "insufficient_funds": 2007,
+    "fee_too_low": 2008,
+    "unknown_asset": 2009,
+    "mempool_full": 2010,
+    "already_known": 2011,
+    "already_committed": 2012,
+    "not_registered": 2013,
+    "zero_amount": 2014,
+    "self_transfer": 2015,
+    "unknown_role": 2016,
+    "missing_reference": 2017,
+    "cannot_pay_fee": 2018,
+    "bad_nonce": 2019,
+    "fee_overflow": 2020,
+}
+assert len(set(TRANSACTION_RULE_CODES.values())) == len(TRANSACTION_RULE_CODES)
+
+SUBSCRIPTION_UNKNOWN_TOPIC = 3001
+SUBSCRIPTION_LIMIT = 3002
+SUBSCRIPTION_HTTP = 3003
+
+
+def transaction_rejected(rule: str, message: str) -> RpcError:
+    code = TRANSACTION_RULE_CODES.get(rule, TRANSACTION_REJECTED)
+    return RpcError(code, f"transaction rejected ({rule}): {message}", {"rule": rule})
+
+
+def not_found(what: str) -> RpcError:
+    return RpcError(NOT_FOUND, f"{what} not found")
+
+
+def invalid_argument(message: str) -> RpcError:
+    return RpcError(INVALID_ARGUMENT, message)

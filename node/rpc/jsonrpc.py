@@ -1,0 +1,156 @@
+"""JSON-RPC 2.0, transport-independent: parse a request body, dispatch, build responses.
+
+Follows https://www.jsonrpc.org/specification: single calls and batches (bounded),
+notifications (no id -> no response), by-position and by-name params, and the
+reserved error codes. Application errors carry stable codes from `node.rpc.errors`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from node import limits
+
+log = logging.getLogger("paychain.rpc")
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+
+class RpcError(Exception):
+    """An error to return to the caller: stable `code`, human `message`, optional `data`."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def to_json(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+
+Method = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class MethodSpec:
+    """A method and the names of its parameters, in position order; trailing ones may be optional."""
+
+    function: Method
+    params: tuple[str, ...]
+    required: int
+
+
+class Dispatcher:
+    def __init__(self, batch_max: int = limits.rpc_batch_requests_max) -> None:
+        self.methods: dict[str, MethodSpec] = {}
+        self.batch_max = batch_max
+        self.on_call: Callable[[str, str], None] | None = None
+        """Metrics hook: (method, outcome) after each call."""
+
+    def register(self, name: str, function: Method, params: tuple[str, ...] = (), required: int | None = None) -> None:
+        assert name not in self.methods, name
+        self.methods[name] = MethodSpec(function, params, len(params) if required is None else required)
+
+    async def handle_body(self, body: bytes | str, context: Any = None) -> str | None:
+        """Response text for a request body, or None when nothing is to be sent (only notifications)."""
+        try:
+            request = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return _dump(_error_response(None, RpcError(PARSE_ERROR, "Parse error: the body is not valid JSON")))
+        if isinstance(request, list):
+            if not request:
+                return _dump(_error_response(None, RpcError(INVALID_REQUEST, "Invalid Request: empty batch")))
+            if len(request) > self.batch_max:
+                return _dump(_error_response(None, RpcError(
+                    INVALID_REQUEST, f"Invalid Request: batch of {len(request)} calls exceeds the limit of "
+                                     f"{self.batch_max}")))
+            responses = [await self.handle_call(call, context) for call in request]
+            responses = [r for r in responses if r is not None]
+            return _dump(responses) if responses else None
+        response = await self.handle_call(request, context)
+        return None if response is None else _dump(response)
+
+    async def handle_call(self, call: Any, context: Any) -> dict[str, Any] | None:
+        if not isinstance(call, dict):
+            return _error_response(None, RpcError(INVALID_REQUEST, "Invalid Request: a call must be an object"))
+        call_id = call.get("id")
+        is_notification = "id" not in call
+        if call.get("jsonrpc") != "2.0" or not isinstance(call.get("method"), str):
+            return _error_response(call_id if _valid_id(call_id) else None, RpcError(
+                INVALID_REQUEST, "Invalid Request: needs jsonrpc \"2.0\" and a string method"))
+        if not _valid_id(call_id):
+            return _error_response(None, RpcError(INVALID_REQUEST, "Invalid Request: id must be a string, number "
+                                                                    "or null"))
+        method = call["method"]
+        try:
+            result = await self._invoke(method, call.get("params"), context)
+            outcome = "ok"
+        except RpcError as error:
+            outcome = "error"
+            if is_notification:
+                return None
+            self._count(method, outcome)
+            return _error_response(call_id, error)
+        except Exception:  # a bug: never crash the server, never leak internals
+            log.exception("internal error in %s", method)
+            self._count(method, "internal_error")
+            return None if is_notification else _error_response(call_id, RpcError(INTERNAL_ERROR, "Internal error"))
+        self._count(method, outcome)
+        if is_notification:
+            return None
+        return {"jsonrpc": "2.0", "result": result, "id": call_id}
+
+    def _count(self, method: str, outcome: str) -> None:
+        if self.on_call is not None:
+            self.on_call(method if method in self.methods else "unknown", outcome)
+
+    async def _invoke(self, method: str, params: Any, context: Any) -> Any:
+        spec = self.methods.get(method)
+        if spec is None:
+            raise RpcError(METHOD_NOT_FOUND, f"Method not found: {method}")
+        arguments = _bind(spec, params)
+        return await spec.function(context, **arguments)
+
+
+def _bind(spec: MethodSpec, params: Any) -> dict[str, Any]:
+    if params is None:
+        params = []
+    if isinstance(params, list):
+        if len(params) > len(spec.params):
+            raise RpcError(INVALID_PARAMS, f"Invalid params: at most {len(spec.params)} parameters "
+                                           f"({', '.join(spec.params) or 'none'})")
+        arguments = dict(zip(spec.params, params))
+    elif isinstance(params, dict):
+        unknown = set(params) - set(spec.params)
+        if unknown:
+            raise RpcError(INVALID_PARAMS, f"Invalid params: unknown parameter(s) {', '.join(sorted(unknown))}")
+        arguments = dict(params)
+    else:
+        raise RpcError(INVALID_PARAMS, "Invalid params: params must be an array or an object")
+    missing = [name for name in spec.params[:spec.required] if name not in arguments]
+    if missing:
+        raise RpcError(INVALID_PARAMS, f"Invalid params: missing {', '.join(missing)}")
+    return arguments
+
+
+def _valid_id(value: Any) -> bool:
+    return value is None or isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _error_response(call_id: Any, error: RpcError) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "error": error.to_json(), "id": call_id}
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))

@@ -1,0 +1,207 @@
+"""The node's HTTP face (aiohttp): POST /rpc, WebSocket /ws, GET /metrics, GET /healthz."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import CounterMetricFamily
+
+from node import crypto, encoding, limits
+from node.app import CommittedBlock, Ledger
+from node.rpc import errors
+from node.rpc.jsonrpc import INVALID_PARAMS, INVALID_REQUEST, Dispatcher, RpcError
+from node.rpc.subscriptions import TOPICS, Connection, Subscription, SubscriptionHub
+
+log = logging.getLogger("paychain.rpc")
+
+
+class Metrics:
+    """Prometheus metrics of one node (own registry, so several nodes can share a process in tests)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.registry = CollectorRegistry()
+        self.rpc_calls = Counter("paychain_rpc_calls", "JSON-RPC calls", ["method", "outcome"], registry=self.registry)
+        self.blocks = Counter("paychain_blocks_committed", "Blocks committed", registry=self.registry)
+        self.txs = Counter("paychain_txs_committed", "Transactions committed", ["success"], registry=self.registry)
+        self.height = Gauge("paychain_height", "Height of the last committed block", registry=self.registry)
+        self.block_txs = Histogram("paychain_block_txs", "Transactions per block", registry=self.registry,
+                                   buckets=(0, 1, 10, 100, 500, 1000, 2000, 4000, 8000))
+        mempool = Gauge("paychain_mempool_txs", "Transactions in the mempool", registry=self.registry)
+        mempool.set_function(lambda: len(ledger.mempool))
+        self.registry.register(_RejectionCollector(ledger))
+        self.height.set(ledger.head.height)
+        ledger.listeners.append(self.on_commit)
+
+    def on_commit(self, committed: CommittedBlock) -> None:
+        self.blocks.inc()
+        self.height.set(committed.block.header.height)
+        self.block_txs.observe(len(committed.envelopes))
+        succeeded = sum(1 for r in committed.receipts if r.success)
+        self.txs.labels("true").inc(succeeded)
+        self.txs.labels("false").inc(len(committed.receipts) - succeeded)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _RejectionCollector:
+    """Exposes the ledger's per-rule rejection counts, which the ledger keeps itself."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    def collect(self):
+        family = CounterMetricFamily("paychain_txs_rejected", "Transactions rejected, by rule", labels=["rule"])
+        for rule, count in sorted(self._ledger.rejections.items()):
+            family.add_metric([rule], count)
+        yield family
+
+
+class RpcServer:
+    def __init__(self, dispatcher: Dispatcher, ledger: Ledger, host: str, port: int) -> None:
+        self.dispatcher = dispatcher
+        self.ledger = ledger
+        self.host = host
+        self.port = port
+        self.metrics = Metrics(ledger)
+        self.hub = SubscriptionHub(ledger)
+        dispatcher.on_call = lambda method, outcome: self.metrics.rpc_calls.labels(method, outcome).inc()
+        dispatcher.register("subscribe", _websocket_only, ("topic", "filter"), required=0)
+        dispatcher.register("unsubscribe", _websocket_only, ("subscription",), required=0)
+        self.app = web.Application(client_max_size=limits.rpc_body_bytes_max + 1)
+        self.app.router.add_post("/rpc", self.handle_rpc)
+        self.app.router.add_post("/", self.handle_rpc)
+        self.app.router.add_get("/ws", self.handle_ws)
+        self.app.router.add_get("/metrics", self.handle_metrics)
+        self.app.router.add_get("/healthz", self.handle_health)
+        self.runner: web.AppRunner | None = None
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        self.runner = web.AppRunner(self.app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        if self.port == 0:
+            self.port = site._server.sockets[0].getsockname()[1]
+        log.info("JSON-RPC on http://%s:%d/rpc", self.host, self.port)
+        if ready is not None:
+            ready.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.runner.cleanup()
+
+    async def handle_rpc(self, request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > limits.rpc_body_bytes_max:
+            return _too_large()
+        body = await request.content.read(limits.rpc_body_bytes_max + 1)
+        if len(body) > limits.rpc_body_bytes_max:
+            return _too_large()
+        response = await self.dispatcher.handle_body(body)
+        if response is None:
+            return web.Response(status=204)
+        return web.Response(text=response, content_type="application/json")
+
+    async def handle_metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def handle_health(self, request: web.Request) -> web.Response:
+        head = self.ledger.head
+        return web.json_response({"status": "ok", "height": head.height})
+
+    async def handle_ws(self, request: web.Request) -> web.WebSocketResponse:
+        if len(self.hub.connections) >= limits.ws_connections_max:
+            raise web.HTTPServiceUnavailable(text="too many WebSocket connections")
+        socket = web.WebSocketResponse(max_msg_size=limits.ws_message_bytes_max, heartbeat=30)
+        await socket.prepare(request)
+        connection = Connection()
+        self.hub.connections.add(connection)
+        writer = asyncio.create_task(self._write_notifications(socket, connection))
+        try:
+            async for message in socket:
+                if message.type != WSMsgType.TEXT:
+                    continue
+                response = await self._handle_ws_text(message.data, connection)
+                if response is not None:
+                    await socket.send_str(response)
+        finally:
+            self.hub.connections.discard(connection)
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+        return socket
+
+    async def _write_notifications(self, socket: web.WebSocketResponse, connection: Connection) -> None:
+        while True:
+            message = await connection.queue.get()
+            if message is None or connection.overflowed:
+                await socket.close(code=1008, message=b"subscriber too slow: notification buffer full")
+                return
+            await socket.send_str(json.dumps(message, separators=(",", ":")))
+
+    async def _handle_ws_text(self, text: str, connection: Connection) -> str | None:
+        """WebSocket calls: subscribe/unsubscribe here, anything else through the normal dispatcher."""
+        try:
+            call = json.loads(text)
+        except ValueError:
+            return await self.dispatcher.handle_body(text)
+        if isinstance(call, dict) and call.get("method") in ("subscribe", "unsubscribe"):
+            call_id = call.get("id")
+            try:
+                if call["method"] == "subscribe":
+                    result: Any = self._subscribe(connection, call.get("params"))
+                else:
+                    result = self._unsubscribe(connection, call.get("params"))
+            except RpcError as error:
+                return json.dumps({"jsonrpc": "2.0", "error": error.to_json(), "id": call_id})
+            return json.dumps({"jsonrpc": "2.0", "result": result, "id": call_id})
+        return await self.dispatcher.handle_body(text)
+
+    def _subscribe(self, connection: Connection, params: Any) -> str:
+        if isinstance(params, dict):
+            params = [params.get("topic"), params.get("filter")]
+        if not isinstance(params, list) or not 1 <= len(params) <= 2:
+            raise RpcError(INVALID_PARAMS, "Invalid params: subscribe takes [topic, filter]")
+        topic = params[0]
+        filter_value = params[1] if len(params) == 2 else None
+        if topic not in TOPICS:
+            raise RpcError(errors.SUBSCRIPTION_UNKNOWN_TOPIC, f"unknown topic {topic!r}; topics: {', '.join(TOPICS)}")
+        if len(connection.subscriptions) >= limits.ws_subscriptions_per_connection_max:
+            raise RpcError(errors.SUBSCRIPTION_LIMIT, f"at most {limits.ws_subscriptions_per_connection_max} "
+                                                      "subscriptions per connection")
+        parsed: bytes | None = None
+        if topic == "account":
+            try:
+                parsed = crypto.parse_address(filter_value)
+            except crypto.InvalidAddress as error:
+                raise RpcError(INVALID_PARAMS, f"Invalid params: account topic needs an address: {error}") from error
+        elif topic == "tx" and filter_value is not None:
+            try:
+                parsed = encoding.parse_hex(filter_value, "tx hash", 32)
+            except encoding.DecodeError as error:
+                raise RpcError(INVALID_PARAMS, f"Invalid params: {error}") from error
+        subscription = Subscription(self.hub.new_subscription_id(), topic, parsed)
+        connection.subscriptions[subscription.id] = subscription
+        return subscription.id
+
+    def _unsubscribe(self, connection: Connection, params: Any) -> bool:
+        if isinstance(params, dict):
+            params = [params.get("subscription")]
+        if not isinstance(params, list) or len(params) != 1 or not isinstance(params[0], str):
+            raise RpcError(INVALID_PARAMS, "Invalid params: unsubscribe takes [subscription id]")
+        return connection.subscriptions.pop(params[0], None) is not None
+
+
+async def _websocket_only(context: Any, **_: Any) -> None:
+    raise RpcError(errors.SUBSCRIPTION_HTTP, "subscriptions need a WebSocket connection to /ws")
+
+
+def _too_large() -> web.Response:
+    error = RpcError(INVALID_REQUEST, f"Invalid Request: body exceeds {limits.rpc_body_bytes_max} bytes")
+    return web.Response(status=413, text=json.dumps({"jsonrpc": "2.0", "error": error.to_json(), "id": None}),
+                        content_type="application/json")
