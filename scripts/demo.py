@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Demo payment on a running local network, through `paywallet` only, printing each step."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from node.localnet import DEV_PASSWORD, load_processes
+
+BIN = Path(sys.executable).parent
+
+
+def wallet(*args: str, env: dict[str, str]) -> dict:
+    command = [str(BIN / "paywallet"), *args, "--json"]
+    print("  $ paywallet " + " ".join(args))
+    completed = subprocess.run(command, env=env, capture_output=True, text=True)
+    if completed.returncode != 0:
+        print(completed.stdout + completed.stderr, file=sys.stderr)
+        raise SystemExit(f"demo step failed with exit code {completed.returncode}")
+    return json.loads(completed.stdout)
+
+
+def show_balances(env: dict[str, str], *names: str) -> None:
+    for name in names:
+        account = wallet("balance", name, env=env)
+        balances = ", ".join(f"{amount / 100:,.2f} {asset}" for asset, amount in sorted(account["balances"].items()))
+        print(f"    {name:<8} {balances}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--home", type=Path, default=Path("localnet"))
+    home = parser.parse_args().home.resolve()
+    nodes = load_processes(home)
+    if not nodes:
+        raise SystemExit(f"no local network in {home}: run `paychain localnet up --home {home}` first")
+    env = dict(os.environ, PAYWALLET_DIR=str(home / "wallet"), PAYCHAIN_RPC=nodes[0].rpc_url,
+               PAYWALLET_PASSWORD=DEV_PASSWORD)
+    status = subprocess.run([str(BIN / "paychain"), "status", "--rpc", nodes[0].rpc_url, "--json"],
+                            capture_output=True, text=True, check=True)
+    info = json.loads(status.stdout)
+    print(f"\n== chain {info['chain_id']} at height {info['height']}, node {nodes[0].rpc_url}")
+    print("\n== 1. balances before")
+    show_balances(env, "alice", "bob")
+    print("\n== 2. alice pays bob 12.50 CNY and waits for finality")
+    result = wallet("transfer", "--from", "alice", "--to", "bob", "--amount", "12.50", "--asset", "CNY", "--wait",
+                    env=env)
+    print(f"    committed in block {result['height']}: {result['receipt']['events'][0]}")
+    print("\n== 3. alice asks the gateway to recharge 100.00 USD (off-chain bank transfer 'demo-001')")
+    request = wallet("recharge", "--from", "alice", "--gateway", "gateway", "--amount", "100", "--asset", "USD",
+                     "--reference", "demo-001", "--wait", env=env)
+    print(f"    request {request['hash']} committed in block {request['height']}")
+    print("\n== 4. the gateway sees the funds arrive and posts the recharge")
+    posted = wallet("recharge-post", request["hash"], "--from", "gateway", "--reference", "bank-ok-001", "--wait",
+                    env=env)
+    print(f"    posted in block {posted['height']}: {posted['receipt']['events'][0]}")
+    print("\n== 5. balances after (fees of 0.01 go to the fee account)")
+    show_balances(env, "alice", "bob")
+    blocks = json.loads(subprocess.run([str(BIN / "paychain"), "status", "--rpc", nodes[0].rpc_url, "--json"],
+                                       capture_output=True, text=True, check=True).stdout)
+    print(f"\n== chain is at height {blocks['height']}, state root {blocks['state_root'][:18]}…")
+    print(f"\nThe network keeps running. Try:\n  export PAYWALLET_DIR={home / 'wallet'} PAYCHAIN_RPC={nodes[0].rpc_url}"
+          f"\n  .venv/bin/paywallet balance alice\n  .venv/bin/paywallet history alice"
+          f"\nStop it with:  .venv/bin/paychain localnet down --home {home}")
+
+
+if __name__ == "__main__":
+    main()
