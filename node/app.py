@@ -57,6 +57,8 @@ class ExecutedBlock:
     envelopes: tuple[Envelope, ...]
     state: State
     receipts: tuple[Receipt, ...]
+    encoded_changes: dict[bytes, bytes | None]
+    """The state changes, encoded once for both the commitment and the store."""
     tree_update: TreeUpdate
 
 
@@ -123,21 +125,34 @@ class Ledger:
 
     # --- mempool ----------------------------------------------------------------------------
 
-    def check_tx(self, raw: bytes) -> bytes:
-        """Admit a signed transaction; returns its hash or raises InvalidTransaction."""
+    def check_tx(self, raw: bytes, verified: Envelope | None = None) -> bytes:
+        """Admit a signed transaction; returns its hash or raises InvalidTransaction.
+
+        `verified` is the transaction already opened with its signature checked (e.g. by a
+        batch verifier on another core); otherwise it is opened and verified here.
+        """
         try:
-            envelope = open_transaction(raw, self.chain_id)
-            if self.store.get_tx(envelope.hash) is not None:
-                raise InvalidTransaction("already_committed", "transaction is already committed")
-            self.mempool.add(envelope, self.state())
+            envelope = verified if verified is not None else open_transaction(raw, self.chain_id)
+            assert envelope.raw == raw
+            self._admit(envelope)
         except InvalidTransaction as error:
             if error.code not in ("already_known", "already_committed"):
-                self._record_rejection(transaction_hash(raw), error.code, error.message)
+                self.record_rejection(transaction_hash(raw), error.code, error.message)
             raise
         self._remember_verified(envelope)
         return envelope.hash
 
-    def _record_rejection(self, tx_hash: bytes, code: str, message: str) -> None:
+    def _admit(self, envelope: Envelope) -> None:
+        try:
+            self.mempool.add(envelope, self.state())
+        except InvalidTransaction as error:
+            # Only a used nonce can mean "already committed": look the hash up just then.
+            if error.code == "nonce_used" and self.store.get_tx(envelope.hash) is not None:
+                raise InvalidTransaction("already_committed", "transaction is already committed") from error
+            raise
+
+    def record_rejection(self, tx_hash: bytes, code: str, message: str) -> None:
+        """Count a rejection and remember why, so `tx_get` can tell the sender."""
         self.rejections[code] = self.rejections.get(code, 0) + 1
         self.recent_rejections[tx_hash] = (code, message)
         while len(self.recent_rejections) > limits.recent_rejections_max:
@@ -163,15 +178,17 @@ class Ledger:
             state, candidates, context, limits.block_txs_max, limits.block_bytes_max)
         if skipped:
             for envelope, code in skipped:
-                self._record_rejection(envelope.hash, code, "dropped by the proposer: the transaction can no longer "
+                self.record_rejection(envelope.hash, code, "dropped by the proposer: the transaction can no longer "
                                                             "be included")
             self.mempool.update(state, set(), skipped)
-        tree_update = self.committed.tree.compute_update(new_state.encoded_changes())
+        encoded_changes = new_state.encoded_changes()
+        tree_update = self.committed.tree.compute_update(encoded_changes)
         tx_hashes = [e.hash for e in included]
         header = Header(self.chain_id, height, view, self.head.block_hash, proposer, timestamp_ms, len(included),
                         blocks.tx_root(tx_hashes), blocks.receipts_root(receipts), tree_update.root)
         block = Block(header, tuple(e.raw for e in included))
-        self._remember_executed(ExecutedBlock(block, tuple(included), new_state, tuple(receipts), tree_update))
+        self._remember_executed(ExecutedBlock(block, tuple(included), new_state, tuple(receipts), encoded_changes,
+                                              tree_update))
         return block
 
     def process_proposal(self, block: Block) -> None:
@@ -185,10 +202,11 @@ class Ledger:
             raise InvalidBlock("block timestamp is too far in the future")
         envelopes = open_block_transactions(block, self.chain_id, self._verified)
         new_state, receipts = apply_block(self.state(), block, {e.hash: e for e in envelopes})
-        tree_update = self.committed.tree.compute_update(new_state.encoded_changes())
+        encoded_changes = new_state.encoded_changes()
+        tree_update = self.committed.tree.compute_update(encoded_changes)
         if tree_update.root != header.state_root:
             raise InvalidBlock("state root does not match execution")
-        self._remember_executed(ExecutedBlock(block, envelopes, new_state, receipts, tree_update))
+        self._remember_executed(ExecutedBlock(block, envelopes, new_state, receipts, encoded_changes, tree_update))
 
     def _remember_executed(self, executed: ExecutedBlock) -> None:
         self._executed[blocks.header_hash(executed.block.header)] = executed
@@ -204,7 +222,7 @@ class Ledger:
             executed = self._executed[block_hash]
         blocks.verify_certificate(certificate, block.header, self.validator_keys)
         changes = executed.state.changes
-        encoded = executed.state.encoded_changes()
+        encoded = executed.encoded_changes
         touched = tuple(touched_accounts(e, r) for e, r in zip(executed.envelopes, executed.receipts))
         self.store.commit_block(block, certificate, executed.receipts, [e.hash for e in executed.envelopes],
                                 touched, encoded)

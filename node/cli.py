@@ -180,7 +180,14 @@ def run(home: Path, rpc_port: int | None, rpc_host: str | None) -> None:
         node = bootstrap(config)
     except (InvalidConfig, InvalidGenesis, StoreError, ValueError) as error:
         _fail(str(error))
-    asyncio.run(run_node(node))
+    profile_path = os.environ.get("PAYCHAIN_PROFILE")
+    if profile_path:  # for benchmarks: where does the time go?
+        import cProfile
+        with cProfile.Profile() as profiler:
+            asyncio.run(run_node(node))
+        profiler.dump_stats(profile_path)
+    else:
+        asyncio.run(run_node(node))
 
 
 # --- status ------------------------------------------------------------------------------------

@@ -46,6 +46,21 @@ def _check_port(value: Any, name: str) -> int:
     return value
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _check_integer(value: Any, name: str) -> int:
+    if type(value) is not int:
+        raise InvalidConfig(f"{name} must be an integer")
+    return value
+
+
+def _check_log_level(value: Any) -> str:
+    if not isinstance(value, str) or value.upper() not in LOG_LEVELS:
+        raise InvalidConfig(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+    return value.upper()
+
+
 def load_config(home: Path, overrides: dict[str, Any] | None = None) -> NodeConfig:
     home = Path(home).resolve()
     path = home / "config.toml"
@@ -69,8 +84,9 @@ def load_config(home: Path, overrides: dict[str, Any] | None = None) -> NodeConf
         rpc_host=str(values.get("rpc_host", "127.0.0.1")),
         rpc_port=_check_port(values.get("rpc_port", 26657), "rpc_port"),
         p2p_port=_check_port(values.get("p2p_port", 26656), "p2p_port"),
-        block_interval_ms_min=int(values.get("block_interval_ms_min", limits.block_interval_ms_min)),
-        log_level=str(values.get("log_level", "INFO")).upper(),
+        block_interval_ms_min=_check_integer(values.get("block_interval_ms_min", limits.block_interval_ms_min),
+                                             "block_interval_ms_min"),
+        log_level=_check_log_level(values.get("log_level", "INFO")),
     )
     if not limits.block_interval_ms_min <= config.block_interval_ms_min <= limits.block_interval_ms_max:
         raise InvalidConfig(f"block_interval_ms_min must be in {limits.block_interval_ms_min}.."

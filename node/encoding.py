@@ -246,8 +246,11 @@ def encode(value: Any) -> bytes:
 
 def decode(cls: type, data: bytes, max_bytes: int) -> Any:
     """Parse the canonical bytes of `cls`; raises DecodeError naming the rule broken."""
-    value = _struct_from_wire(cls, unpack(data, max_bytes), cls.__name__)
-    if encode(value) != data:
+    wire = unpack(data, max_bytes)
+    value = _struct_from_wire(cls, wire, cls.__name__)
+    # Every field codec accepted its wire value unchanged, so re-packing the wire form is the
+    # canonical encoding of `value` (and much cheaper than re-encoding the dataclass).
+    if pack(wire) != data:
         raise DecodeError(f"{cls.__name__}: not the canonical encoding")
     return value
 

@@ -22,6 +22,7 @@ from node.rpc.methods import NodeMethods
 from node.rpc.server import RpcServer
 from node.storage.chain import ChainStore
 from node.storage.kv import LevelDbStore
+from node.verifier import BatchVerifier
 
 log = logging.getLogger("paychain.node")
 
@@ -54,8 +55,9 @@ def bootstrap(config: NodeConfig) -> Node:
             return {"view": 0, "primary": format_address(primary), "peers": [], "syncing": False,
                     "mode": "single-validator"}
 
+        verifier = BatchVerifier(ledger.chain_id, workers=2)
         NodeMethods(ledger, validator_address, producer.notify if producer else (lambda: None),
-                    consensus_info).register(dispatcher)
+                    consensus_info, verifier).register(dispatcher)
         rpc = RpcServer(dispatcher, ledger, config.rpc_host, config.rpc_port)
     except BaseException:
         store.close()

@@ -203,14 +203,19 @@ def open_transaction(raw: bytes, chain_id: str, verify_signature: bool = True) -
         raise InvalidTransaction("malformed", f"malformed transaction: {error}") from error
     transaction = signed.transaction
     validate_transaction(transaction, chain_id)
-    if verify_signature:
-        payload = raw[1:-_SIGNATURE_FIELD_BYTES]
-        assert payload == encoding.encode(transaction) or not __debug__
-        if not crypto.verify(transaction.sender_public_key, chain_id, crypto.TAG_TRANSACTION, payload,
-                             signed.signature):
-            raise InvalidTransaction("bad_signature", "signature does not verify for the sender's key and chain id")
     sender = crypto.address_from_public_key(transaction.sender_public_key)
-    return Envelope(raw, transaction_hash(raw), signed, sender)
+    envelope = Envelope(raw, transaction_hash(raw), signed, sender)
+    if verify_signature and not verify_envelope(envelope, chain_id):
+        raise InvalidTransaction("bad_signature", "signature does not verify for the sender's key and chain id")
+    return envelope
+
+
+def verify_envelope(envelope: Envelope, chain_id: str) -> bool:
+    """True if the sender's signature covers this transaction on `chain_id`."""
+    # `decode` checked the encoding is canonical, so the transaction's bytes are a slice of `raw`.
+    payload = envelope.raw[1:-_SIGNATURE_FIELD_BYTES]
+    return crypto.verify(envelope.transaction.sender_public_key, chain_id, crypto.TAG_TRANSACTION, payload,
+                         envelope.signed.signature)
 
 
 def validate_transaction(transaction: Transaction, chain_id: str) -> None:
@@ -224,7 +229,8 @@ def validate_transaction(transaction: Transaction, chain_id: str) -> None:
     if isinstance(body, Transfer) and body.recipient == sender:
         raise InvalidTransaction("self_transfer", "recipient must differ from the sender")
     if isinstance(body, Register) and body.role not in ROLE_NAMES:
-        raise InvalidTransaction("unknown_role", f"role {body.role} is not one of {sorted(ROLE_NAMES)}")
+        known = ", ".join(f"{int(role)} ({name})" for role, name in ROLE_NAMES.items())
+        raise InvalidTransaction("unknown_role", f"role {body.role} is not one of {known}")
     if isinstance(body, Withdraw) and not body.payout_reference:
         raise InvalidTransaction("missing_reference", "a withdrawal needs a payout reference")
 

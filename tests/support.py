@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import json
 import socket
 from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+import aiohttp
 
 from node import blocks, crypto
 from node.app import CommittedBlock, Ledger
 from node.genesis import Genesis, genesis_document, parse_genesis
 from node.localnet import dev_keys
+from node.rpc.jsonrpc import Dispatcher
+from node.rpc.methods import NodeMethods
+from node.rpc.server import RpcServer
 from node.storage.chain import ChainStore
 from node.storage.kv import KeyValueStore, MemoryStore
-from node.transactions import Body, Transaction, sign_transaction
+from node.transactions import Body, Transaction, Transfer, sign_transaction
 
 CHAIN_ID = "paychain-test"
 ASSETS = [{"code": "CNY", "decimals": 2, "min_fee": 1}, {"code": "USD", "decimals": 2, "min_fee": 2}]
@@ -44,6 +54,21 @@ def make_genesis(users: dict[str, dict[str, int]] | None = None, gateways: tuple
 def sign(name: str, nonce: int, body: Body, fee: int = 1, fee_asset: str = "CNY", chain_id: str = CHAIN_ID) -> bytes:
     pair = keys(name)
     return sign_transaction(pair, Transaction(chain_id, pair.public_key, nonce, fee_asset, fee, body))
+
+
+def address(name: str) -> str:
+    """The text address of a named test account."""
+    return crypto.format_address(keys(name).address)
+
+
+def hex0x(data: bytes) -> str:
+    return "0x" + data.hex()
+
+
+def transfer(sender: str = "alice", nonce: int = 0, recipient: str = "bob", amount: int = 100, asset: str = "CNY",
+             fee: int = 1, fee_asset: str = "CNY", chain_id: str = CHAIN_ID) -> bytes:
+    """A signed transfer between named test accounts."""
+    return sign(sender, nonce, Transfer(keys(recipient).address, asset, amount), fee, fee_asset, chain_id)
 
 
 @dataclass
@@ -81,3 +106,96 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+# --- JSON-RPC servers for integration tests -----------------------------------------------
+
+RPC_WAIT_S = 10.0
+"""Longest any single client wait (HTTP response, WebSocket message, server start) may take in a test."""
+TEST_RUN_S = 120.0
+"""Longest one asynchronous test may run in total."""
+
+
+def run_async(function):
+    """Run an `async def` test body with `asyncio.run`, bounded by TEST_RUN_S (pytest fixtures still work)."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(asyncio.wait_for(function(*args, **kwargs), TEST_RUN_S))
+
+    return wrapper
+
+
+@dataclass
+class RpcHarness:
+    """A running RpcServer on 127.0.0.1 and an HTTP session to talk to it."""
+
+    server: RpcServer
+    session: aiohttp.ClientSession
+    admitted: list[int] = field(default_factory=list)
+    """One entry per `on_admitted` call NodeMethods made (when the harness registered NodeMethods)."""
+
+    def url(self, path: str = "/rpc") -> str:
+        return f"http://{self.server.host}:{self.server.port}{path}"
+
+    async def post(self, body: str | bytes, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        """POST a raw body to /rpc: (HTTP status, parsed JSON or None when the body is empty)."""
+        async with self.session.post(self.url(), data=body,
+                                     headers=headers or {"Content-Type": "application/json"}) as response:
+            text = await response.text()
+            return response.status, (json.loads(text) if text else None)
+
+    async def call(self, method: str, params: Any = None, call_id: Any = 1) -> dict[str, Any]:
+        """One JSON-RPC call over HTTP; returns the whole response object."""
+        request: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": call_id}
+        if params is not None:
+            request["params"] = params
+        status, response = await self.post(json.dumps(request))
+        assert status == 200, (status, response)
+        assert isinstance(response, dict) and response.get("id") == call_id, response
+        return response
+
+    async def result(self, method: str, params: Any = None) -> Any:
+        response = await self.call(method, params)
+        assert "error" not in response, response
+        return response["result"]
+
+    async def error(self, method: str, params: Any = None) -> dict[str, Any]:
+        response = await self.call(method, params)
+        assert "result" not in response, response
+        return response["error"]
+
+    async def websocket(self, **options: Any) -> aiohttp.ClientWebSocketResponse:
+        timeout = aiohttp.ClientWSTimeout(ws_receive=RPC_WAIT_S, ws_close=RPC_WAIT_S)
+        return await self.session.ws_connect(self.url("/ws"), timeout=timeout, **options)
+
+
+def node_dispatcher(ledger: Ledger, admitted: list[int]) -> Dispatcher:
+    """A Dispatcher serving the node's methods; `admitted` grows by one on each `on_admitted` call."""
+    dispatcher = Dispatcher()
+    NodeMethods(ledger, keys("validator-0").address, lambda: admitted.append(1)).register(dispatcher)
+    return dispatcher
+
+
+@contextlib.asynccontextmanager
+async def serve_rpc(ledger: Ledger, dispatcher: Dispatcher | None = None) -> AsyncIterator[RpcHarness]:
+    """A real RpcServer on 127.0.0.1 (port chosen by the OS) and a client session, stopped on exit.
+
+    Without `dispatcher`, the node's own methods (NodeMethods) are served.
+    """
+    admitted: list[int] = []
+    server = RpcServer(dispatcher or node_dispatcher(ledger, admitted), ledger, "127.0.0.1", 0)
+    ready = asyncio.Event()
+    task = asyncio.create_task(server.run(ready))
+    waiter = asyncio.create_task(ready.wait())
+    try:
+        await asyncio.wait({task, waiter}, timeout=RPC_WAIT_S, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # re-raise why the server could not start
+        assert ready.is_set() and server.port != 0, "the RPC server did not start in time"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=RPC_WAIT_S)) as session:
+            yield RpcHarness(server, session, admitted)
+    finally:
+        waiter.cancel()
+        task.cancel()
+        await asyncio.gather(task, waiter, return_exceptions=True)

@@ -73,6 +73,8 @@ def decrypt_seed(document: dict, password: str) -> crypto.KeyPair:
                 and nacl.pwhash.argon2id.MEMLIMIT_MIN <= memlimit <= nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE):
             raise KeystoreError("keystore kdf limits are out of range")
         expected_public_key = bytes.fromhex(document["public_key"])
+        if len(salt) != nacl.pwhash.argon2id.SALTBYTES or len(nonce) != nacl.secret.SecretBox.NONCE_SIZE:
+            raise ValueError("salt or nonce has the wrong length")
     except (KeyError, TypeError, ValueError) as error:
         raise KeystoreError(f"keystore is corrupt: {error!r}") from error
     key = nacl.pwhash.argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, password.encode(), salt,

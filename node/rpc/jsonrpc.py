@@ -66,7 +66,7 @@ class Dispatcher:
         """Response text for a request body, or None when nothing is to be sent (only notifications)."""
         try:
             request = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # Recursion: nested past the parser
             return _dump(_error_response(None, RpcError(PARSE_ERROR, "Parse error: the body is not valid JSON")))
         if isinstance(request, list):
             if not request:

@@ -12,6 +12,7 @@ from node.encoding import DecodeError
 from node.rpc import errors, views
 from node.rpc.jsonrpc import INVALID_PARAMS, Dispatcher, RpcError
 from node.state import recharge_key
+from node.verifier import BatchVerifier
 from node.transactions import InvalidTransaction, SignedTransaction, transaction_hash
 
 NODE_VERSION = "0.1.0"
@@ -45,8 +46,10 @@ class NodeMethods:
     """Methods over one ledger. `on_admitted` tells block production there is work."""
 
     def __init__(self, ledger: Ledger, validator_address: bytes | None, on_admitted: Callable[[], None],
-                 consensus_info: Callable[[], dict[str, Any]] | None = None) -> None:
+                 consensus_info: Callable[[], dict[str, Any]] | None = None,
+                 verifier: BatchVerifier | None = None) -> None:
         self.ledger = ledger
+        self.verifier = verifier or BatchVerifier(ledger.chain_id, workers=1)
         self.validator_address = validator_address
         self.on_admitted = on_admitted
         self.consensus_info = consensus_info or (lambda: {"view": 0, "primary": None, "peers": [], "syncing": False})
@@ -142,17 +145,24 @@ class NodeMethods:
         if len(txs) > limits.rpc_send_batch_txs_max:
             raise RpcError(errors.TOO_MANY, f"a batch holds at most {limits.rpc_send_batch_txs_max} transactions, "
                                             f"got {len(txs)}")
-        results: list[dict[str, Any]] = []
-        accepted = 0
+        results: list[dict[str, Any] | None] = [None] * len(txs)
+        raws: list[tuple[int, bytes]] = []
         for index, item in enumerate(txs):
             try:
-                raw = parse_tx_param(item, f"txs[{index}]")
-                results.append({"hash": views.hex0x(self.ledger.check_tx(raw))})
+                raws.append((index, parse_tx_param(item, f"txs[{index}]")))
+            except RpcError as error:
+                results[index] = {"error": error.to_json()}
+        opened = await self.verifier.open_many([raw for _, raw in raws])
+        accepted = 0
+        for (index, raw), envelope in zip(raws, opened):
+            try:
+                if isinstance(envelope, InvalidTransaction):
+                    self.ledger.record_rejection(transaction_hash(raw), envelope.code, envelope.message)
+                    raise envelope
+                results[index] = {"hash": views.hex0x(self.ledger.check_tx(raw, verified=envelope))}
                 accepted += 1
             except InvalidTransaction as error:
-                results.append({"error": errors.transaction_rejected(error.code, error.message).to_json()})
-            except RpcError as error:
-                results.append({"error": error.to_json()})
+                results[index] = {"error": errors.transaction_rejected(error.code, error.message).to_json()}
         if accepted:
             self.on_admitted()
         return {"accepted": accepted, "rejected": len(txs) - accepted, "results": results}

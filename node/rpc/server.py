@@ -100,7 +100,10 @@ class RpcServer:
     async def handle_rpc(self, request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > limits.rpc_body_bytes_max:
             return _too_large()
-        body = await request.content.read(limits.rpc_body_bytes_max + 1)
+        try:
+            body = await request.read()  # the whole body; aiohttp enforces client_max_size
+        except web.HTTPRequestEntityTooLarge:
+            return _too_large()
         if len(body) > limits.rpc_body_bytes_max:
             return _too_large()
         response = await self.dispatcher.handle_body(body)
@@ -121,6 +124,7 @@ class RpcServer:
         socket = web.WebSocketResponse(max_msg_size=limits.ws_message_bytes_max, heartbeat=30)
         await socket.prepare(request)
         connection = Connection()
+        connection.on_overflow = lambda: _drop_if_not_reading(request.transport)
         self.hub.connections.add(connection)
         writer = asyncio.create_task(self._write_notifications(socket, connection))
         try:
@@ -148,7 +152,7 @@ class RpcServer:
         """WebSocket calls: subscribe/unsubscribe here, anything else through the normal dispatcher."""
         try:
             call = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             return await self.dispatcher.handle_body(text)
         if isinstance(call, dict) and call.get("method") in ("subscribe", "unsubscribe"):
             call_id = call.get("id")
@@ -199,6 +203,13 @@ class RpcServer:
 
 async def _websocket_only(context: Any, **_: Any) -> None:
     raise RpcError(errors.SUBSCRIPTION_HTTP, "subscriptions need a WebSocket connection to /ws")
+
+
+def _drop_if_not_reading(transport: asyncio.Transport | None) -> None:
+    """Bytes still unsent in our transport mean the client is not reading: the writer is stuck waiting to
+    drain and a close frame would never arrive, so drop the TCP connection rather than hold it forever."""
+    if transport is not None and transport.get_write_buffer_size() > 0:
+        transport.abort()
 
 
 def _too_large() -> web.Response:

@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from node import limits
 from node.app import CommittedBlock, Ledger
@@ -30,11 +30,13 @@ class Subscription:
     """tx hash for `tx` (None = every transaction), address for `account`."""
 
 
-@dataclass
+@dataclass(eq=False)  # identity equality: connections live in a set
 class Connection:
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(limits.ws_subscriber_buffer_messages_max))
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     overflowed: bool = False
+    on_overflow: Callable[[], None] | None = None
+    """Called once when the buffer overflows (the transport drops a client that is not reading)."""
 
 
 class SubscriptionHub:
@@ -103,5 +105,7 @@ class SubscriptionHub:
             self.dropped_connections += 1
             connection.queue = asyncio.Queue(1)
             connection.queue.put_nowait(None)  # wakes the writer, which closes the socket
+            if connection.on_overflow is not None:
+                connection.on_overflow()
             log.warning("closing a WebSocket whose client fell %d notifications behind",
                         limits.ws_subscriber_buffer_messages_max)

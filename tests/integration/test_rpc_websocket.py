@@ -1,0 +1,376 @@
+"""WebSocket /ws: subscriptions to blocks, tx and account, their limits, and slow subscribers.
+
+Blocks are committed with TestChain while clients listen on a real RpcServer. Absence of a
+notification is shown by ordering: notifications for one connection arrive in commit order,
+so when the first one to arrive is for a later block, the earlier block produced none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+
+from node import crypto, limits
+from node.rpc.errors import SUBSCRIPTION_HTTP, SUBSCRIPTION_LIMIT, SUBSCRIPTION_UNKNOWN_TOPIC
+from tests.support import CHAIN_ID, RPC_WAIT_S, address, hex0x, make_chain, run_async, serve_rpc, transfer
+
+INVALID_PARAMS = -32602
+
+
+class Client:
+    """A WebSocket JSON-RPC client that sets notifications aside while it waits for a response."""
+
+    def __init__(self, socket: aiohttp.ClientWebSocketResponse) -> None:
+        self.socket = socket
+        self.notifications: list[dict[str, Any]] = []
+        self._ids = iter(range(1, 1_000_000))
+
+    async def receive(self) -> dict[str, Any]:
+        message = await self.socket.receive(timeout=RPC_WAIT_S)
+        assert message.type == aiohttp.WSMsgType.TEXT, message
+        return json.loads(message.data)
+
+    async def call(self, method: str, params: Any = None) -> dict[str, Any]:
+        call_id = next(self._ids)
+        request: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": call_id}
+        if params is not None:
+            request["params"] = params
+        await self.socket.send_str(json.dumps(request))
+        while True:
+            message = await self.receive()
+            if message.get("method") == "subscription":
+                self.notifications.append(message)
+            else:
+                assert message.get("id") == call_id, message
+                return message
+
+    async def subscribe(self, topic: str, filter_value: Any = None) -> str:
+        response = await self.call("subscribe", [topic] if filter_value is None else [topic, filter_value])
+        assert "error" not in response, response
+        assert isinstance(response["result"], str)
+        return response["result"]
+
+    async def next_notification(self) -> dict[str, Any]:
+        """The params of the next notification: subscription, topic, result."""
+        if self.notifications:
+            message = self.notifications.pop(0)
+        else:
+            message = await self.receive()
+        assert message["jsonrpc"] == "2.0" and message["method"] == "subscription" and "id" not in message, message
+        return message["params"]
+
+
+async def connect(rpc: Any) -> Client:
+    return Client(await rpc.websocket())
+
+
+# --- topics ---------------------------------------------------------------------------------
+
+@run_async
+async def test_blocks_subscription_notifies_each_committed_header() -> None:
+    chain = make_chain()
+    async with serve_rpc(chain.ledger) as rpc:
+        client = await connect(rpc)
+        subscription = await client.subscribe("blocks")
+        chain.submit(transfer(nonce=0))
+        chain.commit_pending()
+        chain.commit_pending()
+        first = await client.next_notification()
+        second = await client.next_notification()
+        headers = [(await rpc.result("chain_getBlock", [height]))["header"] for height in (1, 2)]
+        await client.socket.close()
+    assert first == {"subscription": subscription, "topic": "blocks", "result": headers[0]}
+    assert second == {"subscription": subscription, "topic": "blocks", "result": headers[1]}
+    assert headers[0]["tx_count"] == 1
+
+
+@run_async
+async def test_tx_subscription_without_filter_notifies_every_transaction() -> None:
+    chain = make_chain()
+    async with serve_rpc(chain.ledger) as rpc:
+        client = await connect(rpc)
+        subscription = await client.subscribe("tx")
+        hashes = chain.submit(transfer(nonce=0), transfer("bob", 0, "alice"))
+        chain.commit_pending()
+        notifications = [await client.next_notification() for _ in hashes]
+        receipts = [(await rpc.result("tx_get", [hex0x(h)]))["receipt"] for h in hashes]
+    assert [n["subscription"] for n in notifications] == [subscription] * 2
+    assert [n["topic"] for n in notifications] == ["tx", "tx"]
+    assert [n["result"] for n in notifications] == [
+        {"hash": hex0x(tx_hash), "status": "committed", "height": 1, "index": index, "receipt": receipt}
+        for index, (tx_hash, receipt) in enumerate(zip(hashes, receipts))]
+
+
+@run_async
+async def test_tx_subscription_with_hash_filter_notifies_only_that_transaction() -> None:
+    chain = make_chain()
+    watched = transfer("bob", 0, "alice", amount=42)
+    async with serve_rpc(chain.ledger) as rpc:
+        client = await connect(rpc)
+        subscription = await client.subscribe("tx", hex0x(crypto.hash_bytes(watched)))
+        chain.submit(transfer(nonce=0))
+        chain.commit_pending()
+        chain.submit(transfer(nonce=1), watched, transfer("gateway", 0, "alice"))
+        chain.commit_pending()
+        notification = await client.next_notification()
+        chain.submit(transfer(nonce=2))
+        chain.commit_pending()
+        status = await client.call("node_status")  # anything queued for block 3 would arrive before this
+    assert notification["subscription"] == subscription
+    assert notification["result"]["hash"] == hex0x(crypto.hash_bytes(watched))
+    assert (notification["result"]["height"], notification["result"]["index"]) == (2, 1)
+    assert notification["result"]["receipt"]["events"][0]["amount"] == 42
+    assert status["result"]["height"] == 3
+    assert client.notifications == [], "no other transaction may be notified"
+
+
+@run_async
+async def test_account_subscription_notifies_only_transactions_touching_the_address() -> None:
+    chain = make_chain()
+    async with serve_rpc(chain.ledger) as rpc:
+        client = await connect(rpc)
+        subscription = await client.subscribe("account", address("bob"))
+        chain.submit(transfer(nonce=0, recipient="merchant"))
+        chain.commit_pending()  # bob untouched
+        received, sent = chain.submit(transfer(nonce=1, recipient="bob", amount=300),
+                                      transfer("bob", 0, "merchant", amount=50))
+        chain.commit_pending()
+        first = await client.next_notification()
+        second = await client.next_notification()
+        bob = await rpc.result("account_get", [address("bob")])
+    assert [first["subscription"], second["subscription"]] == [subscription] * 2
+    assert {first["topic"], second["topic"]} == {"account"}
+    after_block = {"address": address("bob"), "height": 2, "success": True, "nonce": bob["nonce"],
+                   "balances": bob["balances"]}
+    assert first["result"] == {**after_block, "tx_hash": hex0x(received)}
+    assert second["result"] == {**after_block, "tx_hash": hex0x(sent)}
+    assert bob["balances"]["CNY"] == 100_000 + 300 - 50 - 1
+
+
+# --- errors and limits ------------------------------------------------------------------------
+
+@run_async
+async def test_unknown_topic_is_refused() -> None:
+    async with serve_rpc(make_chain().ledger) as rpc:
+        client = await connect(rpc)
+        response = await client.call("subscribe", ["weather"])
+        assert (await client.call("node_status"))["result"]["height"] == 0  # the connection stays usable
+    assert response["error"]["code"] == SUBSCRIPTION_UNKNOWN_TOPIC
+    assert "weather" in response["error"]["message"] and "blocks" in response["error"]["message"]
+
+
+@pytest.mark.parametrize("params", [
+    ["account"], ["account", "pay1notanaddress"], ["tx", "0x1234zz"], ["tx", 7], [], "blocks",
+    ["blocks", None, "extra"],
+])
+@run_async
+async def test_invalid_subscribe_params(params: Any) -> None:
+    async with serve_rpc(make_chain().ledger) as rpc:
+        client = await connect(rpc)
+        response = await client.call("subscribe", params)
+    assert response["error"]["code"] == INVALID_PARAMS
+
+
+@run_async
+async def test_subscription_limit_per_connection() -> None:
+    async with serve_rpc(make_chain().ledger) as rpc:
+        client = await connect(rpc)
+        ids = [await client.subscribe("blocks") for _ in range(limits.ws_subscriptions_per_connection_max)]
+        over = await client.call("subscribe", ["blocks"])
+        other = await connect(rpc)
+        other_id = await other.subscribe("blocks")  # the limit is per connection
+        assert (await client.call("unsubscribe", [ids[0]]))["result"] is True
+        again = await client.subscribe("tx")
+    assert len(set(ids + [other_id, again])) == len(ids) + 2
+    assert over["error"]["code"] == SUBSCRIPTION_LIMIT
+    assert str(limits.ws_subscriptions_per_connection_max) in over["error"]["message"]
+
+
+@pytest.mark.parametrize("method, params", [("subscribe", ["blocks"]), ("unsubscribe", ["0x1"])])
+@run_async
+async def test_subscribe_over_http_is_refused(method: str, params: list[str]) -> None:
+    async with serve_rpc(make_chain().ledger) as rpc:
+        error = await rpc.error(method, params)
+    assert error["code"] == SUBSCRIPTION_HTTP and "WebSocket" in error["message"]
+
+
+@run_async
+async def test_unsubscribe_stops_notifications() -> None:
+    chain = make_chain()
+    async with serve_rpc(chain.ledger) as rpc:
+        client = await connect(rpc)
+        dropped = await client.subscribe("blocks")
+        kept = await client.subscribe("blocks")
+        assert (await client.call("unsubscribe", [dropped]))["result"] is True
+        assert (await client.call("unsubscribe", {"subscription": dropped}))["result"] is False
+        chain.commit_pending()
+        chain.commit_pending()
+        notifications = [await client.next_notification() for _ in range(2)]
+        await client.call("node_status")  # a notification for `dropped` would have been queued before this
+    assert [(n["subscription"], n["result"]["height"]) for n in notifications] == [(kept, 1), (kept, 2)]
+    assert client.notifications == []
+
+
+@pytest.mark.parametrize("params", [[], [7], ["0x1", "0x2"], "0x1"])
+@run_async
+async def test_invalid_unsubscribe_params(params: Any) -> None:
+    async with serve_rpc(make_chain().ledger) as rpc:
+        client = await connect(rpc)
+        assert (await client.call("unsubscribe", params))["error"]["code"] == INVALID_PARAMS
+
+
+@run_async
+async def test_ordinary_calls_work_over_the_websocket() -> None:
+    chain = make_chain()
+    async with serve_rpc(chain.ledger) as rpc:
+        client = await connect(rpc)
+        status = await client.call("node_status")
+        await client.socket.send_str('[{"jsonrpc": "2.0", "method": "tx_get", "params": ["0x' + "00" * 32 + '"], '
+                                     '"id": 1}, {"jsonrpc": "2.0", "method": "nope", "id": 2}]')
+        batch = await client.receive()
+        await client.socket.send_str("{not json")
+        parse_error = await client.receive()
+        await client.socket.send_str("[" * (limits.ws_message_bytes_max - 1))  # deeper than the parser follows
+        deep = await client.receive()
+        after = await client.call("chain_getParams")
+    assert status["result"]["chain_id"] == CHAIN_ID
+    assert [r.get("result", {}).get("status") for r in batch] == ["unknown", None]
+    assert batch[1]["error"]["code"] == -32601
+    assert parse_error["error"]["code"] == -32700 and parse_error["id"] is None
+    assert deep["error"]["code"] == -32700
+    assert after["result"]["chain_id"] == CHAIN_ID
+
+
+@run_async
+async def test_connection_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "ws_connections_max", 2)
+    chain = make_chain()
+    async with serve_rpc(chain.ledger) as rpc:
+        first, second = await connect(rpc), await connect(rpc)
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await rpc.websocket()
+        assert refused.value.status == 503
+        await first.socket.close()
+        third = await _connect_when_allowed(rpc, time.monotonic() + RPC_WAIT_S)
+        await third.subscribe("blocks")
+        chain.commit_pending()
+        assert (await third.next_notification())["result"]["height"] == 1
+        await second.socket.close()
+
+
+async def _connect_when_allowed(rpc: Any, deadline: float) -> Client:
+    """Connect once the server has a free WebSocket slot (polling until `deadline`)."""
+    while True:
+        try:
+            return await connect(rpc)
+        except aiohttp.WSServerHandshakeError as error:
+            if error.status != 503 or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.01)
+
+
+# --- slow subscribers --------------------------------------------------------------------------
+
+@run_async
+async def test_a_burst_larger_than_the_buffer_closes_the_connection_with_1008(monkeypatch: pytest.MonkeyPatch
+                                                                              ) -> None:
+    buffer_max = 4
+    monkeypatch.setattr(limits, "ws_subscriber_buffer_messages_max", buffer_max)
+    chain = make_chain()
+    async with serve_rpc(chain.ledger) as rpc:
+        flooded = await connect(rpc)
+        await flooded.subscribe("tx")
+        calm = await connect(rpc)
+        await calm.subscribe("blocks")
+        chain.submit(*[transfer(nonce=n) for n in range(buffer_max + 3)])
+        chain.commit_pending()  # one commit queues more notifications than the buffer holds
+        delivered = []
+        while (message := await flooded.socket.receive(timeout=RPC_WAIT_S)).type == aiohttp.WSMsgType.TEXT:
+            delivered.append(json.loads(message.data))
+        assert message.type == aiohttp.WSMsgType.CLOSE and message.data == 1008, message
+        assert "too slow" in message.extra
+        assert len(delivered) <= buffer_max
+        assert (await calm.next_notification())["result"]["height"] == 1
+        chain.commit_pending()
+        assert (await calm.next_notification())["result"]["height"] == 2
+
+
+TXS_PER_BLOCK = 40
+SLOW_TEST_BLOCKS_MAX = 90
+"""make_chain's clock allows about 100 blocks of TestChain time."""
+
+
+def _busy_block(chain: Any, nonces: dict[str, int]) -> None:
+    """Commit a block of TXS_PER_BLOCK transfers between alice and bob."""
+    raws = []
+    for index in range(TXS_PER_BLOCK):
+        sender, recipient = ("alice", "bob") if index % 2 == 0 else ("bob", "alice")
+        raws.append(transfer(sender, nonces[sender], recipient, amount=1))
+        nonces[sender] += 1
+    chain.submit(*raws)
+    chain.commit_pending()
+
+
+@run_async
+async def test_a_client_that_never_reads_is_disconnected_and_others_are_served(monkeypatch: pytest.MonkeyPatch
+                                                                               ) -> None:
+    """A subscriber that stops reading fills its TCP window, then its buffer; the server must let it go.
+
+    The connection limit is set to 2 so that the server's letting go is visible from outside:
+    a third client can connect only once the stuck one is gone.
+    """
+    monkeypatch.setattr(limits, "ws_connections_max", 2)
+    chain = make_chain()
+    nonces = {"alice": 0, "bob": 0}
+    async with serve_rpc(chain.ledger) as rpc:
+        stuck = await connect(rpc)
+        for _ in range(limits.ws_subscriptions_per_connection_max):
+            await stuck.subscribe("tx")  # the last thing this client reads
+        reader = await connect(rpc)
+        await reader.subscribe("blocks")
+        newcomer = None
+        for _ in range(SLOW_TEST_BLOCKS_MAX):
+            _busy_block(chain, nonces)
+            notification = await reader.next_notification()
+            assert notification["result"]["height"] == chain.ledger.head.height
+            try:
+                newcomer = await connect(rpc)
+                break
+            except aiohttp.WSServerHandshakeError as error:
+                assert error.status == 503
+        assert newcomer is not None, "the server never dropped a subscriber that does not read"
+        # Everyone else is still served.
+        await newcomer.subscribe("blocks")
+        _busy_block(chain, nonces)
+        assert (await reader.next_notification())["result"]["height"] == chain.ledger.head.height
+        assert (await newcomer.next_notification())["result"]["height"] == chain.ledger.head.height
+        assert (await rpc.result("node_status"))["height"] == chain.ledger.head.height
+        # The stuck client, reading at last, finds its stream ended well short of everything published.
+        published = limits.ws_subscriptions_per_connection_max * TXS_PER_BLOCK * chain.ledger.head.height
+        delivered = 0
+        while (message := await stuck.socket.receive(timeout=RPC_WAIT_S)).type == aiohttp.WSMsgType.TEXT:
+            delivered += 1
+        assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+        assert delivered < published
+        await reader.socket.close()
+        await newcomer.socket.close()
+
+
+@run_async
+async def test_a_closed_client_does_not_disturb_the_others() -> None:
+    chain = make_chain()
+    async with serve_rpc(chain.ledger) as rpc:
+        leaving, staying = await connect(rpc), await connect(rpc)
+        await leaving.subscribe("blocks")
+        await staying.subscribe("blocks")
+        await leaving.socket.close()
+        chain.commit_pending()
+        chain.commit_pending()
+        heights = [(await staying.next_notification())["result"]["height"] for _ in range(2)]
+        assert heights == [1, 2]
+        assert (await rpc.result("node_status"))["height"] == 2

@@ -1,0 +1,111 @@
+"""Helpers for tests that run real node processes and the real CLIs on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from node.localnet import DEV_PASSWORD, load_processes, wait_healthy
+from tests.support import free_port
+from wallet_cli.rpc_client import RpcClient
+
+BIN = Path(sys.executable).parent
+CLI_TIMEOUT_S = 60
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+@dataclass
+class LocalNetwork:
+    """A local network started by `paychain localnet up` in a temporary home."""
+
+    home: Path
+    rpc_url: str
+    pid: int
+
+    @property
+    def rpc(self) -> RpcClient:
+        return RpcClient(self.rpc_url, timeout_s=10)
+
+    def wallet(self, *args: str, password: str | None = DEV_PASSWORD, env: dict[str, str] | None = None) -> CliResult:
+        """Run `paywallet` against this network's dev wallet folder."""
+        environment = dict(os.environ, PAYWALLET_DIR=str(self.home / "wallet"), PAYCHAIN_RPC=self.rpc_url)
+        environment.pop("PAYWALLET_PASSWORD", None)
+        if password is not None:
+            environment["PAYWALLET_PASSWORD"] = password
+        environment.update(env or {})
+        completed = subprocess.run([str(BIN / "paywallet"), *args], env=environment, capture_output=True,
+                                   text=True, timeout=CLI_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        return CliResult(completed.returncode, completed.stdout, completed.stderr)
+
+    def wait_height(self, height: int, timeout_s: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = self.rpc.call("node_status")
+            if status["height"] >= height:
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"height {status['height']} < {height} after {timeout_s} s")
+            time.sleep(0.05)
+
+
+def paychain(*args: str) -> CliResult:
+    completed = subprocess.run([str(BIN / "paychain"), *args], capture_output=True, text=True,
+                               timeout=CLI_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    return CliResult(completed.returncode, completed.stdout, completed.stderr)
+
+
+def localnet_up(home: Path) -> LocalNetwork:
+    result = paychain("localnet", "up", "--home", str(home), "--base-port", str(free_port()), "--json")
+    assert result.code == 0, result.stderr
+    node = result.json()["nodes"][0]
+    return LocalNetwork(home, node["rpc_url"], node["pid"])
+
+
+def localnet_down(home: Path) -> None:
+    result = paychain("localnet", "down", "--home", str(home))
+    assert result.code == 0, result.stderr
+    for process in load_processes(home):  # verify: nothing we started is left behind
+        assert not Path(f"/proc/{process.pid}").exists() or _is_zombie(process.pid), process
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+def kill_hard(pid: int) -> None:
+    """SIGKILL a process we started and wait until it is gone."""
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and not _is_zombie(pid):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"process {pid} survived SIGKILL")
+        time.sleep(0.02)
+
+
+def start_node(home: Path, rpc_url: str) -> subprocess.Popen:
+    """Run `paychain run` for an existing node home (e.g. after a kill)."""
+    log = open(home / "node.log", "ab")
+    process = subprocess.Popen([sys.executable, "-m", "node.cli", "run", "--home", str(home)], stdout=log,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    log.close()
+    wait_healthy(rpc_url, process.pid, timeout_s=30)
+    return process
