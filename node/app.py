@@ -19,7 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from node import blocks, limits
+from node import blocks, encoding, limits
 from node.blocks import Block, CommitCertificate, Header, InvalidBlock, Receipt
 from node.execution import BlockContext, apply_block, execute_candidates, open_block_transactions, validate_header
 from node.mempool import Mempool
@@ -57,6 +57,7 @@ class ExecutedBlock:
     envelopes: tuple[Envelope, ...]
     state: State
     receipts: tuple[Receipt, ...]
+    encoded_receipts: tuple[bytes, ...]
     encoded_changes: dict[bytes, bytes | None]
     """The state changes, encoded once for both the commitment and the store."""
     tree_update: TreeUpdate
@@ -184,11 +185,13 @@ class Ledger:
         encoded_changes = new_state.encoded_changes()
         tree_update = self.committed.tree.compute_update(encoded_changes)
         tx_hashes = [e.hash for e in included]
+        encoded_receipts = tuple(encoding.encode(r) for r in receipts)
         header = Header(self.chain_id, height, view, self.head.block_hash, proposer, timestamp_ms, len(included),
-                        blocks.tx_root(tx_hashes), blocks.receipts_root(receipts), tree_update.root)
+                        blocks.tx_root(tx_hashes), blocks.receipts_root_of_encoded(encoded_receipts),
+                        tree_update.root)
         block = Block(header, tuple(e.raw for e in included))
-        self._remember_executed(ExecutedBlock(block, tuple(included), new_state, tuple(receipts), encoded_changes,
-                                              tree_update))
+        self._remember_executed(ExecutedBlock(block, tuple(included), new_state, tuple(receipts), encoded_receipts,
+                                              encoded_changes, tree_update))
         return block
 
     def process_proposal(self, block: Block) -> None:
@@ -206,7 +209,9 @@ class Ledger:
         tree_update = self.committed.tree.compute_update(encoded_changes)
         if tree_update.root != header.state_root:
             raise InvalidBlock("state root does not match execution")
-        self._remember_executed(ExecutedBlock(block, envelopes, new_state, receipts, encoded_changes, tree_update))
+        encoded_receipts = tuple(encoding.encode(r) for r in receipts)
+        self._remember_executed(ExecutedBlock(block, envelopes, new_state, receipts, encoded_receipts,
+                                              encoded_changes, tree_update))
 
     def _remember_executed(self, executed: ExecutedBlock) -> None:
         self._executed[blocks.header_hash(executed.block.header)] = executed
@@ -224,7 +229,7 @@ class Ledger:
         changes = executed.state.changes
         encoded = executed.encoded_changes
         touched = tuple(touched_accounts(e, r) for e, r in zip(executed.envelopes, executed.receipts))
-        self.store.commit_block(block, certificate, executed.receipts, [e.hash for e in executed.envelopes],
+        self.store.commit_block(block, certificate, executed.encoded_receipts, [e.hash for e in executed.envelopes],
                                 touched, encoded)
         self.committed.apply(changes, executed.tree_update)
         self._executed.clear()

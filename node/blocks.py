@@ -134,7 +134,11 @@ def tx_root(tx_hashes: Sequence[bytes]) -> bytes:
 
 
 def receipts_root(receipts: Sequence[Receipt]) -> bytes:
-    return merkle_root([crypto.hash_bytes(encoding.encode(r)) for r in receipts])
+    return receipts_root_of_encoded([encoding.encode(r) for r in receipts])
+
+
+def receipts_root_of_encoded(encoded_receipts: Sequence[bytes]) -> bytes:
+    return merkle_root([crypto.hash_bytes(r) for r in encoded_receipts])
 
 
 def sign_commit(keys: crypto.KeyPair, chain_id: str, vote: CommitVote) -> bytes:

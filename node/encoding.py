@@ -255,6 +255,16 @@ def decode(cls: type, data: bytes, max_bytes: int) -> Any:
     return value
 
 
+def pack_array_with_encoded_tail(leading: list, encoded_tail: bytes) -> bytes:
+    """msgpack of the array `leading + [tail]` where the tail element is given already encoded.
+
+    A msgpack array is its header followed by its elements' encodings, so an element
+    encoded earlier (e.g. a receipt, for the receipts root) is spliced in, not encoded again.
+    """
+    assert len(leading) + 1 <= 15, "fixarray header only"
+    return bytes([0x90 | (len(leading) + 1)]) + pack(leading)[1:] + encoded_tail
+
+
 def encode_wire(value: Any) -> bytes:
     """Bytes of a value's wire form without the dataclass (for inner payloads)."""
     return pack(value)

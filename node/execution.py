@@ -71,14 +71,15 @@ def apply_transaction(state: State, envelope: Envelope, context: BlockContext) -
     fee_account = state.base.params.fee_account
     if state.account(fee_account).balance_of(transaction.fee_asset) + transaction.fee > limits.amount_max:
         raise InvalidTransaction("fee_overflow", "the fee account's balance would exceed the maximum")
-    paid = sender.with_nonce(sender.nonce + 1)
-    paid = paid.with_balance(transaction.fee_asset, paid.balance_of(transaction.fee_asset) - transaction.fee)
-    state.set_account(envelope.sender, paid)
+    sender = sender.with_balance(transaction.fee_asset, sender.balance_of(transaction.fee_asset) - transaction.fee,
+                                 nonce=sender.nonce + 1)
+    state.set_account(envelope.sender, sender)
     if transaction.fee:
         collector = state.account(fee_account)
         state.set_account(fee_account, collector.with_balance(
             transaction.fee_asset, collector.balance_of(transaction.fee_asset) + transaction.fee))
-    sender = state.account(envelope.sender)  # re-read: the sender may be the fee account
+        if fee_account == envelope.sender:
+            sender = state.account(envelope.sender)
     try:
         events = _apply_body(state, envelope, sender, context)
     except Rejected as rejection:
@@ -128,7 +129,6 @@ def _apply_transfer(state: State, sender_address: bytes, sender: Account, body: 
     if recipient.balance_of(body.asset) + body.amount > limits.amount_max:
         raise Rejected("balance_overflow", f"the recipient's {body.asset} balance would exceed the maximum")
     state.set_account(sender_address, sender.with_balance(body.asset, sender.balance_of(body.asset) - body.amount))
-    recipient = state.account(body.recipient)  # re-read: the recipient may be the fee account
     state.set_account(body.recipient, recipient.with_balance(body.asset, recipient.balance_of(body.asset) + body.amount))
     return [Event("transfer", (sender_address, body.recipient, body.asset.encode(), _u64(body.amount)))]
 

@@ -47,8 +47,8 @@ signature_cache_entries_max = 100_000
 """Most verified (tx hash) entries remembered so a transaction is verified once."""
 
 # --- state ------------------------------------------------------------------------
-state_tree_depth = 16
-"""Depth of the binary Merkle tree over state buckets: 2**depth buckets."""
+state_tree_bucket_bits = 16
+"""The state commitment spreads keys over 2**bits buckets (see node/state.py)."""
 assets_max = 32
 """Most assets a genesis may define."""
 genesis_accounts_max = 1_000_000

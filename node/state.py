@@ -6,24 +6,31 @@ mirrored in the store; a block's execution works on a `State`, a copy-on-write
 overlay over the committed state, so executing never changes what is committed.
 
 Commitment: keys are spread over 2**16 buckets by their hash. A bucket's hash
-covers its sorted (key, value-hash) entries; a binary Merkle tree of depth 16
+covers its sorted (key, value-hash) entries; a 16-ary Merkle tree of depth 4
 over the bucket hashes gives the state root. Changing k keys rehashes k buckets
-and at most 16*k inner nodes, so the root updates in time proportional to the
+and at most 4*k inner nodes, so the root updates in time proportional to the
 keys changed (times the bucket occupancy, about entries / 65,536). A proof of
-an account is its bucket's entries and 16 sibling hashes; `verify_account_proof`
+an account is its bucket's entries and 60 sibling hashes; `verify_account_proof`
 checks it against a root with nothing but this module.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable, Iterator
 
 from node import crypto, encoding, limits
 from node.encoding import ADDRESS, AMOUNT, ASSET, HASH, MEMO, U64, Bytes, Seq, Struct, UInt, check_schema
 
-TREE_DEPTH = limits.state_tree_depth
-BUCKET_COUNT = 1 << TREE_DEPTH
+BUCKET_BITS = limits.state_tree_bucket_bits
+BUCKET_COUNT = 1 << BUCKET_BITS
+ARITY_BITS = 4
+ARITY = 1 << ARITY_BITS
+TREE_DEPTH = BUCKET_BITS // ARITY_BITS
+"""Levels of inner nodes above the buckets."""
+SIBLINGS_PER_PROOF = TREE_DEPTH * (ARITY - 1)
+assert BUCKET_BITS % ARITY_BITS == 0
 
 # State key prefixes (these keys are hashed into the commitment; storage adds its own prefix).
 KEY_ACCOUNT = b"\x01"
@@ -65,13 +72,21 @@ class Account:
                 return balance.amount
         return 0
 
-    def with_balance(self, asset: str, amount: int) -> Account:
+    def with_balance(self, asset: str, amount: int, nonce: int | None = None) -> Account:
+        """A copy with `asset`'s balance set to `amount` (and the nonce set, if given)."""
         assert 0 <= amount <= limits.amount_max, amount
-        others = [b for b in self.balances if b.asset != asset]
-        if amount:
-            others.append(Balance(asset, amount))
-        others.sort(key=lambda b: b.asset)
-        return Account(self.nonce, self.role, self.kyc_hash, self.registered_by, tuple(others))
+        balances = self.balances
+        for position, balance in enumerate(balances):  # execution's hot path: no sorting when the asset exists
+            if balance.asset == asset:
+                kept = balances[position + 1:]
+                middle = (Balance(asset, amount),) if amount else ()
+                balances = balances[:position] + middle + kept
+                break
+        else:
+            if amount:
+                balances = tuple(sorted(balances + (Balance(asset, amount),), key=lambda b: b.asset))
+        return Account(self.nonce if nonce is None else nonce, self.role, self.kyc_hash, self.registered_by,
+                       balances)
 
     def with_nonce(self, nonce: int) -> Account:
         return Account(nonce, self.role, self.kyc_hash, self.registered_by, self.balances)
@@ -131,6 +146,11 @@ _RECORD_BYTES_MAX = 4096
 
 
 def encode_record(record: Any) -> bytes:
+    if type(record) is Account:
+        # Hot path (every block re-encodes every touched account): the same bytes as
+        # encoding.encode(record), built without walking the schema (tested to agree).
+        return encoding.pack([record.nonce, record.role, record.kyc_hash, record.registered_by,
+                              [[b.asset, b.amount] for b in record.balances]])
     return encoding.encode(record)
 
 
@@ -144,7 +164,7 @@ def decode_record(key: bytes, data: bytes) -> Any:
 # --- commitment ----------------------------------------------------------------------------
 
 def bucket_of(key: bytes) -> int:
-    return int.from_bytes(crypto.hash_bytes(key)[:4], "big") >> (32 - TREE_DEPTH)
+    return int.from_bytes(crypto.hash_bytes(key)[:4], "big") >> (32 - BUCKET_BITS)
 
 
 def value_hash(encoded_value: bytes) -> bytes:
@@ -159,11 +179,17 @@ def bucket_hash(entries: Iterable[tuple[bytes, bytes]]) -> bytes:
     return crypto.hash_bytes(b"bucket" + encoding.pack([list(entry) for entry in ordered]))
 
 
+def node_hash(children: list[bytes]) -> bytes:
+    """Hash of an inner node from its ARITY child hashes."""
+    assert len(children) == ARITY
+    return hashlib.blake2b(b"".join(children), digest_size=32, person=b"paychain-node16").digest()
+
+
 def _empty_subtree_hashes() -> list[bytes]:
-    """Hash of an empty subtree at each level, level 0 = bucket."""
+    """Hash of an empty subtree at each level, level 0 = bucket, level TREE_DEPTH = root."""
     hashes = [bytes(32)]
     for _ in range(TREE_DEPTH):
-        hashes.append(crypto.hash_pair(hashes[-1], hashes[-1]))
+        hashes.append(node_hash([hashes[-1]] * ARITY))
     return hashes
 
 
@@ -171,29 +197,28 @@ EMPTY_SUBTREE = _empty_subtree_hashes()
 
 
 class StateTree:
-    """The bucketed Merkle tree. Nodes are kept sparse: absent = empty subtree."""
+    """The bucketed Merkle tree: 2**16 buckets under a 16-ary tree of depth 4.
+
+    Each level is a plain list of hashes (level 0 = buckets, level TREE_DEPTH = [root]);
+    an update copies the lists (pointer copies, cheap) and rehashes only dirty paths.
+    """
 
     def __init__(self) -> None:
         self.buckets: dict[int, dict[bytes, bytes]] = {}
         """bucket index -> {state key: value hash}."""
-        self.nodes: dict[tuple[int, int], bytes] = {}
-        """(level, index) -> hash for non-empty subtrees; level 0 are buckets, TREE_DEPTH the root."""
+        self.levels: list[list[bytes]] = [[EMPTY_SUBTREE[level]] * (BUCKET_COUNT >> (ARITY_BITS * level))
+                                          for level in range(TREE_DEPTH + 1)]
 
     @property
     def root(self) -> bytes:
-        return self.nodes.get((TREE_DEPTH, 0), EMPTY_SUBTREE[TREE_DEPTH])
-
-    def node(self, level: int, index: int, overlay: dict[tuple[int, int], bytes] | None = None) -> bytes:
-        if overlay is not None and (level, index) in overlay:
-            return overlay[(level, index)]
-        return self.nodes.get((level, index), EMPTY_SUBTREE[level])
+        return self.levels[TREE_DEPTH][0]
 
     def compute_update(self, changed: dict[bytes, bytes | None]) -> TreeUpdate:
-        """Root and node changes for setting keys to encoded values (None = delete), without applying."""
+        """Root and new levels for setting keys to encoded values (None = delete), without applying."""
         bucket_changes: dict[int, dict[bytes, bytes | None]] = {}
         for key, encoded in changed.items():
             bucket_changes.setdefault(bucket_of(key), {})[key] = None if encoded is None else value_hash(encoded)
-        overlay: dict[tuple[int, int], bytes] = {}
+        levels = [list(level) for level in self.levels]
         new_buckets: dict[int, dict[bytes, bytes]] = {}
         for index, changes in bucket_changes.items():
             entries = dict(self.buckets.get(index, {}))
@@ -203,17 +228,16 @@ class StateTree:
                 else:
                     entries[key] = hashed
             new_buckets[index] = entries
-            overlay[(0, index)] = bucket_hash(entries.items())
+            levels[0][index] = bucket_hash(entries.items())
         dirty = set(bucket_changes)
         for level in range(1, TREE_DEPTH + 1):
-            parents = {index >> 1 for index in dirty}
+            parents = {index >> ARITY_BITS for index in dirty}
+            below, here = levels[level - 1], levels[level]
             for parent in parents:
-                left = self.node(level - 1, parent * 2, overlay)
-                right = self.node(level - 1, parent * 2 + 1, overlay)
-                overlay[(level, parent)] = crypto.hash_pair(left, right)
+                first = parent << ARITY_BITS
+                here[parent] = node_hash(below[first:first + ARITY])
             dirty = parents
-        root = overlay.get((TREE_DEPTH, 0), self.root)
-        return TreeUpdate(root, new_buckets, overlay)
+        return TreeUpdate(levels[TREE_DEPTH][0], new_buckets, levels)
 
     def apply(self, update: TreeUpdate) -> None:
         for index, entries in update.buckets.items():
@@ -221,25 +245,28 @@ class StateTree:
                 self.buckets[index] = entries
             else:
                 self.buckets.pop(index, None)
-        for position, hashed in update.nodes.items():
-            if hashed == EMPTY_SUBTREE[position[0]]:
-                self.nodes.pop(position, None)
-            else:
-                self.nodes[position] = hashed
+        self.levels = update.levels
         assert self.root == update.root
 
     def prove(self, key: bytes) -> tuple[int, tuple[tuple[bytes, bytes], ...], tuple[bytes, ...]]:
+        """(bucket index, bucket entries, siblings): ARITY-1 sibling hashes per level, bottom up."""
         index = bucket_of(key)
         entries = tuple(sorted(self.buckets.get(index, {}).items()))
-        siblings = tuple(self.node(level, (index >> level) ^ 1) for level in range(TREE_DEPTH))
-        return index, entries, siblings
+        siblings: list[bytes] = []
+        for level in range(TREE_DEPTH):
+            position = index >> (ARITY_BITS * level)
+            first = (position >> ARITY_BITS) << ARITY_BITS
+            group = self.levels[level][first:first + ARITY]
+            del group[position - first]
+            siblings.extend(group)
+        return index, entries, tuple(siblings)
 
 
 @dataclass(frozen=True, slots=True)
 class TreeUpdate:
     root: bytes
     buckets: dict[int, dict[bytes, bytes]]
-    nodes: dict[tuple[int, int], bytes]
+    levels: list[list[bytes]]
 
 
 @check_schema
@@ -256,13 +283,13 @@ class AccountProof:
     """Everything needed to check an account (or its absence) against a state root offline."""
 
     SCHEMA: ClassVar = (ADDRESS, Bytes(max_size=_RECORD_BYTES_MAX), Seq(Struct(ProofEntry), 1 << 16),
-                        Seq(HASH, TREE_DEPTH))
+                        Seq(HASH, SIBLINGS_PER_PROOF))
     address: bytes
     account: bytes
     """Encoded Account, or empty if the account does not exist."""
     bucket_entries: tuple[ProofEntry, ...]
     siblings: tuple[bytes, ...]
-    """Sibling hashes from the bucket level up to just below the root."""
+    """For each level from the buckets up, the ARITY-1 other children of the node on the path."""
 
 
 PROOF_BYTES_MAX = 8 * 1024 * 1024
@@ -272,7 +299,7 @@ def verify_account_proof(root: bytes, proof: AccountProof) -> Account | None:
     """The proven account (None if proven absent); raises ValueError if the proof does not check."""
     key = account_key(proof.address)
     index = bucket_of(key)
-    if len(proof.siblings) != TREE_DEPTH:
+    if len(proof.siblings) != SIBLINGS_PER_PROOF:
         raise ValueError("proof has the wrong number of sibling hashes")
     keys = [entry.key for entry in proof.bucket_entries]
     if len(set(keys)) != len(keys) or any(bucket_of(k) != index for k in keys):
@@ -287,11 +314,10 @@ def verify_account_proof(root: bytes, proof: AccountProof) -> Account | None:
             raise ValueError("proof claims absence but the bucket lists the account")
         account = None
     current = bucket_hash((entry.key, entry.value_hash) for entry in proof.bucket_entries)
-    for level, sibling in enumerate(proof.siblings):
-        if (index >> level) & 1:
-            current = crypto.hash_pair(sibling, current)
-        else:
-            current = crypto.hash_pair(current, sibling)
+    for level in range(TREE_DEPTH):
+        group = list(proof.siblings[level * (ARITY - 1):(level + 1) * (ARITY - 1)])
+        group.insert((index >> (ARITY_BITS * level)) & (ARITY - 1), current)
+        current = node_hash(group)
     if current != root:
         raise ValueError("proof does not lead to the state root")
     return account

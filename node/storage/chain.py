@@ -105,14 +105,17 @@ class ChainStore:
 
     # --- writing -------------------------------------------------------------------------
 
-    def commit_block(self, block: Block, certificate: CommitCertificate, receipts: Sequence[Receipt],
+    def commit_block(self, block: Block, certificate: CommitCertificate, encoded_receipts: Sequence[bytes],
                      tx_hashes: Sequence[bytes], touched: Sequence[Iterable[bytes]],
                      state_changes: dict[bytes, bytes | None]) -> ChainHead:
-        """Write a block and all it changes atomically; `touched[i]` are the accounts tx i involved."""
+        """Write a block and all it changes atomically.
+
+        `encoded_receipts[i]` is tx i's encoded Receipt; `touched[i]` are the accounts tx i involved.
+        """
         header = block.header
         assert header.height == self.head.height + 1, (header.height, self.head.height)
         assert header.parent_hash == self.head.block_hash
-        assert len(receipts) == len(block.transactions) == len(tx_hashes) == len(touched)
+        assert len(encoded_receipts) == len(block.transactions) == len(tx_hashes) == len(touched)
         block_hash = header_hash(header)
         head = ChainHead(header.height, block_hash, header.state_root, header.timestamp_ms)
         puts: list[tuple[bytes, bytes]] = [
@@ -120,8 +123,11 @@ class ChainStore:
             (schema.certificate_key(header.height), encoding.encode(certificate)),
             (schema.block_hash_key(block_hash), encoding.encode_uint_be(header.height, 8)),
         ]
-        for index, (raw, tx_hash, receipt, accounts) in enumerate(zip(block.transactions, tx_hashes, receipts, touched)):
-            puts.append((schema.tx_key(tx_hash), encoding.encode(TxRecord(header.height, index, raw, receipt))))
+        rows = zip(block.transactions, tx_hashes, encoded_receipts, touched)
+        for index, (raw, tx_hash, receipt, accounts) in enumerate(rows):
+            # == encoding.encode(TxRecord(height, index, raw, receipt)) without encoding the receipt twice
+            record = encoding.pack_array_with_encoded_tail([header.height, index, raw], receipt)
+            puts.append((schema.tx_key(tx_hash), record))
             for address in accounts:
                 puts.append((schema.history_key(address, header.height, index), tx_hash))
         deletes = []
