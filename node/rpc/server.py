@@ -72,8 +72,8 @@ class RpcServer:
         self.metrics = Metrics(ledger)
         self.hub = SubscriptionHub(ledger)
         dispatcher.on_call = lambda method, outcome: self.metrics.rpc_calls.labels(method, outcome).inc()
-        dispatcher.register("subscribe", _websocket_only, ("topic", "filter"), required=0)
-        dispatcher.register("unsubscribe", _websocket_only, ("subscription",), required=0)
+        dispatcher.register("subscribe", self.subscribe, ("topic", "filter"), required=1)
+        dispatcher.register("unsubscribe", self.unsubscribe, ("subscription",))
         self.app = web.Application(client_max_size=limits.rpc_body_bytes_max + 1)
         self.app.router.add_post("/rpc", self.handle_rpc)
         self.app.router.add_post("/", self.handle_rpc)
@@ -149,30 +149,11 @@ class RpcServer:
             await socket.send_str(json.dumps(message, separators=(",", ":")))
 
     async def _handle_ws_text(self, text: str, connection: Connection) -> str | None:
-        """WebSocket calls: subscribe/unsubscribe here, anything else through the normal dispatcher."""
-        try:
-            call = json.loads(text)
-        except (ValueError, RecursionError):
-            return await self.dispatcher.handle_body(text)
-        if isinstance(call, dict) and call.get("method") in ("subscribe", "unsubscribe"):
-            call_id = call.get("id")
-            try:
-                if call["method"] == "subscribe":
-                    result: Any = self._subscribe(connection, call.get("params"))
-                else:
-                    result = self._unsubscribe(connection, call.get("params"))
-            except RpcError as error:
-                return json.dumps({"jsonrpc": "2.0", "error": error.to_json(), "id": call_id})
-            return json.dumps({"jsonrpc": "2.0", "result": result, "id": call_id})
-        return await self.dispatcher.handle_body(text)
+        """WebSocket calls go through the same dispatcher; the connection is the call's context."""
+        return await self.dispatcher.handle_body(text, connection)
 
-    def _subscribe(self, connection: Connection, params: Any) -> str:
-        if isinstance(params, dict):
-            params = [params.get("topic"), params.get("filter")]
-        if not isinstance(params, list) or not 1 <= len(params) <= 2:
-            raise RpcError(INVALID_PARAMS, "Invalid params: subscribe takes [topic, filter]")
-        topic = params[0]
-        filter_value = params[1] if len(params) == 2 else None
+    async def subscribe(self, context: Any, topic: Any, filter: Any = None) -> str:
+        connection = _websocket_connection(context)
         if topic not in TOPICS:
             raise RpcError(errors.SUBSCRIPTION_UNKNOWN_TOPIC, f"unknown topic {topic!r}; topics: {', '.join(TOPICS)}")
         if len(connection.subscriptions) >= limits.ws_subscriptions_per_connection_max:
@@ -181,28 +162,31 @@ class RpcServer:
         parsed: bytes | None = None
         if topic == "account":
             try:
-                parsed = crypto.parse_address(filter_value)
+                parsed = crypto.parse_address(filter)
             except crypto.InvalidAddress as error:
                 raise RpcError(INVALID_PARAMS, f"Invalid params: account topic needs an address: {error}") from error
-        elif topic == "tx" and filter_value is not None:
+        elif topic == "tx" and filter is not None:
             try:
-                parsed = encoding.parse_hex(filter_value, "tx hash", 32)
+                parsed = encoding.parse_hex(filter, "tx hash", 32)
             except encoding.DecodeError as error:
                 raise RpcError(INVALID_PARAMS, f"Invalid params: {error}") from error
+            if len(parsed) != 32:
+                raise RpcError(INVALID_PARAMS, "Invalid params: tx hash must be 32 bytes of hex")
         subscription = Subscription(self.hub.new_subscription_id(), topic, parsed)
         connection.subscriptions[subscription.id] = subscription
         return subscription.id
 
-    def _unsubscribe(self, connection: Connection, params: Any) -> bool:
-        if isinstance(params, dict):
-            params = [params.get("subscription")]
-        if not isinstance(params, list) or len(params) != 1 or not isinstance(params[0], str):
+    async def unsubscribe(self, context: Any, subscription: Any) -> bool:
+        connection = _websocket_connection(context)
+        if not isinstance(subscription, str):
             raise RpcError(INVALID_PARAMS, "Invalid params: unsubscribe takes [subscription id]")
-        return connection.subscriptions.pop(params[0], None) is not None
+        return connection.subscriptions.pop(subscription, None) is not None
 
 
-async def _websocket_only(context: Any, **_: Any) -> None:
-    raise RpcError(errors.SUBSCRIPTION_HTTP, "subscriptions need a WebSocket connection to /ws")
+def _websocket_connection(context: Any) -> Connection:
+    if not isinstance(context, Connection):
+        raise RpcError(errors.SUBSCRIPTION_HTTP, "subscriptions need a WebSocket connection to /ws")
+    return context
 
 
 def _drop_if_not_reading(transport: asyncio.Transport | None) -> None:
