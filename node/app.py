@@ -14,8 +14,10 @@ in the spirit of CometBFT's ABCI:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -24,7 +26,7 @@ from node.blocks import Block, CommitCertificate, Header, InvalidBlock, Receipt
 from node.execution import BlockContext, apply_block, execute_candidates, open_block_transactions, validate_header
 from node.mempool import Mempool
 from node.state import CommittedState, State, TreeUpdate
-from node.storage.chain import ChainHead, ChainStore
+from node.storage.chain import ChainHead, ChainStore, CommitBatch
 from node.transactions import Envelope, InvalidTransaction, open_transaction, transaction_hash
 
 
@@ -46,7 +48,9 @@ class Application(Protocol):
 
     def process_proposal(self, block: Block) -> None: ...
 
-    def commit(self, block: Block, certificate: CommitCertificate) -> None: ...
+    def commit(self, block: Block, certificate: CommitCertificate) -> object: ...
+
+    async def commit_async(self, block: Block, certificate: CommitCertificate) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,7 @@ class Ledger:
         """Count of rejected transactions per rule (for /metrics)."""
         self.recent_rejections: OrderedDict[bytes, tuple[str, str]] = OrderedDict()
         """tx hash -> (rule, message) for the latest rejections, so `tx_get` can say why."""
+        self._commit_in_flight = False
 
     # --- what consensus reads ---------------------------------------------------------------
 
@@ -220,23 +225,58 @@ class Ledger:
 
     def commit(self, block: Block, certificate: CommitCertificate) -> CommittedBlock:
         """Make a validated block final: one atomic store write, then update memory and the mempool."""
+        executed, batch, result = self._begin_commit(block, certificate)
+        self.store.write_commit(batch)
+        return self._finish_commit(executed, batch, result)
+
+    async def commit_async(self, block: Block, certificate: CommitCertificate,
+                           executor: Executor | None = None) -> CommittedBlock:
+        """`commit`, with the synced store write on a worker thread so the event loop keeps serving.
+
+        While the write runs, readers see the previous block (state, head, mempool) — exactly as
+        before the commit began; nothing else may commit meanwhile (the caller is the only committer).
+        """
+        assert not self._commit_in_flight, "one commit at a time"
+        executed, batch, result = self._begin_commit(block, certificate)
+        self._commit_in_flight = True
+        write = asyncio.get_running_loop().run_in_executor(executor, self.store.write_commit, batch)
+        cancelled = False
+        try:
+            while not write.done():
+                try:
+                    await asyncio.shield(write)
+                except asyncio.CancelledError:
+                    # Shutting down mid-write: let the atomic batch finish before anyone closes the store.
+                    cancelled = True
+        finally:
+            self._commit_in_flight = False
+        write.result()
+        finished = self._finish_commit(executed, batch, result)
+        if cancelled:
+            raise asyncio.CancelledError
+        return finished
+
+    def _begin_commit(self, block: Block, certificate: CommitCertificate
+                      ) -> tuple[ExecutedBlock, CommitBatch, CommittedBlock]:
         block_hash = blocks.header_hash(block.header)
         executed = self._executed.get(block_hash)
         if executed is None:
             self.process_proposal(block)
             executed = self._executed[block_hash]
         blocks.verify_certificate(certificate, block.header, self.validator_keys)
-        changes = executed.state.changes
-        encoded = executed.encoded_changes
         touched = tuple(touched_accounts(e, r) for e, r in zip(executed.envelopes, executed.receipts))
-        self.store.commit_block(block, certificate, executed.encoded_receipts, [e.hash for e in executed.envelopes],
-                                touched, encoded)
-        self.committed.apply(changes, executed.tree_update)
+        batch = self.store.prepare_commit(block, certificate, executed.encoded_receipts,
+                                          [e.hash for e in executed.envelopes], touched, executed.encoded_changes)
+        result = CommittedBlock(block, block_hash, certificate, executed.envelopes, executed.receipts, touched)
+        return executed, batch, result
+
+    def _finish_commit(self, executed: ExecutedBlock, batch: CommitBatch, result: CommittedBlock) -> CommittedBlock:
+        assert self.store.head == batch.head
+        self.committed.apply(executed.state.changes, executed.tree_update)
         self._executed.clear()
         for envelope in executed.envelopes:
             self._verified.pop(envelope.hash, None)
         self.mempool.update(self.state(), {e.sender for e in executed.envelopes})
-        result = CommittedBlock(block, block_hash, certificate, executed.envelopes, executed.receipts, touched)
         for listener in self.listeners:
             listener(result)
         return result

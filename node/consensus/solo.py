@@ -43,7 +43,7 @@ class SoloProducer:
             if not self.app.has_pending():
                 self._work.clear()
                 await self._work.wait()
-            if self.produce_block() == 0:
+            if await self.produce_block() == 0:
                 # Pending transactions exist but none can go in yet (e.g. a nonce gap): wait for news.
                 self._work.clear()
                 try:
@@ -53,7 +53,7 @@ class SoloProducer:
             # Yield to the RPC server between blocks and let arrivals batch up.
             await asyncio.sleep(self.block_interval_s)
 
-    def produce_block(self) -> int:
+    async def produce_block(self) -> int:
         """Propose, validate, certify and commit one block; returns its transaction count."""
         height = self.app.head.height + 1
         started = time.perf_counter()
@@ -64,7 +64,7 @@ class SoloProducer:
         vote = CommitVote(height, self.view, blocks.header_hash(block.header))
         signature = blocks.sign_commit(self.keys, self.app.chain_id, vote)
         certificate = CommitCertificate(height, self.view, vote.block_hash, (CommitSignature(0, signature),))
-        self.app.commit(block, certificate)
+        await self.app.commit_async(block, certificate)
         log.info("committed block %d with %d txs in %.1f ms", height, len(block.transactions),
                  (time.perf_counter() - started) * 1000)
         return len(block.transactions)

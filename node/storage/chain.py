@@ -47,6 +47,16 @@ class TxRecord:
 _TX_RECORD_BYTES_MAX = limits.tx_bytes_max + 8 * 1024
 
 
+@dataclass(frozen=True, slots=True)
+class CommitBatch:
+    """A block's writes, prepared on the event loop and written in one atomic batch."""
+
+    header: Header
+    head: ChainHead
+    puts: list[tuple[bytes, bytes]]
+    deletes: list[bytes]
+
+
 class ChainStore:
     """Chain data on a KeyValueStore; refuses a store made for another genesis or a newer format."""
 
@@ -108,7 +118,15 @@ class ChainStore:
     def commit_block(self, block: Block, certificate: CommitCertificate, encoded_receipts: Sequence[bytes],
                      tx_hashes: Sequence[bytes], touched: Sequence[Iterable[bytes]],
                      state_changes: dict[bytes, bytes | None]) -> ChainHead:
-        """Write a block and all it changes atomically.
+        """Write a block and all it changes atomically (see `prepare_commit`)."""
+        batch = self.prepare_commit(block, certificate, encoded_receipts, tx_hashes, touched, state_changes)
+        self.write_commit(batch)
+        return batch.head
+
+    def prepare_commit(self, block: Block, certificate: CommitCertificate, encoded_receipts: Sequence[bytes],
+                       tx_hashes: Sequence[bytes], touched: Sequence[Iterable[bytes]],
+                       state_changes: dict[bytes, bytes | None]) -> CommitBatch:
+        """Everything a block changes, as one batch for `write_commit`.
 
         `encoded_receipts[i]` is tx i's encoded Receipt; `touched[i]` are the accounts tx i involved.
         """
@@ -137,10 +155,14 @@ class ChainStore:
             else:
                 puts.append((schema.state_key(key), value))
         puts.append((schema.META_HEAD, encoding.encode(head)))
-        self.kv.write(puts, deletes)
-        self.head = head
-        self.head_header = header
-        return head
+        return CommitBatch(header, head, puts, deletes)
+
+    def write_commit(self, batch: CommitBatch) -> None:
+        """The one durable write of a block; safe to run on a worker thread (nothing else writes)."""
+        assert batch.head.height == self.head.height + 1
+        self.kv.write(batch.puts, batch.deletes)
+        self.head = batch.head
+        self.head_header = batch.header
 
     # --- reading -------------------------------------------------------------------------
 

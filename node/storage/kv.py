@@ -55,16 +55,32 @@ class LevelDbStore:
 
     def iterate(self, prefix: bytes, reverse: bool = False, stop: bytes | None = None
                 ) -> Iterator[tuple[bytes, bytes]]:
-        if stop is None:
-            iterator = self._db.iterator(prefix=prefix, reverse=reverse)
-        else:
-            assert stop.startswith(prefix)
-            iterator = self._db.iterator(start=prefix, stop=stop, reverse=reverse)
+        assert stop is None or stop.startswith(prefix)
+        if not reverse:
+            iterator = self._db.iterator(prefix=prefix) if stop is None else self._db.iterator(start=prefix, stop=stop)
+            with iterator:
+                yield from iterator
+            return
+        # plyvel (1.5) drops a key equal to the lower bound when it is the only key in a reverse
+        # range, so going backwards is bounded above only and ends at the first key outside the prefix.
+        upper = stop if stop is not None else _prefix_successor(prefix)
+        iterator = self._db.iterator(reverse=True) if upper is None else self._db.iterator(stop=upper, reverse=True)
         with iterator:
-            yield from iterator
+            for key, value in iterator:
+                if not key.startswith(prefix):
+                    return
+                yield key, value
 
     def close(self) -> None:
         self._db.close()
+
+
+def _prefix_successor(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with `prefix` (None: no such key)."""
+    trimmed = prefix.rstrip(b"\xff")
+    if not trimmed:
+        return None
+    return trimmed[:-1] + bytes([trimmed[-1] + 1])
 
 
 class MemoryStore:

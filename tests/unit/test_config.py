@@ -1,0 +1,140 @@
+"""Node configuration (node/config.py): defaults, overrides, every rule, and the node key file."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+
+from node import limits
+from node.config import InvalidConfig, load_config, load_node_key, save_node_key, with_overrides, write_config
+from tests.support import keys
+
+
+@pytest.fixture
+def home(tmp_path):
+    (tmp_path / "genesis.json").write_text("{}")
+    return tmp_path
+
+
+def write(home, text: str) -> None:
+    (home / "config.toml").write_text(text)
+
+
+def test_defaults_without_a_config_file(home):
+    config = load_config(home)
+    assert config.home == home.resolve()
+    assert config.genesis_path == home.resolve() / "genesis.json"
+    assert config.data_path == home.resolve() / "data"
+    assert config.validator_key_path is None
+    assert (config.rpc_host, config.rpc_port, config.p2p_port) == ("127.0.0.1", 26657, 26656)
+    assert config.block_interval_ms_min == limits.block_interval_ms_min and config.log_level == "INFO"
+
+
+def test_written_config_loads_back(home):
+    write_config(home, rpc_port=3000, p2p_port=3001, rpc_host="0.0.0.0")
+    config = load_config(home)
+    assert (config.rpc_host, config.rpc_port, config.p2p_port) == ("0.0.0.0", 3000, 3001)
+
+
+def test_command_line_overrides_win_and_none_means_unset(home):
+    write(home, "rpc_port = 3000\nlog_level = \"debug\"\n")
+    config = load_config(home, {"rpc_port": 4000, "p2p_port": None})
+    assert (config.rpc_port, config.p2p_port, config.log_level) == (4000, 26656, "DEBUG")
+
+
+def test_validator_key_is_found_when_present(home):
+    save_node_key(home / "validator_key.json", keys("validator-0"))
+    assert load_config(home).validator_key_path == home.resolve() / "validator_key.json"
+
+
+def test_paths_are_relative_to_home(home):
+    (home / "chain").mkdir()
+    (home / "chain" / "g.json").write_text("{}")
+    write(home, 'genesis = "chain/g.json"\ndata = "store"\n')
+    config = load_config(home)
+    assert config.genesis_path == home.resolve() / "chain" / "g.json"
+    assert config.data_path == home.resolve() / "store"
+
+
+def test_with_overrides_replaces_fields(home):
+    assert with_overrides(load_config(home), rpc_port=1).rpc_port == 1
+
+
+def test_invalid_config_toml_syntax(home):
+    write(home, "rpc_port = = 1\n")
+    with pytest.raises(InvalidConfig, match="config.toml"):
+        load_config(home)
+
+
+def test_invalid_config_unknown_setting(home):
+    write(home, "rpc_prot = 1\nzzz = 2\n")
+    with pytest.raises(InvalidConfig, match="unknown setting.s. rpc_prot, zzz"):
+        load_config(home)
+
+
+@pytest.mark.parametrize("value", ["-1", "65536", '"26657"', "true", "1.5"])
+@pytest.mark.parametrize("name", ["rpc_port", "p2p_port"])
+def test_invalid_config_port(home, name, value):
+    write(home, f"{name} = {value}\n")
+    with pytest.raises(InvalidConfig, match=f"{name} must be a port number 0..65535"):
+        load_config(home)
+
+
+@pytest.mark.parametrize("value", [limits.block_interval_ms_min - 1, limits.block_interval_ms_max + 1])
+def test_invalid_config_block_interval_out_of_range(home, value):
+    write(home, f"block_interval_ms_min = {value}\n")
+    with pytest.raises(InvalidConfig, match="block_interval_ms_min must be in"):
+        load_config(home)
+
+
+@pytest.mark.parametrize("value", ['"fast"', "50.5", "true", "[50]"])
+def test_invalid_config_block_interval_not_an_integer(home, value):
+    write(home, f"block_interval_ms_min = {value}\n")
+    with pytest.raises(InvalidConfig, match="block_interval_ms_min must be an integer"):
+        load_config(home)
+
+
+@pytest.mark.parametrize("value", ['"loud"', "10", '""'])
+def test_invalid_config_log_level(home, value):
+    write(home, f"log_level = {value}\n")
+    with pytest.raises(InvalidConfig, match="log_level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"):
+        load_config(home)
+
+
+def test_invalid_config_missing_genesis(tmp_path):
+    with pytest.raises(InvalidConfig, match="no genesis at"):
+        load_config(tmp_path)
+
+
+# --- node key ----------------------------------------------------------------------------------
+
+def test_node_key_round_trips_and_is_owner_only(tmp_path):
+    path = tmp_path / "validator_key.json"
+    save_node_key(path, keys("validator-0"))
+    assert load_node_key(path) == keys("validator-0")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_invalid_node_key_missing(tmp_path):
+    with pytest.raises(InvalidConfig, match="cannot read the node key"):
+        load_node_key(tmp_path / "absent.json")
+
+
+@pytest.mark.parametrize("text", ["not json", "[]", '{"seed": "zz"}', '{"seed": "00"}', "{}"])
+def test_invalid_node_key_corrupt(tmp_path, text):
+    path = tmp_path / "validator_key.json"
+    path.write_text(text)
+    with pytest.raises(InvalidConfig, match="cannot read the node key"):
+        load_node_key(path)
+
+
+def test_invalid_node_key_public_key_mismatch(tmp_path):
+    path = tmp_path / "validator_key.json"
+    save_node_key(path, keys("validator-0"))
+    document = json.loads(path.read_text())
+    document["public_key"] = keys("validator-1").public_key.hex()
+    path.write_text(json.dumps(document))
+    with pytest.raises(InvalidConfig, match="public key does not match the seed"):
+        load_node_key(path)
