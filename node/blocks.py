@@ -110,6 +110,11 @@ class CommitCertificate:
 
 
 BLOCK_HEADER_BYTES_MAX = 1024
+_TX_FIELD_OVERHEAD_BYTES = 3
+"""A transaction inside an encoded block carries a msgpack bin header of up to 3 bytes."""
+BLOCK_ENCODING_BYTES_MAX = (limits.block_bytes_max + _TX_FIELD_OVERHEAD_BYTES * limits.block_txs_max
+                            + BLOCK_HEADER_BYTES_MAX)
+"""Largest encoded Block: `block_bytes_max` counts only the transactions' own bytes."""
 CERTIFICATE_BYTES_MAX = 128 * limits.certificate_signatures_max + 128
 
 

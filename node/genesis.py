@@ -148,7 +148,8 @@ def _parse_validators(value: Any) -> tuple[ValidatorInfo, ...]:
     for i, item in enumerate(value):
         _require(isinstance(item, dict), f"validators[{i}] must be an object")
         name = item.get("name")
-        _require(isinstance(name, str) and 0 < len(name) <= 64 and name.isascii(), f"validators[{i}].name")
+        _require(isinstance(name, str) and 0 < len(name) <= 64 and name.isascii() and name.isprintable(),
+                 f"validators[{i}].name must be 1-64 printable ASCII characters")
         try:
             public_key = bytes.fromhex(item.get("public_key", ""))
         except (TypeError, ValueError):
@@ -159,7 +160,8 @@ def _parse_validators(value: Any) -> tuple[ValidatorInfo, ...]:
         except ValueError as error:
             raise InvalidGenesis(f"validators[{i}].role: {error}") from error
         p2p_address = item.get("p2p_address", "")
-        _require(isinstance(p2p_address, str) and len(p2p_address) <= 256, f"validators[{i}].p2p_address")
+        _require(isinstance(p2p_address, str) and len(p2p_address) <= 256 and p2p_address.isascii()
+                 and p2p_address.isprintable(), f"validators[{i}].p2p_address must be printable ASCII (<= 256)")
         validators.append(ValidatorInfo(name, public_key, int(role), p2p_address))
     keys = [v.public_key for v in validators]
     _require(len(set(keys)) == len(keys), "validators: each public key once")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Iterable, Iterator, Sequence
 
 from node import encoding
-from node.blocks import (BLOCK_HEADER_BYTES_MAX, CERTIFICATE_BYTES_MAX, Block, CommitCertificate, Header, Receipt,
+from node.blocks import (BLOCK_ENCODING_BYTES_MAX, CERTIFICATE_BYTES_MAX, Block, CommitCertificate, Header, Receipt,
                          header_hash)
 from node.encoding import HASH, U64, Bytes, Struct, UInt, check_schema
 from node import limits
@@ -168,7 +168,7 @@ class ChainStore:
 
     def get_block(self, height: int) -> Block | None:
         data = self.kv.get(schema.block_key(height))
-        return None if data is None else encoding.decode(Block, data, limits.block_bytes_max + BLOCK_HEADER_BYTES_MAX)
+        return None if data is None else encoding.decode(Block, data, BLOCK_ENCODING_BYTES_MAX)
 
     def get_certificate(self, height: int) -> CommitCertificate | None:
         data = self.kv.get(schema.certificate_key(height))

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 from hypothesis import given, strategies as st
 
-from node import blocks, crypto
+from node import blocks, crypto, limits
 from node.blocks import CommitCertificate, CommitSignature, CommitVote, Header, InvalidBlock
 from tests.support import CHAIN_ID, keys
 
@@ -148,3 +148,17 @@ def test_sign_commit_matches_the_certificate_payload():
     signature = blocks.sign_commit(VALIDATORS[0], CHAIN_ID, vote)
     cert = CommitCertificate(vote.height, vote.view, vote.block_hash, (CommitSignature(0, signature),))
     blocks.verify_certificate(cert, HEADER, VALIDATOR_KEYS[:1])
+
+
+def test_a_full_block_of_largest_transactions_reads_back_from_the_store():
+    """block_bytes_max counts raw tx bytes; the stored encoding adds per-tx headers and must still decode."""
+    from node import encoding
+    from node.blocks import BLOCK_ENCODING_BYTES_MAX, Block, Header
+    size = limits.block_bytes_max // limits.block_txs_max  # fills both limits at once
+    transactions = tuple(bytes([i % 251]) * size for i in range(limits.block_txs_max))
+    assert sum(map(len, transactions)) <= limits.block_bytes_max
+    header = Header("c", 1, 0, bytes(32), bytes(20), 0, len(transactions), bytes(32), bytes(32), bytes(32))
+    block = Block(header, transactions)
+    data = encoding.encode(block)
+    assert len(data) <= BLOCK_ENCODING_BYTES_MAX
+    assert encoding.decode(Block, data, BLOCK_ENCODING_BYTES_MAX) == block

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from node import crypto, limits
+from node.localnet import default_genesis
 from node.genesis import InvalidGenesis, genesis_document, load_genesis, parse_genesis
 from node.state import Account, Supply, account_key, supply_key
 from node.transactions import Role
@@ -197,3 +198,12 @@ def test_invalid_genesis_validator_key_twice():
 def test_largest_total_supply_is_accepted():
     full = mutate(("accounts", 0, "balances"), {"CNY": limits.amount_max - 100})
     assert dict(parse_genesis(full).records)[supply_key("CNY")] == Supply(limits.amount_max)
+
+
+@pytest.mark.parametrize("field, value", [("name", "v\x00"), ("name", "välidator"), ("p2p_address", "/ip4/\n"),
+                                          ("p2p_address", "/dns/é")])
+def test_invalid_validator_text_fields(field, value):
+    document = default_genesis(1)
+    document["validators"][0][field] = value
+    with pytest.raises(InvalidGenesis, match=f"validators\\[0\\].{field}"):
+        parse_genesis(document)
