@@ -47,6 +47,8 @@ class Mempool:
         self._by_sender: dict[bytes, dict[int, _Entry]] = {}
         self._arrival: dict[tuple[bytes, int], None] = {}  # insertion-ordered set
         self._hashes: set[bytes] = set()
+        self._pending_costs: dict[bytes, dict[str, int]] = {}
+        """sender -> asset -> what its pending transactions can take (fees + amounts)."""
         self.bytes = 0
 
     def __len__(self) -> int:
@@ -88,18 +90,15 @@ class Mempool:
                                                     "for this sender")
         if isinstance(transaction.body, (Transfer, Withdraw, RechargeRequest)) and account.role == 0:
             raise InvalidTransaction("not_registered", "sender is not a registered (KYC) account")
-        self._check_funds(account, list(pending.values()), envelope)
+        self._check_funds(account, self._pending_costs.get(envelope.sender, {}), envelope)
         if len(self._arrival) >= self.txs_max or self.bytes + len(envelope.raw) > self.bytes_max:
             raise InvalidTransaction("mempool_full", "the mempool is full; retry later")
         self._insert(envelope)
 
     @staticmethod
-    def _check_funds(account: Account, pending: list[_Entry], envelope: Envelope) -> None:
-        totals: dict[str, int] = {}
-        for entry in pending + [_Entry(envelope, 0)]:
-            for asset, amount in costs_of(entry.envelope).items():
-                totals[asset] = totals.get(asset, 0) + amount
-        for asset, total in totals.items():
+    def _check_funds(account: Account, pending_costs: dict[str, int], envelope: Envelope) -> None:
+        for asset, amount in costs_of(envelope).items():
+            total = pending_costs.get(asset, 0) + amount
             if total > account.balance_of(asset):
                 raise InvalidTransaction("insufficient_funds", f"balance {account.balance_of(asset)} {asset} cannot "
                                                                f"pay {total} for this and pending transactions")
@@ -109,6 +108,9 @@ class Mempool:
         self._arrival[(envelope.sender, envelope.nonce)] = None
         self._hashes.add(envelope.hash)
         self.bytes += len(envelope.raw)
+        totals = self._pending_costs.setdefault(envelope.sender, {})
+        for asset, amount in costs_of(envelope).items():
+            totals[asset] = totals.get(asset, 0) + amount
 
     def _remove(self, sender: bytes, nonce: int) -> None:
         pending = self._by_sender[sender]
@@ -118,6 +120,12 @@ class Mempool:
         del self._arrival[(sender, nonce)]
         self._hashes.discard(entry.envelope.hash)
         self.bytes -= len(entry.envelope.raw)
+        totals = self._pending_costs[sender]
+        for asset, amount in costs_of(entry.envelope).items():
+            totals[asset] -= amount
+            assert totals[asset] >= 0
+        if not pending:
+            del self._pending_costs[sender]
 
     def reap(self, state: State, txs_max: int, bytes_max: int) -> list[Envelope]:
         """Candidates for the next block: senders in arrival order, each with its run of consecutive nonces."""

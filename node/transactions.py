@@ -210,12 +210,16 @@ def open_transaction(raw: bytes, chain_id: str, verify_signature: bool = True) -
     return envelope
 
 
+def signing_payload(envelope: Envelope) -> bytes:
+    """The bytes the sender signed: the canonical encoding of the transaction."""
+    # `decode` checked the encoding is canonical, so the transaction's bytes are a slice of `raw`.
+    return envelope.raw[1:-_SIGNATURE_FIELD_BYTES]
+
+
 def verify_envelope(envelope: Envelope, chain_id: str) -> bool:
     """True if the sender's signature covers this transaction on `chain_id`."""
-    # `decode` checked the encoding is canonical, so the transaction's bytes are a slice of `raw`.
-    payload = envelope.raw[1:-_SIGNATURE_FIELD_BYTES]
-    return crypto.verify(envelope.transaction.sender_public_key, chain_id, crypto.TAG_TRANSACTION, payload,
-                         envelope.signed.signature)
+    return crypto.verify(envelope.transaction.sender_public_key, chain_id, crypto.TAG_TRANSACTION,
+                         signing_payload(envelope), envelope.signed.signature)
 
 
 def validate_transaction(transaction: Transaction, chain_id: str) -> None:

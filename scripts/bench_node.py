@@ -178,6 +178,12 @@ def verifications_per_second(duration_s: float = 2.0) -> float:
     return count / (time.perf_counter() - start)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -209,9 +215,11 @@ async def run_bench(args: argparse.Namespace, home: Path) -> dict:
             await asyncio.wait_for(ready.wait(), 10)
             print(f"phase 1: {len(load)} transfers as fast as possible, batches of {args.batch}", flush=True)
             started = time.perf_counter()
+            cpu_before = cpu_seconds(node.pid)
             sent = await submit_all(session, url, load, args.batch, args.senders)
             await wait_committed(watcher, len(load), timeout_s=300)
             elapsed = time.perf_counter() - started
+            node_cpu_us_per_tx = (cpu_seconds(node.pid) - cpu_before) / len(load) * 1e6
             tps = len(load) / elapsed
             full_latencies = await latencies(session, url, watcher, 1, sent)
             first_paced_height = max(watcher.arrivals) + 1
@@ -245,7 +253,8 @@ async def run_bench(args: argparse.Namespace, home: Path) -> dict:
         "latency_half_load_ms": {"p50": round(statistics.median(half_latencies) * 1000),
                                  "p99": round(percentile(half_latencies, 0.99) * 1000)},
         "blocks": len(blocks), "txs_per_block_median": statistics.median(blocks),
-        "node_peak_rss_mb": round(rss, 1), "final_height": status["height"],
+        "node_peak_rss_mb": round(rss, 1),
+        "node_main_process_cpu_us_per_tx": round(node_cpu_us_per_tx), "final_height": status["height"],
         "ed25519_verify_per_s_one_core": round(verify_rate),
         "tps_over_verify_rate": round(tps / verify_rate, 3),
     }
@@ -268,6 +277,8 @@ def main() -> None:
     try:
         result = asyncio.run(run_bench(args, home))
     finally:
+        if os.environ.get("BENCH_KEEP_LOG"):
+            shutil.copy(home / "node.log", os.environ["BENCH_KEEP_LOG"])
         shutil.rmtree(home, ignore_errors=True)
     if args.json:
         print(json.dumps(result, indent=2))

@@ -49,7 +49,7 @@ class NodeMethods:
                  consensus_info: Callable[[], dict[str, Any]] | None = None,
                  verifier: BatchVerifier | None = None) -> None:
         self.ledger = ledger
-        self.verifier = verifier or BatchVerifier(ledger.chain_id, workers=1)
+        self.verifier = verifier or BatchVerifier(ledger.chain_id, workers=1, processes=False)
         self.validator_address = validator_address
         self.on_admitted = on_admitted
         self.consensus_info = consensus_info or (lambda: {"view": 0, "primary": None, "peers": [], "syncing": False})
