@@ -13,14 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Sequence
 
 from node import crypto
 from node.transactions import Envelope, InvalidTransaction, open_transaction, signing_payload
 
+worker_parent_check_s = 0.5
+"""How often a worker checks that the node that started it is still alive."""
 verify_chunk_txs_min = 64
 """Smaller batches are verified inline: crossing to a worker costs more than a few verifications."""
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker when the node is gone, even after `kill -9` of the node."""
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(worker_parent_check_s)
+        os._exit(0)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def verify_triples(chain_id: str, triples: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
@@ -37,7 +51,8 @@ class BatchVerifier:
         self._pool: Executor
         if processes:
             # spawn: a fresh interpreter that imports only what verification needs (no inherited loop or threads).
-            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=exit_with_parent, initargs=(os.getpid(),))
         else:
             self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify")
 

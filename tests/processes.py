@@ -109,3 +109,27 @@ def start_node(home: Path, rpc_url: str) -> subprocess.Popen:
     log.close()
     wait_healthy(rpc_url, process.pid, timeout_s=30)
     return process
+
+
+def children_of(pid: int) -> list[int]:
+    """PIDs whose parent is `pid` (e.g. a node's signature-verification workers)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
+def wait_gone(pids: list[int], timeout_s: float = 10) -> list[int]:
+    """Wait for processes to end; returns those still running at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if Path(f"/proc/{p}").exists() and not _is_zombie(p)]
+        time.sleep(0.05)
+    return alive

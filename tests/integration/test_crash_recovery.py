@@ -11,7 +11,7 @@ import pytest
 from node import crypto
 from node.localnet import default_genesis, dev_keys
 from node.transactions import Transaction, Transfer, sign_transaction
-from tests.processes import kill_hard, localnet_down, localnet_up, paychain, start_node
+from tests.processes import children_of, kill_hard, localnet_down, localnet_up, paychain, start_node, wait_gone
 from wallet_cli.rpc_client import RpcCallError, RpcClient, RpcUnavailable
 
 pytestmark = pytest.mark.slow
@@ -44,14 +44,14 @@ class Load:
 
     def run(self) -> None:
         deadline = time.monotonic() + LOAD_SECONDS_MAX
-        for offset in range(0, len(self.raws), 30):
+        for offset in range(0, len(self.raws), 90):
             if self.stop.is_set() or time.monotonic() > deadline:
                 return
             try:
-                self.client.call("tx_sendBatch", ["0x" + r.hex() for r in self.raws[offset:offset + 30]])
+                self.client.call("tx_sendBatch", ["0x" + r.hex() for r in self.raws[offset:offset + 90]])
             except (RpcUnavailable, RpcCallError):
                 return  # the node was killed
-            self.submitted = offset + 30
+            self.submitted = offset + 90
             time.sleep(0.01)
 
 
@@ -72,7 +72,10 @@ def test_kill_9_under_load_loses_nothing_committed(tmp_path) -> None:
         before = committed_blocks(network.rpc, status["height"])
         acknowledged = [h for block in before.values() for h in block["transactions"]]
         assert len(acknowledged) > 0
+        workers = children_of(network.pid)
+        assert len(workers) >= 2, "the node verifies batches in worker processes (plus a resource tracker)"
         kill_hard(network.pid)
+        assert wait_gone(workers) == [], "verification workers outlived a kill -9 of their node"
         load.stop.set()
         load.thread.join(timeout=10)
 
