@@ -179,7 +179,8 @@ class Mempool:
 
     def _expire(self) -> None:
         deadline = self._clock_ms() - mempool_tx_ttl_ms
-        for sender, nonce in list(self._arrival):
+        while self._arrival:
+            sender, nonce = next(iter(self._arrival))  # the oldest: arrival order is time order
             if self._by_sender[sender][nonce].added_ms >= deadline:
-                break  # arrival order is time order
+                return
             self._remove(sender, nonce)
