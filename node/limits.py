@@ -85,3 +85,15 @@ assert mempool_bytes_max >= block_bytes_max
 assert block_interval_ms_min < block_interval_ms_max
 assert memo_bytes_max < tx_bytes_max
 assert validators_max <= certificate_signatures_max
+
+# --- p2p ----------------------------------------------------------------------------------
+p2p_frame_bytes_max = 16 * 1024 * 1024
+"""Largest frame on a peer stream (a block with its certificate, for block sync)."""
+p2p_send_queue_frames_max = 4_096
+"""Frames queued for one peer before the oldest is dropped (consensus retransmits)."""
+p2p_receive_queue_frames_max = 16_384
+"""Frames received from all peers and not yet taken by consensus; beyond it the reader waits."""
+p2p_reconnect_backoff_ms_max = 5_000
+"""Longest wait between attempts to reach a peer."""
+
+assert p2p_frame_bytes_max >= block_bytes_max + 1024 * 1024, "block sync frames carry whole blocks"
