@@ -125,6 +125,12 @@ class Ledger:
     def has_pending(self) -> bool:
         return len(self.mempool) > 0
 
+    def certified_block(self, height: int) -> tuple[Block, CommitCertificate] | None:
+        """A committed block with its certificate (for block sync)."""
+        block = self.store.get_block(height)
+        certificate = self.store.get_certificate(height)
+        return None if block is None or certificate is None else (block, certificate)
+
     def state(self) -> State:
         """A read view of the committed state (valid until the next commit)."""
         return State(self.committed)

@@ -160,7 +160,8 @@ def verify_certificate(certificate: CommitCertificate, header: Header, validator
     block_hash = header_hash(header)
     if certificate.block_hash != block_hash:
         raise InvalidBlock("certificate is for a different block hash")
-    if certificate.height != header.height or certificate.view != header.view:
+    # A block proposed in view v and re-proposed after a view change commits in a later view.
+    if certificate.height != header.height or certificate.view < header.view:
         raise InvalidBlock("certificate height/view do not match the header")
     signers = [s.validator_index for s in certificate.signatures]
     if len(set(signers)) != len(signers):

@@ -27,8 +27,11 @@ ADDRESS_PREFIX = "pay1"
 TAG_TRANSACTION = b"paychain/tx/v1"
 TAG_COMMIT_VOTE = b"paychain/commit/v1"
 TAG_KYC_ATTESTATION = b"paychain/kyc/v1"
+TAG_PREPARE_VOTE = b"paychain/prepare/v1"
+TAG_CONSENSUS = b"paychain/consensus/v1"
+"""Every other consensus message (pre-prepare, view change, new view, status, sync, tx batch)."""
 
-_SIGNED_TAGS = (TAG_TRANSACTION, TAG_COMMIT_VOTE, TAG_KYC_ATTESTATION)
+_SIGNED_TAGS = (TAG_TRANSACTION, TAG_COMMIT_VOTE, TAG_KYC_ATTESTATION, TAG_PREPARE_VOTE, TAG_CONSENSUS)
 
 
 class InvalidAddress(ValueError):

@@ -93,7 +93,26 @@ p2p_send_queue_frames_max = 4_096
 """Frames queued for one peer before the oldest is dropped (consensus retransmits)."""
 p2p_receive_queue_frames_max = 16_384
 """Frames received from all peers and not yet taken by consensus; beyond it the reader waits."""
+sync_blocks_per_response_max = 16
+"""Most blocks one block-sync response carries (each up to block_bytes_max)."""
 p2p_reconnect_backoff_ms_max = 5_000
 """Longest wait between attempts to reach a peer."""
 
 assert p2p_frame_bytes_max >= block_bytes_max + 1024 * 1024, "block sync frames carry whole blocks"
+# A sync response is bounded by its frame: blocks are usually far below block_bytes_max, and the
+# responder stops adding blocks once the frame would overflow.
+
+# --- p2p transport (node/p2p/host.py) ------------------------------------------------------
+p2p_reconnect_backoff_ms_min = 100
+"""First wait after a failed attempt to reach a peer; it doubles up to p2p_reconnect_backoff_ms_max."""
+p2p_connect_timeout_ms_max = 5_000
+"""Longest one attempt to reach a peer (TCP, Noise, yamux, protocol negotiation) may take."""
+p2p_write_batch_bytes_max = 256 * 1024
+"""Most bytes of queued frames written to a peer stream in one write (one larger frame goes alone)."""
+p2p_read_chunk_bytes_max = 64 * 1024
+"""Most bytes taken from a peer stream in one read (the yamux frame payload size)."""
+p2p_stop_timeout_ms_max = 10_000
+"""Longest closing the network may wait for the libp2p thread to finish."""
+
+assert p2p_reconnect_backoff_ms_min < p2p_reconnect_backoff_ms_max
+assert p2p_read_chunk_bytes_max <= p2p_write_batch_bytes_max <= p2p_frame_bytes_max

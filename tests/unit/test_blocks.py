@@ -91,7 +91,7 @@ def test_invalid_certificate_for_another_block_hash():
         blocks.verify_certificate(certificate(other, [0, 1, 2]), HEADER, VALIDATOR_KEYS)
 
 
-@pytest.mark.parametrize("change", [{"height": 6}, {"view": 3}])
+@pytest.mark.parametrize("change", [{"height": 6}, {"view": 1}])
 def test_invalid_certificate_height_or_view_mismatch(change):
     cert = dataclasses.replace(certificate(HEADER, [0, 1, 2]), **change)
     with pytest.raises(InvalidBlock, match="certificate height/view do not match the header"):
@@ -162,3 +162,10 @@ def test_a_full_block_of_largest_transactions_reads_back_from_the_store():
     data = encoding.encode(block)
     assert len(data) <= BLOCK_ENCODING_BYTES_MAX
     assert encoding.decode(Block, data, BLOCK_ENCODING_BYTES_MAX) == block
+
+
+def test_a_block_reproposed_after_a_view_change_commits_in_the_later_view():
+    vote = CommitVote(HEADER.height, HEADER.view + 2, blocks.header_hash(HEADER))
+    signatures = tuple(CommitSignature(i, blocks.sign_commit(VALIDATORS[i], CHAIN_ID, vote)) for i in (0, 1, 2))
+    blocks.verify_certificate(CommitCertificate(vote.height, vote.view, vote.block_hash, signatures), HEADER,
+                              VALIDATOR_KEYS)

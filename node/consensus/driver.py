@@ -1,0 +1,253 @@
+"""Carries out the PBFT core's actions against the Application, a transport, timers and the WAL.
+
+The driver is synchronous and owns no clock or sockets: the node's async loop and the
+deterministic simulator both feed it events (frames, timer expiries, new transactions) and
+supply the ports. It also answers what needs the store rather than consensus state: block
+sync (Status / SyncRequest / SyncResponse) and forwarding of admitted transactions (TxBatch).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence
+
+from node import crypto, limits
+from node.app import Ledger
+from node.blocks import InvalidBlock, header_hash
+from node.consensus.core import (Action, Broadcast, CommitBlock, NeedSync, PersistVote, Replica, RequestProposal,
+                                 SendTo, SetTimer, ValidateBlock)
+from node.consensus.messages import (CertifiedBlock, InvalidMessage, SignedMessage, Status, SyncRequest,
+                                     SyncResponse, TxBatch, check_certified_block, decode_message, encode_message,
+                                     sign_message, verify_message)
+from node.consensus.wal import VoteLog
+from node.transactions import InvalidTransaction
+
+log = logging.getLogger("paychain.consensus")
+
+sync_request_interval_ms_min = 200
+"""A node asks for missing blocks at most this often."""
+
+
+class Transport(Protocol):
+    def send(self, validator_index: int, data: bytes) -> None: ...
+
+    def broadcast(self, data: bytes) -> None: ...
+
+
+class Timers(Protocol):
+    def set(self, name: str, delay_ms: int, height: int, view: int) -> None: ...
+
+
+@dataclass
+class DriverStats:
+    messages_in: int = 0
+    messages_out: int = 0
+    bytes_out: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    synced_blocks: int = 0
+
+
+class Driver:
+    def __init__(self, replica: Replica, ledger: Ledger, transport: Transport, timers: Timers, wal: VoteLog,
+                 clock_ms: Callable[[], int], keys: crypto.KeyPair | None) -> None:
+        self.replica = replica
+        self.ledger = ledger
+        self.transport = transport
+        self.timers = timers
+        self.wal = wal
+        self.clock_ms = clock_ms
+        self.keys = keys
+        self.stats = DriverStats()
+        self._last_sync_request_ms = -sync_request_interval_ms_min
+
+    # --- events in ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.execute(self.replica.start())
+        self.work_changed()
+
+    def on_frame(self, data: bytes) -> None:
+        """A frame from an authenticated peer: decode, then consensus or sync/forwarding."""
+        self.stats.messages_in += 1
+        try:
+            signed = decode_message(data)
+        except InvalidMessage:
+            return self._drop("malformed")
+        message = signed.message
+        if isinstance(message, (Status, SyncRequest, SyncResponse, TxBatch)):
+            return self._on_service_message(signed)
+        self.execute(self.replica.on_message(signed))
+
+    def on_timer(self, name: str, height: int, view: int) -> None:
+        self.execute(self.replica.on_timeout(name, height, view))
+
+    def on_peer_connected(self, validator_index: int) -> None:
+        self.execute(self.replica.on_peer_connected(validator_index))
+
+    def work_changed(self) -> None:
+        self.execute(self.replica.on_work(self.ledger.has_pending()))
+
+    def submit(self, raws: Sequence[bytes]) -> list[bytes | InvalidTransaction]:
+        """Admit transactions from a client and forward the admitted ones to every validator."""
+        results: list[bytes | InvalidTransaction] = []
+        admitted = []
+        for raw in raws:
+            try:
+                results.append(self.ledger.check_tx(raw))
+                admitted.append(raw)
+            except InvalidTransaction as error:
+                results.append(error)
+        if admitted:
+            self.forward(admitted)
+            self.work_changed()
+        return results
+
+    def forward(self, raws: Sequence[bytes]) -> None:
+        for start in range(0, len(raws), limits.rpc_send_batch_txs_max):
+            self._broadcast_service(TxBatch(tuple(raws[start:start + limits.rpc_send_batch_txs_max])))
+
+    def send_status(self) -> None:
+        self._broadcast_service(Status(self.ledger.head.height, self.replica.view))
+
+    # --- actions out -----------------------------------------------------------------------------
+
+    def execute(self, actions: list[Action]) -> None:
+        queue = list(actions)
+        while queue:
+            action = queue.pop(0)
+            queue[:0] = self._carry_out(action)
+
+    def _carry_out(self, action: Action) -> list[Action]:
+        if isinstance(action, PersistVote):
+            self.wal.append(action)  # durable before the Broadcast that follows it
+            return []
+        if isinstance(action, Broadcast):
+            self._send(None, action.message)
+            return []
+        if isinstance(action, SendTo):
+            self._send(action.validator_index, action.message)
+            return []
+        if isinstance(action, SetTimer):
+            self.timers.set(action.name, action.delay_ms, action.height, action.view)
+            return []
+        if isinstance(action, ValidateBlock):
+            return self._validate(action)
+        if isinstance(action, RequestProposal):
+            return self._propose(action)
+        if isinstance(action, CommitBlock):
+            return self._commit(action)
+        if isinstance(action, NeedSync):
+            self._request_sync(action.validator_index)
+            return []
+        raise AssertionError(f"unhandled action {action!r}")
+
+    def _send(self, validator_index: int | None, message: SignedMessage) -> None:
+        data = encode_message(message)
+        self.stats.messages_out += 1
+        self.stats.bytes_out += len(data)
+        if validator_index is None:
+            self.transport.broadcast(data)
+        elif validator_index != self.replica.index:
+            self.transport.send(validator_index, data)
+
+    def _validate(self, action: ValidateBlock) -> list[Action]:
+        block_hash = header_hash(action.block.header)
+        try:
+            self.ledger.process_proposal(action.block)
+            valid = True
+        except InvalidBlock as error:
+            log.warning("rejected block %d: %s", action.block.header.height, error)
+            valid = False
+        return self.replica.on_block_validated(block_hash, valid)
+
+    def _propose(self, action: RequestProposal) -> list[Action]:
+        if action.height != self.ledger.head.height + 1 or self.keys is None:
+            return []
+        block = self.ledger.prepare_proposal(action.height, action.view, self.keys.address, self.clock_ms())
+        return self.replica.on_proposal(block)
+
+    def _commit(self, action: CommitBlock) -> list[Action]:
+        height = action.block.header.height
+        if height != self.ledger.head.height + 1:
+            return []
+        self.ledger.commit(action.block, action.certificate)
+        return self._after_commit()
+
+    def _after_commit(self) -> list[Action]:
+        actions = self.replica.on_committed(self.ledger.head.height)
+        return actions + self.replica.on_work(self.ledger.has_pending())
+
+    # --- block sync and forwarding ------------------------------------------------------------------
+
+    def _request_sync(self, validator_index: int) -> None:
+        now = self.clock_ms()
+        if now - self._last_sync_request_ms < sync_request_interval_ms_min:
+            return
+        self._last_sync_request_ms = now
+        request = SyncRequest(self.ledger.head.height + 1, limits.sync_blocks_per_response_max)
+        self._send_service(validator_index, request)
+
+    def _on_service_message(self, signed: SignedMessage) -> None:
+        try:
+            verify_message(signed, self.ledger.chain_id, self.replica.validator_keys)
+        except InvalidMessage:
+            return self._drop("bad_signature")
+        message = signed.message
+        sender = signed.validator_index
+        if isinstance(message, Status):
+            if message.height > self.ledger.head.height:
+                self._request_sync(sender)
+        elif isinstance(message, SyncRequest):
+            self._answer_sync(sender, message)
+        elif isinstance(message, SyncResponse):
+            self._apply_sync(message)
+        elif isinstance(message, TxBatch):
+            for raw in message.transactions:
+                try:
+                    self.ledger.check_tx(raw)
+                except InvalidTransaction:
+                    pass  # already known, or no longer valid here: the sender's node reported it
+            self.work_changed()
+
+    def _answer_sync(self, sender: int, request: SyncRequest) -> None:
+        blocks = []
+        size = 0
+        last = min(self.ledger.head.height, request.from_height + request.count - 1)
+        for height in range(request.from_height, last + 1):
+            certified = self.ledger.certified_block(height)
+            if certified is None:
+                break
+            block, certificate = certified
+            size += len(block.transactions) * limits.tx_bytes_max
+            if blocks and size > limits.block_bytes_max:
+                break  # keep the response within one frame
+            blocks.append(CertifiedBlock(block, certificate))
+        if blocks:
+            self._send_service(sender, SyncResponse(tuple(blocks)))
+
+    def _apply_sync(self, response: SyncResponse) -> None:
+        for certified in response.blocks:
+            if certified.block.header.height != self.ledger.head.height + 1:
+                continue
+            try:
+                check_certified_block(certified, self.replica.validator_keys)
+                self.ledger.commit(certified.block, certified.certificate)
+            except (InvalidMessage, InvalidBlock) as error:
+                log.warning("block sync: rejected block %d: %s", certified.block.header.height, error)
+                return self._drop("bad_sync_block")
+            self.stats.synced_blocks += 1
+            self.execute(self._after_commit())
+
+    def _broadcast_service(self, message) -> None:
+        if self.keys is None or self.replica.index is None:
+            return
+        self._send(None, sign_message(self.keys, self.ledger.chain_id, self.replica.index, message))
+
+    def _send_service(self, validator_index: int, message) -> None:
+        if self.keys is None or self.replica.index is None:
+            return
+        self._send(validator_index, sign_message(self.keys, self.ledger.chain_id, self.replica.index, message))
+
+    def _drop(self, reason: str) -> None:
+        self.stats.dropped[reason] = self.stats.dropped.get(reason, 0) + 1
