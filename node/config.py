@@ -35,6 +35,10 @@ class NodeConfig:
     rpc_host: str = "127.0.0.1"
     rpc_port: int = 26657
     p2p_port: int = 26656
+    p2p_host: str = "127.0.0.1"
+    """Address the validator network listens on (0.0.0.0 or a host's own address across machines)."""
+    view_timeout_ms: int = 1_000
+    """PBFT view timeout at view 0 of a height; it doubles per failed view."""
     block_interval_ms_min: int = limits.block_interval_ms_min
     """Shortest time between the end of one commit and the next proposal (batching)."""
     log_level: str = "INFO"
@@ -71,7 +75,8 @@ def load_config(home: Path, overrides: dict[str, Any] | None = None) -> NodeConf
         except tomllib.TOMLDecodeError as error:
             raise InvalidConfig(f"{path}: {error}") from error
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    known = {"rpc_host", "rpc_port", "p2p_port", "block_interval_ms_min", "log_level", "genesis", "data", "validator_key"}
+    known = {"rpc_host", "rpc_port", "p2p_port", "p2p_host", "view_timeout_ms", "block_interval_ms_min", "log_level",
+             "genesis", "data", "validator_key"}
     unknown = set(values) - known
     if unknown:
         raise InvalidConfig(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -84,6 +89,8 @@ def load_config(home: Path, overrides: dict[str, Any] | None = None) -> NodeConf
         rpc_host=str(values.get("rpc_host", "127.0.0.1")),
         rpc_port=_check_port(values.get("rpc_port", 26657), "rpc_port"),
         p2p_port=_check_port(values.get("p2p_port", 26656), "p2p_port"),
+        p2p_host=str(values.get("p2p_host", "127.0.0.1")),
+        view_timeout_ms=_check_integer(values.get("view_timeout_ms", 1_000), "view_timeout_ms"),
         block_interval_ms_min=_check_integer(values.get("block_interval_ms_min", limits.block_interval_ms_min),
                                              "block_interval_ms_min"),
         log_level=_check_log_level(values.get("log_level", "INFO")),
@@ -96,11 +103,13 @@ def load_config(home: Path, overrides: dict[str, Any] | None = None) -> NodeConf
     return config
 
 
-def write_config(home: Path, rpc_port: int, p2p_port: int, rpc_host: str = "127.0.0.1") -> None:
+def write_config(home: Path, rpc_port: int, p2p_port: int, rpc_host: str = "127.0.0.1",
+                 p2p_host: str = "127.0.0.1") -> None:
     (Path(home) / "config.toml").write_text(
         "# Paychain node configuration (see node/config.py for every setting)\n"
         f'rpc_host = "{rpc_host}"\n'
         f"rpc_port = {rpc_port}\n"
+        f'p2p_host = "{p2p_host}"\n'
         f"p2p_port = {p2p_port}\n"
         f"block_interval_ms_min = {limits.block_interval_ms_min}\n"
         'log_level = "INFO"\n'

@@ -50,13 +50,23 @@ def dev_keys(name: str) -> crypto.KeyPair:
     return crypto.KeyPair.from_seed(crypto.hash_bytes(b"paychain-dev-key/" + name.encode()))
 
 
-def default_genesis(validators: int = 1, chain_id: str = DEFAULT_CHAIN_ID) -> dict[str, Any]:
+def rpc_port_of(base_port: int, index: int) -> int:
+    return base_port + 2 * index
+
+
+def p2p_port_of(base_port: int, index: int) -> int:
+    return base_port + 2 * index + 1
+
+
+def default_genesis(validators: int = 1, chain_id: str = DEFAULT_CHAIN_ID, base_port: int = 26657) -> dict[str, Any]:
+    """The local network's genesis; validator i listens for peers on 127.0.0.1:p2p_port_of(base_port, i)."""
     validator_entries = []
     for index in range(validators):
         keys = dev_keys(f"validator-{index}")
+        address = "" if validators == 1 else f"127.0.0.1:{p2p_port_of(base_port, index)}"
         validator_entries.append({"name": f"validator-{index}", "public_key": keys.public_key.hex(),
                                   "role": VALIDATOR_ROLES[min(index, len(VALIDATOR_ROLES) - 1)],
-                                  "p2p_address": ""})
+                                  "p2p_address": address})
     accounts = [{"address": crypto.format_address(dev_keys(name).address), "role": role, "balances": balances}
                 for name, role, balances in DEV_ACCOUNTS]
     return genesis_document(chain_id, DEFAULT_GENESIS_TIME_MS, DEV_ASSETS, dev_keys("fees").address,
@@ -77,7 +87,7 @@ def create_homes(home: Path, validators: int, base_port: int, genesis: dict[str,
     from wallet_cli.keystore import Keystore  # the wallet package owns the keystore format
 
     home.mkdir(parents=True, exist_ok=True)
-    genesis = genesis or default_genesis(validators)
+    genesis = genesis or default_genesis(validators, base_port=base_port)
     genesis_text = json.dumps(genesis, indent=2) + "\n"
     (home / "genesis.json").write_text(genesis_text)
     node_homes = []
@@ -85,7 +95,7 @@ def create_homes(home: Path, validators: int, base_port: int, genesis: dict[str,
         node_home = home / f"node{index}"
         node_home.mkdir(exist_ok=True)
         (node_home / "genesis.json").write_text(genesis_text)
-        write_config(node_home, rpc_port=base_port + 2 * index, p2p_port=base_port + 2 * index + 1)
+        write_config(node_home, rpc_port=rpc_port_of(base_port, index), p2p_port=p2p_port_of(base_port, index))
         save_node_key(node_home / "validator_key.json", dev_keys(f"validator-{index}"))
         node_homes.append(node_home)
     if write_wallets:

@@ -21,7 +21,7 @@ def localnet_group() -> None:
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=Path("localnet"),
               show_default=True, help="Folder for genesis, node homes and dev wallets.")
 @click.option("--validators", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Number of validators (1 until the PBFT network lands).")
+              help="Number of validators: 1, or 3f+1 (4, 7 …) for the PBFT network.")
 @click.option("--base-port", type=click.IntRange(1024, 65000), default=26657, show_default=True,
               help="Node i listens for RPC on base+2i and for p2p on base+2i+1.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -33,8 +33,8 @@ def up(home: Path, validators: int, base_port: int, as_json: bool) -> None:
         click.echo(f"error: a local network is already running from {home} (pids "
                    f"{', '.join(str(p.pid) for p in running)}); run `paychain localnet down --home {home}`", err=True)
         sys.exit(1)
-    if validators != 1:
-        click.echo("error: only --validators 1 is supported until the PBFT validator network lands", err=True)
+    if validators != 1 and (validators - 1) % 3 != 0:
+        click.echo("error: --validators must be 1 or 3f+1 (4, 7, 10 …) to tolerate f faulty validators", err=True)
         sys.exit(1)
     fresh = not (home / "genesis.json").exists()
     if fresh:

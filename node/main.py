@@ -13,7 +13,14 @@ import logging
 import signal
 from dataclasses import dataclass
 
+from typing import Any
+
 from node.app import Ledger
+from node.config import InvalidConfig
+from node.consensus.runner import PbftRunner
+from node.consensus.wal import FileVoteLog
+from node.crypto import KeyPair
+from node.p2p.host import LibP2PNetwork
 from node.crypto import format_address
 from node.config import NodeConfig, load_node_key
 from node.consensus.solo import SoloProducer
@@ -32,7 +39,9 @@ log = logging.getLogger("paychain.node")
 class Node:
     config: NodeConfig
     ledger: Ledger
-    producer: SoloProducer | None
+    consensus: SoloProducer | PbftRunner | None
+    """Block production: the single validator's producer, PBFT, or None (a node that only serves)."""
+    network: LibP2PNetwork | None
     rpc: RpcServer
     store: LevelDbStore
     verifier: BatchVerifier
@@ -44,27 +53,40 @@ def bootstrap(config: NodeConfig) -> Node:
     store = LevelDbStore(config.data_path)
     try:
         ledger = Ledger(ChainStore(store, genesis))
-        producer = None
-        validator_address = None
-        if config.validator_key_path is not None:
-            keys = load_node_key(config.validator_key_path)
-            producer = SoloProducer(ledger, keys, config.block_interval_ms_min)
-            validator_address = keys.address
+        keys = load_node_key(config.validator_key_path) if config.validator_key_path is not None else None
+        if len(genesis.params.validators) == 1:
+            consensus, network, notify, info = _single_validator(config, ledger, keys)
+        else:
+            consensus, network, notify, info = _validator_network(config, ledger, keys)
         dispatcher = Dispatcher()
-        primary = genesis.params.validators[0].address
-
-        def consensus_info() -> dict:
-            return {"view": 0, "primary": format_address(primary), "peers": [], "syncing": False,
-                    "mode": "single-validator"}
-
         verifier = BatchVerifier(ledger.chain_id, workers=2)
-        NodeMethods(ledger, validator_address, producer.notify if producer else (lambda: None),
-                    consensus_info, verifier).register(dispatcher)
+        NodeMethods(ledger, keys.address if keys else None, notify, info, verifier).register(dispatcher)
         rpc = RpcServer(dispatcher, ledger, config.rpc_host, config.rpc_port)
     except BaseException:
         store.close()
         raise
-    return Node(config, ledger, producer, rpc, store, verifier)
+    return Node(config, ledger, consensus, network, rpc, store, verifier)
+
+
+def _single_validator(config: NodeConfig, ledger: Ledger, keys: KeyPair | None) -> tuple:
+    producer = SoloProducer(ledger, keys, config.block_interval_ms_min) if keys is not None else None
+    primary = format_address(ledger.params.validators[0].address)
+
+    def info() -> dict[str, Any]:
+        return {"view": 0, "primary": primary, "peers": [], "syncing": False, "mode": "single-validator"}
+
+    return producer, None, producer.notify if producer else (lambda admitted: None), info
+
+
+def _validator_network(config: NodeConfig, ledger: Ledger, keys: KeyPair | None) -> tuple:
+    if keys is None:
+        raise InvalidConfig("a node of a multi-validator network needs its key (validator_key.json); non-voting "
+                            "full nodes are not supported yet")
+    peers = [(v.public_key, v.p2p_address) for v in ledger.params.validators]
+    network = LibP2PNetwork(keys, config.p2p_host, config.p2p_port, peers)
+    wal = FileVoteLog(config.home / "wal" / "votes.log", ledger.head.height)
+    runner = PbftRunner(ledger, network, keys, wal, base_timeout_ms=config.view_timeout_ms)
+    return runner, network, runner.notify, runner.info
 
 
 def tune_garbage_collector() -> None:
@@ -92,8 +114,10 @@ async def run_node(node: Node) -> None:
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(node.rpc.run())]
-            if node.producer is not None:
-                tasks.append(group.create_task(node.producer.run()))
+            if node.network is not None:
+                tasks.append(group.create_task(node.network.run()))
+            if node.consensus is not None:
+                tasks.append(group.create_task(node.consensus.run()))
             await stop.wait()
             log.info("stopping")
             for task in tasks:

@@ -173,7 +173,7 @@ class RpcHarness:
 def node_dispatcher(ledger: Ledger, admitted: list[int]) -> Dispatcher:
     """A Dispatcher serving the node's methods; `admitted` grows by one on each `on_admitted` call."""
     dispatcher = Dispatcher()
-    NodeMethods(ledger, keys("validator-0").address, lambda: admitted.append(1)).register(dispatcher)
+    NodeMethods(ledger, keys("validator-0").address, lambda raws: admitted.append(len(raws))).register(dispatcher)
     return dispatcher
 
 

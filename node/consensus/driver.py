@@ -60,6 +60,8 @@ class Driver:
         self.keys = keys
         self.stats = DriverStats()
         self._last_sync_request_ms = -sync_request_interval_ms_min
+        self.peer_heights: dict[int, int] = {}
+        """validator index -> the height it last reported (Status)."""
 
     # --- events in ----------------------------------------------------------------------------
 
@@ -196,6 +198,7 @@ class Driver:
         message = signed.message
         sender = signed.validator_index
         if isinstance(message, Status):
+            self.peer_heights[sender] = message.height
             if message.height > self.ledger.head.height:
                 self._request_sync(sender)
         elif isinstance(message, SyncRequest):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 from node import blocks, crypto, limits
 from node.app import Application
@@ -34,8 +34,8 @@ class SoloProducer:
         self._work = asyncio.Event()
         self.view = 0
 
-    def notify(self) -> None:
-        """Called when a transaction was admitted: there is work to do."""
+    def notify(self, admitted: Sequence[bytes] = ()) -> None:
+        """Called when transactions were admitted: there is work to do."""
         self._work.set()
 
     async def run(self) -> None:

@@ -43,9 +43,10 @@ def parse_tx_param(value: Any, name: str = "tx") -> bytes:
 
 
 class NodeMethods:
-    """Methods over one ledger. `on_admitted` tells block production there is work."""
+    """Methods over one ledger. `on_admitted(raws)` tells block production there is work (and PBFT
+    forwards the transactions to the other validators)."""
 
-    def __init__(self, ledger: Ledger, validator_address: bytes | None, on_admitted: Callable[[], None],
+    def __init__(self, ledger: Ledger, validator_address: bytes | None, on_admitted: Callable[[list[bytes]], None],
                  consensus_info: Callable[[], dict[str, Any]] | None = None,
                  verifier: BatchVerifier | None = None) -> None:
         self.ledger = ledger
@@ -136,7 +137,7 @@ class NodeMethods:
             tx_hash = self.ledger.check_tx(raw)
         except InvalidTransaction as error:
             raise errors.transaction_rejected(error.code, error.message) from error
-        self.on_admitted()
+        self.on_admitted([raw])
         return {"hash": views.hex0x(tx_hash)}
 
     async def tx_send_batch(self, context: Any, txs: Any) -> dict[str, Any]:
@@ -153,19 +154,19 @@ class NodeMethods:
             except RpcError as error:
                 results[index] = {"error": error.to_json()}
         opened = await self.verifier.open_many([raw for _, raw in raws])
-        accepted = 0
+        admitted: list[bytes] = []
         for (index, raw), envelope in zip(raws, opened):
             try:
                 if isinstance(envelope, InvalidTransaction):
                     self.ledger.record_rejection(transaction_hash(raw), envelope.code, envelope.message)
                     raise envelope
                 results[index] = {"hash": views.hex0x(self.ledger.check_tx(raw, verified=envelope))}
-                accepted += 1
+                admitted.append(raw)
             except InvalidTransaction as error:
                 results[index] = {"error": errors.transaction_rejected(error.code, error.message).to_json()}
-        if accepted:
-            self.on_admitted()
-        return {"accepted": accepted, "rejected": len(txs) - accepted, "results": results}
+        if admitted:
+            self.on_admitted(admitted)
+        return {"accepted": len(admitted), "rejected": len(txs) - len(admitted), "results": results}
 
     async def tx_get(self, context: Any, hash: Any) -> dict[str, Any]:
         tx_hash = parse_hash_param(hash, "hash")

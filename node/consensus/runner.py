@@ -1,0 +1,130 @@
+"""Runs the PBFT driver inside the node's asyncio loop, over a `Network`.
+
+One task owns consensus: it takes frames and peer events from the network's bounded queue
+and hands them to the driver; timers are loop callbacks that call back into the same driver
+on the same thread, so the core's state is only ever touched from the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Sequence
+
+from node import crypto
+from node.app import Ledger
+from node.consensus.core import Replica
+from node.consensus.driver import Driver
+from node.consensus.wal import VoteLog
+from node.p2p.network import Network, PeerEvent, Received
+
+log = logging.getLogger("paychain.consensus")
+
+status_interval_ms = 1_000
+"""How often a validator tells its peers its height (so a node that is behind starts block sync)."""
+
+
+class NetworkTransport:
+    """The driver's transport: validator indexes to network peers (public keys)."""
+
+    def __init__(self, network: Network, validator_keys: Sequence[bytes], own_index: int | None) -> None:
+        self.network = network
+        self.validator_keys = tuple(validator_keys)
+        self.own_index = own_index
+
+    def send(self, validator_index: int, data: bytes) -> None:
+        if validator_index != self.own_index:
+            self.network.send(self.validator_keys[validator_index], data)
+
+    def broadcast(self, data: bytes) -> None:
+        self.network.broadcast(data)
+
+
+class LoopTimers:
+    """The driver's timers as event-loop callbacks; setting a timer again replaces it."""
+
+    def __init__(self) -> None:
+        self.driver: Driver | None = None
+        self._handles: dict[str, asyncio.TimerHandle] = {}
+
+    def set(self, name: str, delay_ms: int, height: int, view: int) -> None:
+        previous = self._handles.pop(name, None)
+        if previous is not None:
+            previous.cancel()
+        loop = asyncio.get_running_loop()
+        self._handles[name] = loop.call_later(delay_ms / 1000, self._fire, name, height, view)
+
+    def _fire(self, name: str, height: int, view: int) -> None:
+        self._handles.pop(name, None)
+        assert self.driver is not None
+        self.driver.on_timer(name, height, view)
+
+    def cancel_all(self) -> None:
+        for handle in self._handles.values():
+            handle.cancel()
+        self._handles.clear()
+
+
+class PbftRunner:
+    def __init__(self, ledger: Ledger, network: Network, keys: crypto.KeyPair | None, wal: VoteLog,
+                 base_timeout_ms: int = 1_000) -> None:
+        validator_keys = ledger.validator_keys
+        own_index = validator_keys.index(keys.public_key) if keys and keys.public_key in validator_keys else None
+        self.ledger = ledger
+        self.network = network
+        self.own_index = own_index
+        self._index_of = {key: index for index, key in enumerate(validator_keys)}
+        replica = Replica(own_index, keys, ledger.chain_id, validator_keys, ledger.head.height + 1,
+                          base_timeout_ms=base_timeout_ms, persisted=wal.replay())
+        self.timers = LoopTimers()
+        self.driver = Driver(replica, ledger, NetworkTransport(network, validator_keys, own_index), self.timers,
+                             wal, lambda: int(time.time() * 1000), keys)
+        self.timers.driver = self.driver
+
+    def notify(self, admitted: Sequence[bytes] = ()) -> None:
+        """Transactions were admitted through RPC: forward them and tell consensus there is work."""
+        if admitted:
+            self.driver.forward(admitted)
+        self.driver.work_changed()
+
+    def info(self) -> dict[str, Any]:
+        replica = self.driver.replica
+        primary = replica.primary(replica.height, replica.view)
+        return {
+            "mode": "pbft",
+            "view": replica.view,
+            "view_changing": replica.view_changing,
+            "primary": crypto.format_address(crypto.address_from_public_key(replica.validator_keys[primary])),
+            "peers": [{"public_key": "0x" + p.public_key.hex(), "address": p.address, "connected": p.connected,
+                       "last_seen_ms": p.last_seen_ms} for p in self.network.peers()],
+            "syncing": max(self.driver.peer_heights.values(), default=0) > self.ledger.head.height + 1,
+            "dropped": {**replica.dropped, **self.driver.stats.dropped},
+            "messages_out": self.driver.stats.messages_out,
+            "bytes_out": self.driver.stats.bytes_out,
+        }
+
+    async def run(self) -> None:
+        self.driver.start()
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._receive())
+                group.create_task(self._send_status())
+        finally:
+            self.timers.cancel_all()
+
+    async def _receive(self) -> None:
+        while True:
+            item = await self.network.receive()
+            try:
+                if isinstance(item, Received):
+                    self.driver.on_frame(item.message)
+                elif isinstance(item, PeerEvent) and item.connected and item.public_key in self._index_of:
+                    self.driver.on_peer_connected(self._index_of[item.public_key])
+            except Exception:  # a bug must not stop consensus: log it loudly, drop the frame
+                log.exception("consensus failed to handle a frame")
+
+    async def _send_status(self) -> None:
+        while True:
+            await asyncio.sleep(status_interval_ms / 1000)
+            self.driver.send_status()
