@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -75,6 +76,35 @@ def localnet_up(home: Path) -> LocalNetwork:
     assert result.code == 0, result.stderr
     node = result.json()["nodes"][0]
     return LocalNetwork(home, node["rpc_url"], node["pid"])
+
+
+def free_port_range(count: int) -> int:
+    """A base port with `count` consecutive free ports after it (best effort, loopback only)."""
+    for _ in range(50):
+        base = free_port()
+        if base + count >= 65000:
+            continue
+        try:
+            sockets = []
+            for port in range(base, base + count):
+                probe = socket.socket()
+                sockets.append(probe)
+                probe.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for probe in sockets:
+                probe.close()
+    raise RuntimeError("no free port range")
+
+
+def validator_network_up(home: Path, validators: int = 4) -> list[LocalNetwork]:
+    """`paychain localnet up --validators N`: one LocalNetwork view per node."""
+    result = paychain("localnet", "up", "--home", str(home), "--validators", str(validators),
+                      "--base-port", str(free_port_range(2 * validators)), "--json")
+    assert result.code == 0, result.stderr
+    return [LocalNetwork(home, node["rpc_url"], node["pid"]) for node in result.json()["nodes"]]
 
 
 def localnet_down(home: Path) -> None:
