@@ -20,12 +20,14 @@ def localnet_group() -> None:
 @localnet_group.command("up")
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=Path("localnet"),
               show_default=True, help="Folder for genesis, node homes and dev wallets.")
-@click.option("--validators", type=click.IntRange(1, 64), default=1, show_default=True,
+@click.option("--validators", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Number of validators: 1, or 3f+1 (4, 7 …) for the PBFT network.")
 @click.option("--base-port", type=click.IntRange(1024, 65000), default=26657, show_default=True,
               help="Node i listens for RPC on base+2i and for p2p on base+2i+1.")
+@click.option("--fresh", is_flag=True, help="Delete this home's existing local network first (chain data and "
+                                            "dev wallets) and create a new one.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def up(home: Path, validators: int, base_port: int, as_json: bool) -> None:
+def up(home: Path, validators: int, base_port: int, fresh: bool, as_json: bool) -> None:
     """Create the network (first time only) and start its nodes in the background."""
     home = home.resolve()
     running = [p for p in localnet.load_processes(home) if localnet.is_our_node(p)]
@@ -36,7 +38,14 @@ def up(home: Path, validators: int, base_port: int, as_json: bool) -> None:
     if validators != 1 and (validators - 1) % 3 != 0:
         click.echo("error: --validators must be 1 or 3f+1 (4, 7, 10 …) to tolerate f faulty validators", err=True)
         sys.exit(1)
-    fresh = not (home / "genesis.json").exists()
+    if fresh and (home / "genesis.json").exists():
+        _remove_local_network(home)
+    existing = _validator_count(home)
+    if existing is not None and existing != validators:
+        click.echo(f"error: {home} holds a network of {existing} validator(s), not {validators}; pass --fresh to "
+                   "replace it", err=True)
+        sys.exit(1)
+    fresh = existing is None
     if fresh:
         node_homes = localnet.create_homes(home, validators, base_port)
     else:
@@ -111,3 +120,22 @@ def status(home: Path, as_json: bool) -> None:
         else:
             click.echo(f"{row['name']}  pid {row['pid']}  {'running' if row['running'] else 'stopped'}  "
                        f"{row.get('error', '')}")
+
+
+def _validator_count(home: Path) -> int | None:
+    path = home / "genesis.json"
+    if not path.exists():
+        return None
+    return len(json.loads(path.read_text()).get("validators", []))
+
+
+def _remove_local_network(home: Path) -> None:
+    """Delete what `up` created in `home` (and nothing else there)."""
+    import shutil
+    for node_home in home.glob("node*"):
+        if (node_home / "config.toml").exists():
+            shutil.rmtree(node_home)
+    for name in ("genesis.json", "localnet.json"):
+        (home / name).unlink(missing_ok=True)
+    if (home / "wallet").is_dir():
+        shutil.rmtree(home / "wallet")

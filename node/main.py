@@ -61,7 +61,7 @@ def bootstrap(config: NodeConfig) -> Node:
         dispatcher = Dispatcher()
         verifier = BatchVerifier(ledger.chain_id, workers=2)
         NodeMethods(ledger, keys.address if keys else None, notify, info, verifier).register(dispatcher)
-        rpc = RpcServer(dispatcher, ledger, config.rpc_host, config.rpc_port)
+        rpc = RpcServer(dispatcher, ledger, config.rpc_host, config.rpc_port, info)
     except BaseException:
         store.close()
         raise

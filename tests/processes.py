@@ -72,7 +72,8 @@ def paychain(*args: str) -> CliResult:
 
 
 def localnet_up(home: Path) -> LocalNetwork:
-    result = paychain("localnet", "up", "--home", str(home), "--base-port", str(free_port()), "--json")
+    result = paychain("localnet", "up", "--home", str(home), "--validators", "1", "--base-port", str(free_port()),
+                      "--json")
     assert result.code == 0, result.stderr
     node = result.json()["nodes"][0]
     return LocalNetwork(home, node["rpc_url"], node["pid"])

@@ -489,8 +489,10 @@ class Replica:
 
     # --- commits and reconnects ---------------------------------------------------------------
 
-    def on_committed(self, height: int) -> list[Action]:
-        """The chain now ends at `height` (by this node's CommitBlock, or by block sync)."""
+    def on_committed(self, height: int, work_pending: bool) -> list[Action]:
+        """The chain now ends at `height` (by this node's CommitBlock, or by block sync); `work_pending`
+        says whether the mempool still holds transactions (if not, no empty block is proposed)."""
+        self.work_pending = work_pending
         if height < self.height:
             return []
         self.height = height + 1

@@ -177,8 +177,7 @@ class Driver:
         return self._after_commit()
 
     def _after_commit(self) -> list[Action]:
-        actions = self.replica.on_committed(self.ledger.head.height)
-        return actions + self.replica.on_work(self.ledger.has_pending())
+        return self.replica.on_committed(self.ledger.head.height, self.ledger.has_pending())
 
     # --- block sync and forwarding ------------------------------------------------------------------
 

@@ -182,14 +182,16 @@ class _Credits:
         """Wait for at least one credit; take up to `wanted`."""
         while self._count == 0:
             await self._changed.wait()
-            self._changed = trio.Event()
         taken = min(self._count, wanted)
         self._count -= taken
         return taken
 
     def give(self, count: int) -> None:
         self._count += count
-        self._changed.set()
+        # Wake every waiter and give later ones a fresh event. (A waiter that replaced the event
+        # itself could strand another one waiting on the old event: a lost wake-up.)
+        changed, self._changed = self._changed, trio.Event()
+        changed.set()
 
 
 class _Peer:
@@ -467,7 +469,9 @@ class LibP2PNetwork:
         host = new_host(
             key_pair=key_pair,
             sec_opt={NOISE_PROTOCOL_ID: noise},  # Noise only: the default list also offers plaintext
-            muxer_opt={YAMUX_PROTOCOL_ID: Yamux},  # yamux has flow control; mplex has none
+            # yamux: per-stream flow control (a window). py-libp2p's mplex has none: one slow
+            # stream blocks its whole connection until a timeout resets the stream.
+            muxer_opt={YAMUX_PROTOCOL_ID: Yamux},
             listen_addrs=[self._listen_multiaddr],
             # One connection per peer. It also cancels the dial's 250 ms "happy eyeballs" wait,
             # which otherwise runs to the end even after the only address has connected.

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import WSMsgType, web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from node import crypto, encoding, limits
 from node.app import CommittedBlock, Ledger
@@ -24,7 +24,7 @@ log = logging.getLogger("paychain.rpc")
 class Metrics:
     """Prometheus metrics of one node (own registry, so several nodes can share a process in tests)."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, consensus_info: Callable[[], dict[str, Any]] | None = None) -> None:
         self.registry = CollectorRegistry()
         self.rpc_calls = Counter("paychain_rpc_calls", "JSON-RPC calls", ["method", "outcome"], registry=self.registry)
         self.blocks = Counter("paychain_blocks_committed", "Blocks committed", registry=self.registry)
@@ -35,6 +35,8 @@ class Metrics:
         mempool = Gauge("paychain_mempool_txs", "Transactions in the mempool", registry=self.registry)
         mempool.set_function(lambda: len(ledger.mempool))
         self.registry.register(_RejectionCollector(ledger))
+        if consensus_info is not None:
+            self.registry.register(_ConsensusCollector(consensus_info))
         self.height.set(ledger.head.height)
         ledger.listeners.append(self.on_commit)
 
@@ -48,6 +50,27 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ConsensusCollector:
+    """View, connected peers, and consensus messages dropped by reason (bad signature, stale, …)."""
+
+    def __init__(self, consensus_info: Callable[[], dict[str, Any]]) -> None:
+        self._info = consensus_info
+
+    def collect(self):
+        info = self._info()
+        view = GaugeMetricFamily("paychain_consensus_view", "Current consensus view at this height")
+        view.add_metric([], info.get("view", 0))
+        peers = GaugeMetricFamily("paychain_peers_connected", "Validator peers with a live connection")
+        peers.add_metric([], sum(1 for p in info.get("peers", []) if p.get("connected")))
+        dropped = CounterMetricFamily("paychain_consensus_messages_dropped", "Consensus messages dropped, by reason",
+                                      labels=["reason"])
+        for reason, count in sorted(info.get("dropped", {}).items()):
+            dropped.add_metric([reason], count)
+        sent = CounterMetricFamily("paychain_consensus_messages_sent", "Consensus messages sent")
+        sent.add_metric([], info.get("messages_out", 0))
+        yield from (view, peers, dropped, sent)
 
 
 class _RejectionCollector:
@@ -64,12 +87,13 @@ class _RejectionCollector:
 
 
 class RpcServer:
-    def __init__(self, dispatcher: Dispatcher, ledger: Ledger, host: str, port: int) -> None:
+    def __init__(self, dispatcher: Dispatcher, ledger: Ledger, host: str, port: int,
+                 consensus_info: Callable[[], dict[str, Any]] | None = None) -> None:
         self.dispatcher = dispatcher
         self.ledger = ledger
         self.host = host
         self.port = port
-        self.metrics = Metrics(ledger)
+        self.metrics = Metrics(ledger, consensus_info)
         self.hub = SubscriptionHub(ledger)
         dispatcher.on_call = lambda method, outcome: self.metrics.rpc_calls.labels(method, outcome).inc()
         dispatcher.register("subscribe", self.subscribe, ("topic", "filter"), required=1)

@@ -184,7 +184,7 @@ def test_localnet_status_reports_the_running_node(network: LocalNetwork) -> None
 
 
 def test_localnet_up_refuses_to_start_twice(network: LocalNetwork) -> None:
-    again = paychain("localnet", "up", "--home", str(network.home))
+    again = paychain("localnet", "up", "--home", str(network.home), "--validators", "1")
     assert again.code == 1 and "already running" in again.stderr
     assert network.rpc.call("node_status")["chain_id"] == "paychain-local"  # the first one is untouched
 
@@ -192,6 +192,6 @@ def test_localnet_up_refuses_to_start_twice(network: LocalNetwork) -> None:
 def test_repository_genesis_is_the_documented_local_genesis() -> None:
     from node.localnet import default_genesis
     repository_genesis = Path(__file__).resolve().parents[2] / "genesis.json"
-    assert json.loads(repository_genesis.read_text()) == default_genesis(1)
+    assert json.loads(repository_genesis.read_text()) == default_genesis(4)
     checked = paychain("genesis", "check", str(repository_genesis), "--json")
     assert checked.code == 0 and checked.json()["chain_id"] == "paychain-local"
