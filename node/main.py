@@ -54,12 +54,12 @@ def bootstrap(config: NodeConfig) -> Node:
     try:
         ledger = Ledger(ChainStore(store, genesis))
         keys = load_node_key(config.validator_key_path) if config.validator_key_path is not None else None
+        verifier = BatchVerifier(ledger.chain_id, workers=2)
         if len(genesis.params.validators) == 1:
             consensus, network, notify, info = _single_validator(config, ledger, keys)
         else:
-            consensus, network, notify, info = _validator_network(config, ledger, keys)
+            consensus, network, notify, info = _validator_network(config, ledger, keys, verifier)
         dispatcher = Dispatcher()
-        verifier = BatchVerifier(ledger.chain_id, workers=2)
         NodeMethods(ledger, keys.address if keys else None, notify, info, verifier).register(dispatcher)
         rpc = RpcServer(dispatcher, ledger, config.rpc_host, config.rpc_port, info)
     except BaseException:
@@ -78,14 +78,14 @@ def _single_validator(config: NodeConfig, ledger: Ledger, keys: KeyPair | None) 
     return producer, None, producer.notify if producer else (lambda admitted: None), info
 
 
-def _validator_network(config: NodeConfig, ledger: Ledger, keys: KeyPair | None) -> tuple:
+def _validator_network(config: NodeConfig, ledger: Ledger, keys: KeyPair | None, verifier: BatchVerifier) -> tuple:
     if keys is None:
         raise InvalidConfig("a node of a multi-validator network needs its key (validator_key.json); non-voting "
                             "full nodes are not supported yet")
     peers = [(v.public_key, v.p2p_address) for v in ledger.params.validators]
     network = LibP2PNetwork(keys, config.p2p_host, config.p2p_port, peers)
     wal = FileVoteLog(config.home / "wal" / "votes.log", ledger.head.height)
-    runner = PbftRunner(ledger, network, keys, wal, base_timeout_ms=config.view_timeout_ms)
+    runner = PbftRunner(ledger, network, keys, wal, base_timeout_ms=config.view_timeout_ms, verifier=verifier)
     return runner, network, runner.notify, runner.info
 
 

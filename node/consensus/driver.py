@@ -21,7 +21,7 @@ from node.consensus.messages import (CertifiedBlock, InvalidMessage, SignedMessa
                                      SyncResponse, TxBatch, check_certified_block, decode_message, encode_message,
                                      sign_message, verify_message)
 from node.consensus.wal import VoteLog
-from node.transactions import InvalidTransaction
+from node.transactions import Envelope, InvalidTransaction
 
 log = logging.getLogger("paychain.consensus")
 
@@ -71,11 +71,33 @@ class Driver:
 
     def on_frame(self, data: bytes) -> None:
         """A frame from an authenticated peer: decode, then consensus or sync/forwarding."""
+        signed = self.decode_frame(data)
+        if signed is not None:
+            self.on_signed(signed)
+
+    def decode_frame(self, data: bytes) -> SignedMessage | None:
         self.stats.messages_in += 1
         try:
-            signed = decode_message(data)
+            return decode_message(data)
         except InvalidMessage:
-            return self._drop("malformed")
+            self._drop("malformed")
+            return None
+
+    def admit_forwarded(self, signed: SignedMessage, opened: Sequence[Envelope | InvalidTransaction]) -> None:
+        """A TxBatch whose transactions were already decoded and verified (e.g. on worker processes)."""
+        try:
+            verify_message(signed, self.ledger.chain_id, self.replica.validator_keys)
+        except InvalidMessage:
+            return self._drop("bad_signature")
+        for raw, envelope in zip(signed.message.transactions, opened):
+            if isinstance(envelope, Envelope):
+                try:
+                    self.ledger.check_tx(raw, verified=envelope)
+                except InvalidTransaction:
+                    pass  # already known or no longer valid here
+        self.work_changed()
+
+    def on_signed(self, signed: SignedMessage) -> None:
         message = signed.message
         if isinstance(message, (Status, SyncRequest, SyncResponse, TxBatch)):
             return self._on_service_message(signed)

@@ -17,10 +17,15 @@ from node.app import Ledger
 from node.consensus.core import Replica
 from node.consensus.driver import Driver
 from node.consensus.wal import VoteLog
+from node.consensus.messages import TxBatch
 from node.p2p.network import Network, PeerEvent, Received
+from node.verifier import BatchVerifier
 
 log = logging.getLogger("paychain.consensus")
 
+forwarded_batches_queued_max = 256
+"""Forwarded transaction batches waiting for verification; beyond it they are dropped (counted) —
+the validator that admitted them still has them."""
 status_interval_ms = 1_000
 """How often a validator tells its peers its height (so a node that is behind starts block sync)."""
 
@@ -68,7 +73,7 @@ class LoopTimers:
 
 class PbftRunner:
     def __init__(self, ledger: Ledger, network: Network, keys: crypto.KeyPair | None, wal: VoteLog,
-                 base_timeout_ms: int = 1_000) -> None:
+                 base_timeout_ms: int = 1_000, verifier: BatchVerifier | None = None) -> None:
         validator_keys = ledger.validator_keys
         own_index = validator_keys.index(keys.public_key) if keys and keys.public_key in validator_keys else None
         self.ledger = ledger
@@ -81,6 +86,8 @@ class PbftRunner:
         self.driver = Driver(replica, ledger, NetworkTransport(network, validator_keys, own_index), self.timers,
                              wal, lambda: int(time.time() * 1000), keys)
         self.timers.driver = self.driver
+        self.verifier = verifier
+        self._forwarded: asyncio.Queue = asyncio.Queue(forwarded_batches_queued_max)
 
     def notify(self, admitted: Sequence[bytes] = ()) -> None:
         """Transactions were admitted through RPC: forward them and tell consensus there is work."""
@@ -109,6 +116,7 @@ class PbftRunner:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._receive())
+                group.create_task(self._admit_forwarded())
                 group.create_task(self._send_status())
         finally:
             self.timers.cancel_all()
@@ -118,11 +126,32 @@ class PbftRunner:
             item = await self.network.receive()
             try:
                 if isinstance(item, Received):
-                    self.driver.on_frame(item.message)
+                    self._on_frame(item.message)
                 elif isinstance(item, PeerEvent) and item.connected and item.public_key in self._index_of:
                     self.driver.on_peer_connected(self._index_of[item.public_key])
             except Exception:  # a bug must not stop consensus: log it loudly, drop the frame
                 log.exception("consensus failed to handle a frame")
+
+    def _on_frame(self, data: bytes) -> None:
+        signed = self.driver.decode_frame(data)
+        if signed is None:
+            return
+        if isinstance(signed.message, TxBatch) and self.verifier is not None:
+            # Verifying forwarded transactions is the heaviest work a replica does: it goes to the
+            # worker processes, off the task that runs consensus.
+            try:
+                self._forwarded.put_nowait(signed)
+            except asyncio.QueueFull:
+                self.driver.stats.dropped["forwarded_batch_queue_full"] = \
+                    self.driver.stats.dropped.get("forwarded_batch_queue_full", 0) + 1
+            return
+        self.driver.on_signed(signed)
+
+    async def _admit_forwarded(self) -> None:
+        while True:
+            signed = await self._forwarded.get()
+            opened = await self.verifier.open_many(signed.message.transactions)
+            self.driver.admit_forwarded(signed, opened)
 
     async def _send_status(self) -> None:
         while True:
