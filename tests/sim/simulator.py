@@ -18,11 +18,11 @@ from typing import Callable
 
 from node import blocks, crypto
 from node.app import CommittedBlock, Ledger
-from node.blocks import Block, header_hash
+from node.blocks import Block, Header, header_hash
 from node.consensus.core import Replica
 from node.consensus.driver import Driver
-from node.consensus.messages import (Commit, NewView, Prepare, PrePrepare, SignedMessage, ViewChange,
-                                     decode_message, encode_message, sign_message)
+from node.consensus.messages import (Commit, NewView, PreparedCertificate, Prepare, PrePrepare, SignedMessage,
+                                     ViewChange, VoteSignature, decode_message, encode_message, sign_message)
 from node.consensus.wal import MemoryVoteLog
 from node.genesis import Genesis, genesis_document, parse_genesis
 from node.state import KEY_ACCOUNT, KEY_SUPPLY
@@ -224,13 +224,29 @@ class Simulator:
                 vote = dataclasses.replace(message, block_hash=other_hash)
                 return [(encode_message(sign_message(sender.keys, chain_id, sender.index, vote)), target)]
         if mode == "forge_view_change" and isinstance(message, NewView):
+            # too few distinct signers: one view change listed three times
             forged = dataclasses.replace(message, view_changes=message.view_changes[:1] * 3)
+            return [(encode_message(sign_message(sender.keys, chain_id, sender.index, forged)), target)]
+        if mode == "forge_view_change" and isinstance(message, ViewChange):
+            # a prepared certificate for a block nobody prepared, "signed" by this validator three times:
+            # accepted, it would force the new primary to re-propose a block of the attacker's choosing
+            fake_block = Block(dataclasses.replace(self.genesis_header_template(message.height),
+                                                   proposer=sender.keys.address), ())
+            fake_hash = header_hash(fake_block.header)
+            vote = sign_message(sender.keys, chain_id, sender.index, Prepare(message.height, 0, fake_hash))
+            certificate = PreparedCertificate(message.height, 0, fake_hash,
+                                              (VoteSignature(sender.index, vote.signature),) * 3)
+            forged = dataclasses.replace(message, prepared=certificate, prepared_block=fake_block)
             return [(encode_message(sign_message(sender.keys, chain_id, sender.index, forged)), target)]
         if mode == "outsider":
             outsider = keys("outsider")
             fake = sign_message(outsider, chain_id, sender.index, message)  # claims a validator's index
             return [(data, target), (encode_message(fake), target)]
         return [(data, target)]
+
+    def genesis_header_template(self, height: int):
+        return Header(self.genesis.params.chain_id, height, 0, bytes(32), bytes(20), 0, 0, bytes(32), bytes(32),
+                      bytes(32))
 
     # --- events -------------------------------------------------------------------------------
 
