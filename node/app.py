@@ -177,17 +177,20 @@ class Ledger:
 
     # --- blocks -------------------------------------------------------------------------------
 
-    def prepare_proposal(self, height: int, view: int, proposer: bytes, timestamp_ms: int) -> Block:
-        """Build the next block from the mempool; it is executed and ready to commit."""
+    def prepare_proposal(self, height: int, view: int, proposer: bytes, timestamp_ms: int,
+                         txs_max: int = limits.block_txs_max) -> Block:
+        """Build the next block (at most `txs_max` transactions) from the mempool; it is executed and ready
+        to commit."""
+        assert 0 < txs_max <= limits.block_txs_max
         assert height == self.head.height + 1
         parent = self.store.head_header
         if parent is not None:
             timestamp_ms = max(timestamp_ms, parent.timestamp_ms)
         state = self.state()
-        candidates = self.mempool.reap(state, limits.block_txs_max, limits.block_bytes_max)
+        candidates = self.mempool.reap(state, txs_max, limits.block_bytes_max)
         context = BlockContext(height, timestamp_ms)
         new_state, included, receipts, skipped = execute_candidates(
-            state, candidates, context, limits.block_txs_max, limits.block_bytes_max)
+            state, candidates, context, txs_max, limits.block_bytes_max)
         if skipped:
             for envelope, code in skipped:
                 self.record_rejection(envelope.hash, code, "dropped by the proposer: the transaction can no longer "

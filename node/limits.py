@@ -25,6 +25,9 @@ block_txs_max = 8_000
 """Most transactions in one block."""
 block_bytes_max = 8 * 1024 * 1024
 """Largest encoded block (transactions plus header)."""
+pbft_block_txs_max = 2_000
+"""Most transactions a PBFT primary puts in one block: every validator executes the block before
+voting, so smaller blocks keep finality short when the network is saturated."""
 block_interval_ms_min = 20
 """A block producer waits at least this long after a commit before proposing again,
 so that transactions arriving together are batched."""
@@ -83,6 +86,7 @@ assert rpc_send_batch_txs_max * tx_bytes_max * 2 + 4096 <= rpc_body_bytes_max, "
 assert mempool_txs_max >= block_txs_max, "the mempool must be able to fill a block"
 assert mempool_bytes_max >= block_bytes_max
 assert block_interval_ms_min < block_interval_ms_max
+assert 0 < pbft_block_txs_max <= block_txs_max
 assert memo_bytes_max < tx_bytes_max
 assert validators_max <= certificate_signatures_max
 
@@ -113,6 +117,10 @@ p2p_read_chunk_bytes_max = 64 * 1024
 """Most bytes taken from a peer stream in one read (the yamux frame payload size)."""
 p2p_stop_timeout_ms_max = 10_000
 """Longest closing the network may wait for the libp2p thread to finish."""
+p2p_stream_close_timeout_ms_max = 1_000
+"""Longest resetting a stream or politely closing a connection may take: a peer that stopped
+reading cannot hold us longer (a connection's socket is then closed under it)."""
 
 assert p2p_reconnect_backoff_ms_min < p2p_reconnect_backoff_ms_max
+assert p2p_stream_close_timeout_ms_max < p2p_stop_timeout_ms_max
 assert p2p_read_chunk_bytes_max <= p2p_write_batch_bytes_max <= p2p_frame_bytes_max

@@ -75,13 +75,32 @@ async def submit_round_robin(session, urls: list[str], raws: list[bytes], batch:
     return sent
 
 
-async def phase(session, processes, urls, watcher, raws, batch, label) -> dict:
+async def submit_paced_round_robin(session, urls: list[str], raws: list[bytes], rate_tps: float,
+                                   tick_s: float = 0.05) -> list[tuple[float, list]]:
+    per_tick = max(1, int(rate_tps * tick_s))
+    sent = []
+    start = time.perf_counter()
+    for tick, offset in enumerate(range(0, len(raws), per_tick)):
+        delay = start + tick * tick_s - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        item = raws[offset:offset + per_tick]
+        sent_at = time.perf_counter()
+        await bench_node.rpc(session, urls[tick % len(urls)], "tx_sendBatch", ["0x" + raw.hex() for raw in item])
+        sent.append((sent_at, item))
+    return sent
+
+
+async def phase(session, processes, urls, watcher, raws, batch, label, rate_tps: float | None = None) -> dict:
     first_height = max(watcher.arrivals, default=0) + 1
     committed_before = watcher.committed_txs
     cpu_before = [bench_node.cpu_seconds(p.pid) for p in processes]
     info_before = await bench_node.rpc(session, urls[0], "node_status")
     started = time.perf_counter()
-    sent = await submit_round_robin(session, urls, raws, batch)
+    if rate_tps is None:
+        sent = await submit_round_robin(session, urls, raws, batch)
+    else:
+        sent = await submit_paced_round_robin(session, urls, raws, rate_tps)
     submitted = sum(len(item) for _, item in sent)
     await bench_node.wait_committed(watcher, committed_before + submitted, timeout_s=600)
     elapsed = time.perf_counter() - started
@@ -101,9 +120,10 @@ async def phase(session, processes, urls, watcher, raws, batch, label) -> dict:
 
 async def run(args: argparse.Namespace, home: Path) -> dict:
     accounts = [dev_keys(f"bench-{i}") for i in range(args.accounts)]
-    print(f"signing {args.accounts * 3} transfers…", flush=True)
+    print(f"signing {args.accounts * 4} transfers…", flush=True)
     load = sign_transfers(accounts, 2, 0, seed=1)
-    after_kill = sign_transfers(accounts, 1, 2, seed=2)
+    paced = sign_transfers(accounts, 1, 2, seed=3)
+    after_kill = sign_transfers(accounts, 1, 3, seed=2)
     processes = make_network(home, accounts, args.port)
     urls = [p.rpc_url for p in processes]
     stopped: list[int] = []
@@ -117,10 +137,14 @@ async def run(args: argparse.Namespace, home: Path) -> dict:
             await asyncio.wait_for(ready.wait(), 10)
             print(f"phase 1: {len(load)} transfers to 4 validators", flush=True)
             full = await phase(session, processes, urls, watcher, load, args.batch, "4 validators")
+            rate = full["committed_tps"] / 2
+            print(f"phase 2: {len(paced)} transfers paced at {rate:.0f} TPS (half of phase 1)", flush=True)
+            half = await phase(session, processes, urls, watcher, paced, args.batch, "4 validators, half load",
+                               rate_tps=rate)
             victim = processes[3]
             stop_node(victim)  # SIGTERM then SIGKILL: the replica is gone for the rest of the run
             stopped.append(victim.pid)
-            print(f"phase 2: {len(after_kill)} transfers with validator 3 stopped", flush=True)
+            print(f"phase 3: {len(after_kill)} transfers with validator 3 stopped", flush=True)
             degraded = await phase(session, processes[:3], urls[:3], watcher, after_kill, args.batch,
                                    "3 of 4 validators")
             task.cancel()
@@ -129,7 +153,7 @@ async def run(args: argparse.Namespace, home: Path) -> dict:
         for process in processes:
             if process.pid not in stopped:
                 stop_node(process)
-    return {"full": full, "one_replica_down": degraded, "peak_rss_mb_nodes_0_2": rss,
+    return {"full": full, "half_load": half, "one_replica_down": degraded, "peak_rss_mb_nodes_0_2": rss,
             "degraded_over_full": round(degraded["committed_tps"] / full["committed_tps"], 2)}
 
 

@@ -153,7 +153,7 @@ def report(args: argparse.Namespace, elapsed_s: float, dropped: int, cpu_s: floa
     print(f"p2p benchmark, 127.0.0.1, Noise + yamux, {mode}")
     print(f"one-way: {args.frames} frames of {args.frame_bytes} B in {elapsed_s:.2f} s: {rate:,.0f} frames/s, "
           f"{rate * args.frame_bytes / 1e6:.1f} MB/s, dropped {dropped}; "
-          f"this process's CPU {cpu_s / args.frames * 1e6:.0f} us/frame")
+          f"CPU of {'the sender' if args.two_processes else 'both nodes'} {cpu_s / args.frames * 1e6:.0f} us/frame")
     quantiles = statistics.quantiles(samples, n=100)
     print(f"round trip ({len(samples)} x {args.small_bytes} B): p50 {quantiles[49] * 1e3:.2f} ms, "
           f"p99 {quantiles[98] * 1e3:.2f} ms, max {max(samples) * 1e3:.2f} ms")

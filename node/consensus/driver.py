@@ -188,7 +188,8 @@ class Driver:
     def _propose(self, action: RequestProposal) -> list[Action]:
         if action.height != self.ledger.head.height + 1 or self.keys is None:
             return []
-        block = self.ledger.prepare_proposal(action.height, action.view, self.keys.address, self.clock_ms())
+        block = self.ledger.prepare_proposal(action.height, action.view, self.keys.address, self.clock_ms(),
+                                             txs_max=limits.pbft_block_txs_max)
         return self.replica.on_proposal(block)
 
     def _commit(self, action: CommitBlock) -> list[Action]:

@@ -528,22 +528,21 @@ class LibP2PNetwork:
         try:
             with trio.fail_after(limits.p2p_connect_timeout_ms_max / 1000):
                 return await self._host.new_stream(peer.peer_id, [PROTOCOL_ID])
-        except (Exception, trio.TooSlowError) as error:  # py-libp2p raises many types for one failed dial
+        except Exception as error:  # trio.TooSlowError, and the many types py-libp2p raises for a failed dial
             log.debug("cannot open a stream to %s: %r", peer.peer_id, error)
             return None
 
     async def _serve_outbound_stream(self, peer: _Peer, stream: INetStream) -> None:
         """Write `peer`'s frames to `stream` until it fails; report the link going up and down."""
         peer.connected = True
-        await self._deliver([PeerEvent(peer.public_key, True)])
         try:
+            await self._deliver([PeerEvent(peer.public_key, True)])
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write_frames, peer, stream, nursery.cancel_scope)
                 nursery.start_soon(self._wait_until_closed, stream, nursery.cancel_scope)
         finally:
             peer.connected = False
-            with trio.CancelScope(shield=True):
-                await _reset_quietly(stream)
+            await _reset_quietly(stream)
         await self._deliver([PeerEvent(peer.public_key, False)])
 
     async def _write_frames(self, peer: _Peer, stream: INetStream, done: trio.CancelScope) -> None:
@@ -604,8 +603,7 @@ class LibP2PNetwork:
             except Exception as error:  # a failed read ends this stream; the peer reconnects
                 self._count_link_error(peer, "read", error)
             finally:
-                with trio.CancelScope(shield=True):
-                    await _reset_quietly(stream)
+                await _reset_quietly(stream)
         if peer.inbound_scope is scope:
             peer.inbound_scope = None
 
@@ -643,18 +641,29 @@ async def _close_connections(host: IHost) -> None:
     """Close every connection at once: py-libp2p closes them one by one, ~0.2 s each (fixed sleeps)."""
     async with trio.open_nursery() as nursery:
         for connection in host.get_network().get_connections():
-            nursery.start_soon(_close_quietly, connection)
+            nursery.start_soon(_close_connection, connection)
 
 
-async def _close_quietly(connection: Any) -> None:
-    try:
-        await connection.close()
-    except Exception:  # already closing, or its socket is gone
-        pass
+async def _close_connection(connection: Any) -> None:
+    """Close politely (yamux GO_AWAY); if the peer is not taking our bytes, close the socket under it."""
+    with trio.move_on_after(limits.p2p_stream_close_timeout_ms_max / 1000) as polite:
+        try:
+            await connection.close()
+        except Exception:  # already closing, or its socket is gone
+            pass
+    if polite.cancelled_caught:
+        # A peer that stopped reading (SIGSTOP, cut cable) leaves a send blocked on a full socket,
+        # holding yamux's write lock: GO_AWAY never goes out. Closing the socket frees everything.
+        try:
+            await connection.muxed_conn.secured_conn.close()
+        except Exception:
+            pass
 
 
 async def _reset_quietly(stream: INetStream) -> None:
-    try:
-        await stream.reset()
-    except Exception:  # the stream or its connection is already gone
-        pass
+    """Reset `stream` even when cancelled, but never for long (the RST waits for the same write lock)."""
+    with trio.move_on_after(limits.p2p_stream_close_timeout_ms_max / 1000, shield=True):
+        try:
+            await stream.reset()
+        except Exception:  # the stream or its connection is already gone
+            pass

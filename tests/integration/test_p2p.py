@@ -11,11 +11,15 @@ import asyncio
 import contextlib
 import gc
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -344,6 +348,41 @@ async def test_cancelling_run_stops_the_libp2p_thread() -> None:
             await asyncio.wait_for(task, WAIT_S)
         assert not any(thread.name.startswith(f"p2p-{a.public_key[:4].hex()}") for thread in threading.enumerate())
         await until(lambda: not net_b.peers()[0].connected, "b sees a go")
+
+
+STALLED_PEER = """
+import asyncio, sys
+from node.p2p.host import LibP2PNetwork
+from tests.support import keys
+own, other = keys(sys.argv[1]), keys(sys.argv[2])
+net = LibP2PNetwork(own, "127.0.0.1", int(sys.argv[3]), [(other.public_key, f"127.0.0.1:{sys.argv[4]}")])
+asyncio.run(net.run())
+"""
+
+
+@run_async
+async def test_closing_while_a_peer_has_stopped_reading_is_prompt_and_clean() -> None:
+    a, b = make_nodes(2)
+    net_a = network(a, [a, b])
+    # b runs in its own process so that it can be frozen (SIGSTOP): its socket stops draining.
+    peer = subprocess.Popen([sys.executable, "-c", STALLED_PEER, "p2p-1", "p2p-0", str(b.port), str(a.port)],
+                            cwd=Path(__file__).resolve().parents[2], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        async with running() as started:
+            await started.start(net_a)
+            await until(lambda: net_a.peers()[0].connected, "a links to b's process")
+            peer.send_signal(signal.SIGSTOP)
+            for _ in range(200):  # far more than the socket buffers and the yamux window hold
+                net_a.send(b.public_key, bytes(20_000))
+            # a's writes, and yamux's own ping, now block on the full socket, holding its write lock.
+            await asyncio.sleep(3.0)
+            closing_started = time.monotonic()
+            await started.stop(net_a)
+            assert time.monotonic() - closing_started < 5.0
+    finally:
+        peer.kill()
+        peer.wait(WAIT_S)
 
 
 @run_async
