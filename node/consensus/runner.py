@@ -86,6 +86,7 @@ class PbftRunner:
         self.driver = Driver(replica, ledger, NetworkTransport(network, validator_keys, own_index), self.timers,
                              wal, lambda: int(time.time() * 1000), keys)
         self.timers.driver = self.driver
+        self.wal = wal
         self.verifier = verifier
         self._forwarded: asyncio.Queue = asyncio.Queue(forwarded_batches_queued_max)
 
@@ -120,6 +121,9 @@ class PbftRunner:
                 group.create_task(self._send_status())
         finally:
             self.timers.cancel_all()
+            close = getattr(self.wal, "close", None)
+            if close is not None:
+                close()
 
     async def _receive(self) -> None:
         while True:
