@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
 from node import crypto, limits
-from node.app import Ledger
+from node.app import Application
 from node.blocks import InvalidBlock, header_hash
 from node.consensus.core import (Action, Broadcast, CommitBlock, NeedSync, PersistVote, Replica, RequestProposal,
                                  SendTo, SetTimer, ValidateBlock)
@@ -49,10 +49,10 @@ class DriverStats:
 
 
 class Driver:
-    def __init__(self, replica: Replica, ledger: Ledger, transport: Transport, timers: Timers, wal: VoteLog,
+    def __init__(self, replica: Replica, app: Application, transport: Transport, timers: Timers, wal: VoteLog,
                  clock_ms: Callable[[], int], keys: crypto.KeyPair | None) -> None:
         self.replica = replica
-        self.ledger = ledger
+        self.app = app
         self.transport = transport
         self.timers = timers
         self.wal = wal
@@ -86,13 +86,13 @@ class Driver:
     def admit_forwarded(self, signed: SignedMessage, opened: Sequence[Envelope | InvalidTransaction]) -> None:
         """A TxBatch whose transactions were already decoded and verified (e.g. on worker processes)."""
         try:
-            verify_message(signed, self.ledger.chain_id, self.replica.validator_keys)
+            verify_message(signed, self.app.chain_id, self.replica.validator_keys)
         except InvalidMessage:
             return self._drop("bad_signature")
         for raw, envelope in zip(signed.message.transactions, opened):
             if isinstance(envelope, Envelope):
                 try:
-                    self.ledger.check_tx(raw, verified=envelope)
+                    self.app.check_tx(raw, verified=envelope)
                 except InvalidTransaction:
                     pass  # already known or no longer valid here
         self.work_changed()
@@ -110,7 +110,7 @@ class Driver:
         self.execute(self.replica.on_peer_connected(validator_index))
 
     def work_changed(self) -> None:
-        self.execute(self.replica.on_work(self.ledger.has_pending()))
+        self.execute(self.replica.on_work(self.app.has_pending()))
 
     def submit(self, raws: Sequence[bytes]) -> list[bytes | InvalidTransaction]:
         """Admit transactions from a client and forward the admitted ones to every validator."""
@@ -118,7 +118,7 @@ class Driver:
         admitted = []
         for raw in raws:
             try:
-                results.append(self.ledger.check_tx(raw))
+                results.append(self.app.check_tx(raw))
                 admitted.append(raw)
             except InvalidTransaction as error:
                 results.append(error)
@@ -132,7 +132,7 @@ class Driver:
             self._broadcast_service(TxBatch(tuple(raws[start:start + limits.rpc_send_batch_txs_max])))
 
     def send_status(self) -> None:
-        self._broadcast_service(Status(self.ledger.head.height, self.replica.view))
+        self._broadcast_service(Status(self.app.head.height, self.replica.view))
 
     # --- actions out -----------------------------------------------------------------------------
 
@@ -178,7 +178,7 @@ class Driver:
     def _validate(self, action: ValidateBlock) -> list[Action]:
         block_hash = header_hash(action.block.header)
         try:
-            self.ledger.process_proposal(action.block)
+            self.app.process_proposal(action.block)
             valid = True
         except InvalidBlock as error:
             log.warning("rejected block %d: %s", action.block.header.height, error)
@@ -186,21 +186,21 @@ class Driver:
         return self.replica.on_block_validated(block_hash, valid)
 
     def _propose(self, action: RequestProposal) -> list[Action]:
-        if action.height != self.ledger.head.height + 1 or self.keys is None:
+        if action.height != self.app.head.height + 1 or self.keys is None:
             return []
-        block = self.ledger.prepare_proposal(action.height, action.view, self.keys.address, self.clock_ms(),
+        block = self.app.prepare_proposal(action.height, action.view, self.keys.address, self.clock_ms(),
                                              txs_max=limits.pbft_block_txs_max)
         return self.replica.on_proposal(block)
 
     def _commit(self, action: CommitBlock) -> list[Action]:
         height = action.block.header.height
-        if height != self.ledger.head.height + 1:
+        if height != self.app.head.height + 1:
             return []
-        self.ledger.commit(action.block, action.certificate)
+        self.app.commit(action.block, action.certificate)
         return self._after_commit()
 
     def _after_commit(self) -> list[Action]:
-        return self.replica.on_committed(self.ledger.head.height, self.ledger.has_pending())
+        return self.replica.on_committed(self.app.head.height, self.app.has_pending())
 
     # --- block sync and forwarding ------------------------------------------------------------------
 
@@ -209,19 +209,19 @@ class Driver:
         if now - self._last_sync_request_ms < sync_request_interval_ms_min:
             return
         self._last_sync_request_ms = now
-        request = SyncRequest(self.ledger.head.height + 1, limits.sync_blocks_per_response_max)
+        request = SyncRequest(self.app.head.height + 1, limits.sync_blocks_per_response_max)
         self._send_service(validator_index, request)
 
     def _on_service_message(self, signed: SignedMessage) -> None:
         try:
-            verify_message(signed, self.ledger.chain_id, self.replica.validator_keys)
+            verify_message(signed, self.app.chain_id, self.replica.validator_keys)
         except InvalidMessage:
             return self._drop("bad_signature")
         message = signed.message
         sender = signed.validator_index
         if isinstance(message, Status):
             self.peer_heights[sender] = message.height
-            if message.height > self.ledger.head.height:
+            if message.height > self.app.head.height:
                 self._request_sync(sender)
         elif isinstance(message, SyncRequest):
             self._answer_sync(sender, message)
@@ -230,7 +230,7 @@ class Driver:
         elif isinstance(message, TxBatch):
             for raw in message.transactions:
                 try:
-                    self.ledger.check_tx(raw)
+                    self.app.check_tx(raw)
                 except InvalidTransaction:
                     pass  # already known, or no longer valid here: the sender's node reported it
             self.work_changed()
@@ -238,9 +238,9 @@ class Driver:
     def _answer_sync(self, sender: int, request: SyncRequest) -> None:
         blocks = []
         size = 0
-        last = min(self.ledger.head.height, request.from_height + request.count - 1)
+        last = min(self.app.head.height, request.from_height + request.count - 1)
         for height in range(request.from_height, last + 1):
-            certified = self.ledger.certified_block(height)
+            certified = self.app.certified_block(height)
             if certified is None:
                 break
             block, certificate = certified
@@ -253,11 +253,11 @@ class Driver:
 
     def _apply_sync(self, response: SyncResponse) -> None:
         for certified in response.blocks:
-            if certified.block.header.height != self.ledger.head.height + 1:
+            if certified.block.header.height != self.app.head.height + 1:
                 continue
             try:
                 check_certified_block(certified, self.replica.validator_keys)
-                self.ledger.commit(certified.block, certified.certificate)
+                self.app.commit(certified.block, certified.certificate)
             except (InvalidMessage, InvalidBlock) as error:
                 log.warning("block sync: rejected block %d: %s", certified.block.header.height, error)
                 return self._drop("bad_sync_block")
@@ -267,12 +267,12 @@ class Driver:
     def _broadcast_service(self, message) -> None:
         if self.keys is None or self.replica.index is None:
             return
-        self._send(None, sign_message(self.keys, self.ledger.chain_id, self.replica.index, message))
+        self._send(None, sign_message(self.keys, self.app.chain_id, self.replica.index, message))
 
     def _send_service(self, validator_index: int, message) -> None:
         if self.keys is None or self.replica.index is None:
             return
-        self._send(validator_index, sign_message(self.keys, self.ledger.chain_id, self.replica.index, message))
+        self._send(validator_index, sign_message(self.keys, self.app.chain_id, self.replica.index, message))
 
     def _drop(self, reason: str) -> None:
         self.stats.dropped[reason] = self.stats.dropped.get(reason, 0) + 1

@@ -13,7 +13,7 @@ import time
 from typing import Any, Sequence
 
 from node import crypto
-from node.app import Ledger
+from node.app import Application
 from node.consensus.core import Replica
 from node.consensus.driver import Driver
 from node.consensus.wal import VoteLog
@@ -72,18 +72,18 @@ class LoopTimers:
 
 
 class PbftRunner:
-    def __init__(self, ledger: Ledger, network: Network, keys: crypto.KeyPair | None, wal: VoteLog,
+    def __init__(self, app: Application, network: Network, keys: crypto.KeyPair | None, wal: VoteLog,
                  base_timeout_ms: int = 1_000, verifier: BatchVerifier | None = None) -> None:
-        validator_keys = ledger.validator_keys
+        validator_keys = app.validator_keys
         own_index = validator_keys.index(keys.public_key) if keys and keys.public_key in validator_keys else None
-        self.ledger = ledger
+        self.app = app
         self.network = network
         self.own_index = own_index
         self._index_of = {key: index for index, key in enumerate(validator_keys)}
-        replica = Replica(own_index, keys, ledger.chain_id, validator_keys, ledger.head.height + 1,
+        replica = Replica(own_index, keys, app.chain_id, validator_keys, app.head.height + 1,
                           base_timeout_ms=base_timeout_ms, persisted=wal.replay())
         self.timers = LoopTimers()
-        self.driver = Driver(replica, ledger, NetworkTransport(network, validator_keys, own_index), self.timers,
+        self.driver = Driver(replica, app, NetworkTransport(network, validator_keys, own_index), self.timers,
                              wal, lambda: int(time.time() * 1000), keys)
         self.timers.driver = self.driver
         self.wal = wal
@@ -106,7 +106,7 @@ class PbftRunner:
             "primary": crypto.format_address(crypto.address_from_public_key(replica.validator_keys[primary])),
             "peers": [{"public_key": "0x" + p.public_key.hex(), "address": p.address, "connected": p.connected,
                        "last_seen_ms": p.last_seen_ms} for p in self.network.peers()],
-            "syncing": max(self.driver.peer_heights.values(), default=0) > self.ledger.head.height + 1,
+            "syncing": max(self.driver.peer_heights.values(), default=0) > self.app.head.height + 1,
             "dropped": {**replica.dropped, **self.driver.stats.dropped},
             "messages_out": self.driver.stats.messages_out,
             "bytes_out": self.driver.stats.bytes_out,
