@@ -281,11 +281,6 @@ def pack_array_with_encoded_tail(leading: list, encoded_tail: bytes) -> bytes:
     return bytes([0x90 | (len(leading) + 1)]) + pack(leading)[1:] + encoded_tail
 
 
-def encode_wire(value: Any) -> bytes:
-    """Bytes of a value's wire form without the dataclass (for inner payloads)."""
-    return pack(value)
-
-
 def wire_of(value: Any) -> list:
     """The wire form (nested lists) of an encodable dataclass."""
     return _struct_to_wire(value)

@@ -244,7 +244,7 @@ class Driver:
             if certified is None:
                 break
             block, certificate = certified
-            size += len(block.transactions) * limits.tx_bytes_max
+            size += sum(map(len, block.transactions))
             if blocks and size > limits.block_bytes_max:
                 break  # keep the response within one frame
             blocks.append(CertifiedBlock(block, certificate))

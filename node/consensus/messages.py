@@ -35,12 +35,8 @@ class PrepareVote:
     block_hash: bytes
 
 
-@check_schema
-@dataclass(frozen=True, slots=True)
-class VoteSignature:
-    SCHEMA: ClassVar = (VALIDATOR_INDEX, SIGNATURE)
-    validator_index: int
-    signature: bytes
+VoteSignature = CommitSignature
+"""(validator index, signature): the same entry serves prepared and commit certificates."""
 
 
 @check_schema

@@ -68,7 +68,7 @@ class FileVoteLog:
         data = self.path.read_bytes()
         votes, offset = [], 0
         while offset + 8 <= len(data):
-            length = int.from_bytes(data[offset:offset + 4], "big")
+            length = encoding.decode_uint_be(data[offset:offset + 4])
             body = data[offset + 8:offset + 8 + length]
             if len(body) != length or _checksum(body) != data[offset + 4:offset + 8]:
                 break  # torn tail from a crash mid-append: everything before it is intact
@@ -102,7 +102,7 @@ class FileVoteLog:
 
 def _frame(vote: PersistVote) -> bytes:
     body = encoding.encode(_record_of(vote))
-    return len(body).to_bytes(4, "big") + _checksum(body) + body
+    return encoding.encode_uint_be(len(body), 4) + _checksum(body) + body
 
 
 class MemoryVoteLog:

@@ -7,6 +7,8 @@ frame costs us nothing but the stream.
 
 from __future__ import annotations
 
+from node import encoding
+
 HEADER_BYTES = 4
 LENGTH_MAX = 2**32 - 1
 
@@ -18,17 +20,12 @@ class FrameTooLarge(ValueError):
 def encode_frame(message: bytes) -> bytes:
     """`message` with its length prefix."""
     assert len(message) <= LENGTH_MAX
-    return len(message).to_bytes(HEADER_BYTES, "big") + message
+    return encoding.encode_uint_be(len(message), HEADER_BYTES) + message
 
 
 def encode_frames(messages: list[bytes]) -> bytes:
     """Several frames back to back, ready for one write."""
-    parts: list[bytes] = []
-    for message in messages:
-        assert len(message) <= LENGTH_MAX
-        parts.append(len(message).to_bytes(HEADER_BYTES, "big"))
-        parts.append(message)
-    return b"".join(parts)
+    return b"".join(encode_frame(message) for message in messages)
 
 
 class FrameDecoder:
@@ -51,7 +48,7 @@ class FrameDecoder:
         offset = 0
         try:
             while len(view) - offset >= HEADER_BYTES:
-                length = int.from_bytes(view[offset:offset + HEADER_BYTES], "big")
+                length = encoding.decode_uint_be(view[offset:offset + HEADER_BYTES])
                 if length > self._frame_bytes_max:
                     raise FrameTooLarge(f"frame of {length} bytes is over the limit of {self._frame_bytes_max}")
                 end = offset + HEADER_BYTES + length
