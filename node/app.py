@@ -8,6 +8,7 @@ in the spirit of CometBFT's ABCI:
     process_proposal(block)          validate and execute a proposed block
     commit(block, certificate)       make a validated block final and durable
     head / validator_keys            what consensus needs to know about the chain
+    has_pending / waiting_transactions   what the mempool holds (a full node re-forwards what waits)
 
 `Ledger` implements it on the state, the mempool and the chain store.
 """
@@ -41,6 +42,9 @@ class Application(Protocol):
     def head(self) -> ChainHead: ...
 
     def has_pending(self) -> bool: ...
+
+    def waiting_transactions(self, age_ms_min: int, txs_max: int) -> list[bytes]:
+        """Pending raw transactions, oldest first, that have waited at least `age_ms_min`."""
 
     def check_tx(self, raw: bytes, verified: Envelope | None = None) -> bytes: ...
 
@@ -100,7 +104,7 @@ class Ledger:
         self.store = store
         self.params = store.genesis.params
         self.committed: CommittedState = store.load_state()
-        self.mempool = mempool or Mempool()
+        self.mempool = mempool if mempool is not None else Mempool()  # an empty one is falsy
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self._executed: OrderedDict[bytes, ExecutedBlock] = OrderedDict()
         self._verified: OrderedDict[bytes, Envelope] = OrderedDict()
@@ -127,6 +131,9 @@ class Ledger:
 
     def has_pending(self) -> bool:
         return len(self.mempool) > 0
+
+    def waiting_transactions(self, age_ms_min: int, txs_max: int) -> list[bytes]:
+        return self.mempool.waiting_since(age_ms_min, txs_max)
 
     def certified_block(self, height: int) -> tuple[Block, CommitCertificate] | None:
         """A committed block with its certificate (for block sync)."""

@@ -4,8 +4,16 @@ A node home looks like this (made by `paychain localnet up` or by hand):
 
     <home>/config.toml          this file
     <home>/genesis.json         the chain's genesis
-    <home>/validator_key.json   the validator's ed25519 seed (mode 0600); absent on a full node
+    <home>/validator_key.json   the validator's ed25519 seed (mode 0600)
+    <home>/node_key.json        on a non-voting full node instead: its own key, the identity its
+                                peers allowlist (made on first start if absent)
     <home>/data/                LevelDB
+
+Validators admit a full node only if their config lists it:
+
+    [[full_nodes]]
+    public_key = "<64 hex digits>"
+    p2p_address = "10.0.0.9:26656"
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import os
 import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from node import crypto, limits
 
@@ -25,13 +33,23 @@ class InvalidConfig(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class FullNodePeer:
+    """A non-voting node this node exchanges blocks and transactions with."""
+
+    public_key: bytes
+    p2p_address: str
+    """host:port (or a libp2p multiaddress) it listens on."""
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     home: Path
     """Folder holding config, genesis, key and data."""
     genesis_path: Path
     data_path: Path
     validator_key_path: Path | None
-    """None for a non-voting node."""
+    """The node's key: validator_key.json, else node_key.json; None if neither exists yet. A key that is
+    not a genesis validator's makes a non-voting full node."""
     rpc_host: str = "127.0.0.1"
     rpc_port: int = 26657
     p2p_port: int = 26656
@@ -42,6 +60,8 @@ class NodeConfig:
     block_interval_ms_min: int = limits.block_interval_ms_min
     """Shortest time between the end of one commit and the next proposal (batching)."""
     log_level: str = "INFO"
+    full_nodes: tuple[FullNodePeer, ...] = ()
+    """Allowlisted non-voting peers; anyone outside the validators and this list is refused."""
 
 
 def _check_port(value: Any, name: str) -> int:
@@ -65,6 +85,30 @@ def _check_log_level(value: Any) -> str:
     return value.upper()
 
 
+NODE_KEY_FILE = "node_key.json"
+
+
+def _check_full_nodes(value: Any) -> tuple[FullNodePeer, ...]:
+    if not isinstance(value, list) or len(value) > limits.full_nodes_max:
+        raise InvalidConfig(f"full_nodes must be a list of at most {limits.full_nodes_max} [[full_nodes]] tables")
+    peers = []
+    for number, entry in enumerate(value, 1):
+        if not isinstance(entry, dict) or set(entry) != {"public_key", "p2p_address"}:
+            raise InvalidConfig(f"full_nodes entry {number} must have exactly public_key and p2p_address")
+        try:
+            public_key = bytes.fromhex(entry["public_key"]) if isinstance(entry["public_key"], str) else b""
+        except ValueError:
+            public_key = b""
+        if len(public_key) != 32:
+            raise InvalidConfig(f"full_nodes entry {number}: public_key must be 64 hex digits")
+        if not isinstance(entry["p2p_address"], str) or not entry["p2p_address"]:
+            raise InvalidConfig(f"full_nodes entry {number}: p2p_address must be host:port or a multiaddress")
+        peers.append(FullNodePeer(public_key, entry["p2p_address"]))
+    if len({peer.public_key for peer in peers}) != len(peers):
+        raise InvalidConfig("full_nodes lists a public key twice")
+    return tuple(peers)
+
+
 def load_config(home: Path, overrides: dict[str, Any] | None = None) -> NodeConfig:
     home = Path(home).resolve()
     path = home / "config.toml"
@@ -76,11 +120,13 @@ def load_config(home: Path, overrides: dict[str, Any] | None = None) -> NodeConf
             raise InvalidConfig(f"{path}: {error}") from error
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     known = {"rpc_host", "rpc_port", "p2p_port", "p2p_host", "view_timeout_ms", "block_interval_ms_min", "log_level",
-             "genesis", "data", "validator_key"}
+             "genesis", "data", "validator_key", "full_nodes"}
     unknown = set(values) - known
     if unknown:
         raise InvalidConfig(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
     key_path = home / values.get("validator_key", "validator_key.json")
+    if "validator_key" not in values and not key_path.exists():
+        key_path = home / NODE_KEY_FILE
     config = NodeConfig(
         home=home,
         genesis_path=home / values.get("genesis", "genesis.json"),
@@ -94,6 +140,7 @@ def load_config(home: Path, overrides: dict[str, Any] | None = None) -> NodeConf
         block_interval_ms_min=_check_integer(values.get("block_interval_ms_min", limits.block_interval_ms_min),
                                              "block_interval_ms_min"),
         log_level=_check_log_level(values.get("log_level", "INFO")),
+        full_nodes=_check_full_nodes(values.get("full_nodes", [])),
     )
     if not limits.block_interval_ms_min <= config.block_interval_ms_min <= limits.block_interval_ms_max:
         raise InvalidConfig(f"block_interval_ms_min must be in {limits.block_interval_ms_min}.."
@@ -104,7 +151,9 @@ def load_config(home: Path, overrides: dict[str, Any] | None = None) -> NodeConf
 
 
 def write_config(home: Path, rpc_port: int, p2p_port: int, rpc_host: str = "127.0.0.1",
-                 p2p_host: str = "127.0.0.1") -> None:
+                 p2p_host: str = "127.0.0.1", full_nodes: Sequence[FullNodePeer] = ()) -> None:
+    allowlist = "".join(f'\n[[full_nodes]]\npublic_key = "{peer.public_key.hex()}"\n'
+                        f'p2p_address = "{peer.p2p_address}"\n' for peer in full_nodes)
     (Path(home) / "config.toml").write_text(
         "# Paychain node configuration (see node/config.py for every setting)\n"
         f'rpc_host = "{rpc_host}"\n'
@@ -113,6 +162,7 @@ def write_config(home: Path, rpc_port: int, p2p_port: int, rpc_host: str = "127.
         f"p2p_port = {p2p_port}\n"
         f"block_interval_ms_min = {limits.block_interval_ms_min}\n"
         'log_level = "INFO"\n'
+        + allowlist
     )
 
 

@@ -44,6 +44,11 @@ mempool_txs_max = 50_000
 """Most transactions waiting in the mempool."""
 mempool_bytes_max = 64 * 1024 * 1024
 """Most bytes of transactions waiting in the mempool."""
+reforward_age_ms_min = 2_000
+"""A full node forwards a transaction to the validators again once it has waited this long uncommitted
+(the first forward may have been lost while a link was down)."""
+reforward_txs_max = 2_000
+"""Most transactions a full node forwards again per status tick."""
 recent_rejections_max = 10_000
 """Most rejected transaction hashes remembered so `tx_get` can report why."""
 signature_cache_entries_max = 100_000
@@ -107,6 +112,8 @@ assert p2p_frame_bytes_max >= block_bytes_max + 1024 * 1024, "block sync frames 
 # responder stops adding blocks once the frame would overflow.
 
 # --- p2p transport (node/p2p/host.py) ------------------------------------------------------
+full_nodes_max = 64
+"""Most non-voting full nodes one node's config may allowlist (each costs a link and a send queue)."""
 p2p_reconnect_backoff_ms_min = 100
 """First wait after a failed attempt to reach a peer; it doubles up to p2p_reconnect_backoff_ms_max."""
 p2p_connect_timeout_ms_max = 5_000

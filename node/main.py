@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.app import Ledger
-from node.config import InvalidConfig
 from node.consensus.runner import PbftRunner
-from node.consensus.wal import FileVoteLog
+from node.consensus.wal import FileVoteLog, MemoryVoteLog
 from node.crypto import KeyPair
 from node.p2p.host import LibP2PNetwork
 from node.crypto import format_address
-from node.config import NodeConfig, load_node_key
+from node.config import NODE_KEY_FILE, NodeConfig, load_node_key, save_node_key
 from node.consensus.solo import SoloProducer
 from node.genesis import load_genesis
 from node.rpc.jsonrpc import Dispatcher
@@ -58,9 +57,11 @@ def bootstrap(config: NodeConfig) -> Node:
         if len(genesis.params.validators) == 1:
             consensus, network, notify, info = _single_validator(config, ledger, keys)
         else:
+            keys = keys or _make_node_key(config)
             consensus, network, notify, info = _validator_network(config, ledger, keys, verifier)
+        voting = keys is not None and keys.public_key in ledger.validator_keys
         dispatcher = Dispatcher()
-        NodeMethods(ledger, keys.address if keys else None, notify, info, verifier).register(dispatcher)
+        NodeMethods(ledger, keys.address if voting else None, notify, info, verifier).register(dispatcher)
         rpc = RpcServer(dispatcher, ledger, config.rpc_host, config.rpc_port, info)
     except BaseException:
         store.close()
@@ -78,14 +79,29 @@ def _single_validator(config: NodeConfig, ledger: Ledger, keys: KeyPair | None) 
     return producer, None, producer.notify if producer else (lambda admitted: None), info
 
 
-def _validator_network(config: NodeConfig, ledger: Ledger, keys: KeyPair | None, verifier: BatchVerifier) -> tuple:
-    if keys is None:
-        raise InvalidConfig("a node of a multi-validator network needs its key (validator_key.json); non-voting "
-                            "full nodes are not supported yet")
-    peers = [(v.public_key, v.p2p_address) for v in ledger.params.validators]
+def _make_node_key(config: NodeConfig) -> KeyPair:
+    """A full node's first start: make the key its peers will allowlist."""
+    keys = KeyPair.generate()
+    path = config.home / NODE_KEY_FILE
+    save_node_key(path, keys)
+    log.info("made a node key at %s; validators admit this node once their config lists public_key = \"%s\"",
+             path, keys.public_key.hex())
+    return keys
+
+
+def _validator_network(config: NodeConfig, ledger: Ledger, keys: KeyPair, verifier: BatchVerifier) -> tuple:
+    """PBFT over libp2p: voting if `keys` is a genesis validator's, else a non-voting full node."""
+    voting = keys.public_key in ledger.validator_keys
+    full_nodes = [peer for peer in config.full_nodes if peer.public_key != keys.public_key]
+    peers = [(v.public_key, v.p2p_address) for v in ledger.params.validators]  # the host skips its own key
+    peers += [(peer.public_key, peer.p2p_address) for peer in full_nodes]
     network = LibP2PNetwork(keys, config.p2p_host, config.p2p_port, peers)
-    wal = FileVoteLog(config.home / "wal" / "votes.log", ledger.head.height)
-    runner = PbftRunner(ledger, network, keys, wal, base_timeout_ms=config.view_timeout_ms, verifier=verifier)
+    # A full node never votes, so it has no votes to log.
+    wal = FileVoteLog(config.home / "wal" / "votes.log", ledger.head.height) if voting else MemoryVoteLog()
+    runner = PbftRunner(ledger, network, keys, wal, base_timeout_ms=config.view_timeout_ms, verifier=verifier,
+                        full_node_keys=[peer.public_key for peer in full_nodes])
+    log.info("%s of a %d-validator network, %d allowlisted full node(s)", "validator" if voting else "full node",
+             len(ledger.validator_keys), len(full_nodes))
     return runner, network, runner.notify, runner.info
 
 

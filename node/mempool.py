@@ -127,6 +127,17 @@ class Mempool:
         if not pending:
             del self._pending_costs[sender]
 
+    def waiting_since(self, age_ms_min: int, txs_max: int) -> list[bytes]:
+        """Up to `txs_max` raw transactions, oldest first, that have waited at least `age_ms_min`."""
+        deadline = self._clock_ms() - age_ms_min
+        found: list[bytes] = []
+        for sender, nonce in self._arrival:  # arrival order is time order
+            entry = self._by_sender[sender][nonce]
+            if entry.added_ms > deadline or len(found) >= txs_max:
+                break
+            found.append(entry.envelope.raw)
+        return found
+
     def reap(self, state: State, txs_max: int, bytes_max: int) -> list[Envelope]:
         """Candidates for the next block: senders in arrival order, each with its run of consecutive nonces."""
         chosen: list[Envelope] = []

@@ -209,8 +209,8 @@ class Replica:
         """The mempool has (or no longer has) transactions."""
         was = self.work_pending
         self.work_pending = pending
-        if not pending or was or self.round.decided:
-            return []
+        if not pending or was or self.round.decided or not self.is_validator:
+            return []  # a full node has no view to change: it follows by block sync
         actions: list[Action] = [SetTimer(VIEW_TIMER, self.timeout_ms(self.view), self.height, self.view)]
         actions += self._maybe_propose()
         return actions

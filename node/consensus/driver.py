@@ -4,6 +4,9 @@ The driver is synchronous and owns no clock or sockets: the node's async loop an
 deterministic simulator both feed it events (frames, timer expiries, new transactions) and
 supply the ports. It also answers what needs the store rather than consensus state: block
 sync (Status / SyncRequest / SyncResponse) and forwarding of admitted transactions (TxBatch).
+Those service messages are exchanged with every allowed peer, validators and non-voting full
+nodes; a driver without a validator index is a full node: it never votes and follows the
+chain by block sync.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from node.app import Application
 from node.blocks import InvalidBlock, header_hash
 from node.consensus.core import (Action, Broadcast, CommitBlock, NeedSync, PersistVote, Replica, RequestProposal,
                                  SendTo, SetTimer, ValidateBlock)
-from node.consensus.messages import (CertifiedBlock, InvalidMessage, SignedMessage, Status, SyncRequest,
-                                     SyncResponse, TxBatch, check_certified_block, decode_message, encode_message,
-                                     sign_message, verify_message)
+from node.consensus.messages import (CertifiedBlock, InvalidMessage, ServiceMessage, SignedMessage, Status,
+                                     SyncRequest, SyncResponse, TxBatch, check_certified_block, decode_frame,
+                                     encode_message, encode_service)
 from node.consensus.wal import VoteLog
 from node.transactions import Envelope, InvalidTransaction
 
@@ -30,9 +33,11 @@ sync_request_interval_ms_min = 200
 
 
 class Transport(Protocol):
-    def send(self, validator_index: int, data: bytes) -> None: ...
+    def send(self, peer: bytes, data: bytes) -> None:
+        """Send to one peer, named by its public key."""
 
-    def broadcast(self, data: bytes) -> None: ...
+    def broadcast(self, data: bytes) -> None:
+        """Send to every validator but this node."""
 
 
 class Timers(Protocol):
@@ -50,7 +55,9 @@ class DriverStats:
 
 class Driver:
     def __init__(self, replica: Replica, app: Application, transport: Transport, timers: Timers, wal: VoteLog,
-                 clock_ms: Callable[[], int], keys: crypto.KeyPair | None) -> None:
+                 clock_ms: Callable[[], int], keys: crypto.KeyPair | None,
+                 full_node_keys: Sequence[bytes] = ()) -> None:
+        """`full_node_keys`: the allowlisted non-voting peers, told of every new height."""
         self.replica = replica
         self.app = app
         self.transport = transport
@@ -58,10 +65,11 @@ class Driver:
         self.wal = wal
         self.clock_ms = clock_ms
         self.keys = keys
+        self.full_node_keys = tuple(full_node_keys)
         self.stats = DriverStats()
         self._last_sync_request_ms = -sync_request_interval_ms_min
-        self.peer_heights: dict[int, int] = {}
-        """validator index -> the height it last reported (Status)."""
+        self.peer_heights: dict[bytes, int] = {}
+        """peer public key -> the height it last reported (Status)."""
 
     # --- events in ----------------------------------------------------------------------------
 
@@ -69,27 +77,25 @@ class Driver:
         self.execute(self.replica.start())
         self.work_changed()
 
-    def on_frame(self, data: bytes) -> None:
-        """A frame from an authenticated peer: decode, then consensus or sync/forwarding."""
-        signed = self.decode_frame(data)
-        if signed is not None:
-            self.on_signed(signed)
+    def on_frame(self, sender: bytes, data: bytes) -> None:
+        """A frame from the authenticated peer `sender`: decode, then consensus or sync/forwarding."""
+        message = self.decode_frame(data)
+        if isinstance(message, SignedMessage):
+            self.on_signed(message)
+        elif message is not None:
+            self.on_service(sender, message)
 
-    def decode_frame(self, data: bytes) -> SignedMessage | None:
+    def decode_frame(self, data: bytes) -> SignedMessage | ServiceMessage | None:
         self.stats.messages_in += 1
         try:
-            return decode_message(data)
+            return decode_frame(data)
         except InvalidMessage:
             self._drop("malformed")
             return None
 
-    def admit_forwarded(self, signed: SignedMessage, opened: Sequence[Envelope | InvalidTransaction]) -> None:
+    def admit_forwarded(self, batch: TxBatch, opened: Sequence[Envelope | InvalidTransaction]) -> None:
         """A TxBatch whose transactions were already decoded and verified (e.g. on worker processes)."""
-        try:
-            verify_message(signed, self.app.chain_id, self.replica.validator_keys)
-        except InvalidMessage:
-            return self._drop("bad_signature")
-        for raw, envelope in zip(signed.message.transactions, opened):
+        for raw, envelope in zip(batch.transactions, opened):
             if isinstance(envelope, Envelope):
                 try:
                     self.app.check_tx(raw, verified=envelope)
@@ -98,16 +104,16 @@ class Driver:
         self.work_changed()
 
     def on_signed(self, signed: SignedMessage) -> None:
-        message = signed.message
-        if isinstance(message, (Status, SyncRequest, SyncResponse, TxBatch)):
-            return self._on_service_message(signed)
         self.execute(self.replica.on_message(signed))
 
     def on_timer(self, name: str, height: int, view: int) -> None:
         self.execute(self.replica.on_timeout(name, height, view))
 
-    def on_peer_connected(self, validator_index: int) -> None:
-        self.execute(self.replica.on_peer_connected(validator_index))
+    def on_peer_connected(self, peer: bytes) -> None:
+        """A link to `peer` came up: tell it our height, and re-send own votes if it is a validator."""
+        self._send_service(peer, Status(self.app.head.height, self.replica.view))
+        if peer in self.replica.validator_keys:
+            self.execute(self.replica.on_peer_connected(self.replica.validator_keys.index(peer)))
 
     def work_changed(self) -> None:
         self.execute(self.replica.on_work(self.app.has_pending()))
@@ -131,8 +137,20 @@ class Driver:
         for start in range(0, len(raws), limits.rpc_send_batch_txs_max):
             self._broadcast_service(TxBatch(tuple(raws[start:start + limits.rpc_send_batch_txs_max])))
 
+    def on_tick(self) -> None:
+        """Periodic: tell peers this node's height; a full node also re-forwards what still waits."""
+        self.send_status()
+        if not self.replica.is_validator:
+            # A validator proposes what it holds when its turn as primary comes; a full node never
+            # does, so a forward lost on a broken link is repeated until the transaction commits.
+            self.forward(self.app.waiting_transactions(limits.reforward_age_ms_min, limits.reforward_txs_max))
+
     def send_status(self) -> None:
-        self._broadcast_service(Status(self.app.head.height, self.replica.view))
+        """Tell every peer, validators and full nodes, this node's height."""
+        status = Status(self.app.head.height, self.replica.view)
+        self._broadcast_service(status)
+        for peer in self.full_node_keys:
+            self._send_service(peer, status)
 
     # --- actions out -----------------------------------------------------------------------------
 
@@ -162,18 +180,24 @@ class Driver:
         if isinstance(action, CommitBlock):
             return self._commit(action)
         if isinstance(action, NeedSync):
-            self._request_sync(action.validator_index)
+            self._request_sync(self.replica.validator_keys[action.validator_index])
             return []
         raise AssertionError(f"unhandled action {action!r}")
 
     def _send(self, validator_index: int | None, message: SignedMessage) -> None:
-        data = encode_message(message)
+        if validator_index is None:
+            self._transmit(None, encode_message(message))
+        elif validator_index != self.replica.index:
+            self._transmit(self.replica.validator_keys[validator_index], encode_message(message))
+
+    def _transmit(self, peer: bytes | None, data: bytes) -> None:
+        """Send a frame to one peer, or (None) to every other validator."""
         self.stats.messages_out += 1
         self.stats.bytes_out += len(data)
-        if validator_index is None:
+        if peer is None:
             self.transport.broadcast(data)
-        elif validator_index != self.replica.index:
-            self.transport.send(validator_index, data)
+        else:
+            self.transport.send(peer, data)
 
     def _validate(self, action: ValidateBlock) -> list[Action]:
         block_hash = header_hash(action.block.header)
@@ -200,25 +224,23 @@ class Driver:
         return self._after_commit()
 
     def _after_commit(self) -> list[Action]:
+        status = Status(self.app.head.height, self.replica.view)
+        for peer in self.full_node_keys:  # full nodes follow without polling
+            self._send_service(peer, status)
         return self.replica.on_committed(self.app.head.height, self.app.has_pending())
 
     # --- block sync and forwarding ------------------------------------------------------------------
 
-    def _request_sync(self, validator_index: int) -> None:
+    def _request_sync(self, peer: bytes) -> None:
         now = self.clock_ms()
         if now - self._last_sync_request_ms < sync_request_interval_ms_min:
             return
         self._last_sync_request_ms = now
         request = SyncRequest(self.app.head.height + 1, limits.sync_blocks_per_response_max)
-        self._send_service(validator_index, request)
+        self._send_service(peer, request)
 
-    def _on_service_message(self, signed: SignedMessage) -> None:
-        try:
-            verify_message(signed, self.app.chain_id, self.replica.validator_keys)
-        except InvalidMessage:
-            return self._drop("bad_signature")
-        message = signed.message
-        sender = signed.validator_index
+    def on_service(self, sender: bytes, message: ServiceMessage) -> None:
+        """A service message from the authenticated peer `sender` (a validator or an allowlisted full node)."""
         if isinstance(message, Status):
             self.peer_heights[sender] = message.height
             if message.height > self.app.head.height:
@@ -235,7 +257,7 @@ class Driver:
                     pass  # already known, or no longer valid here: the sender's node reported it
             self.work_changed()
 
-    def _answer_sync(self, sender: int, request: SyncRequest) -> None:
+    def _answer_sync(self, sender: bytes, request: SyncRequest) -> None:
         blocks = []
         size = 0
         last = min(self.app.head.height, request.from_height + request.count - 1)
@@ -264,15 +286,11 @@ class Driver:
             self.stats.synced_blocks += 1
             self.execute(self._after_commit())
 
-    def _broadcast_service(self, message) -> None:
-        if self.keys is None or self.replica.index is None:
-            return
-        self._send(None, sign_message(self.keys, self.app.chain_id, self.replica.index, message))
+    def _broadcast_service(self, message: ServiceMessage) -> None:
+        self._transmit(None, encode_service(message))
 
-    def _send_service(self, validator_index: int, message) -> None:
-        if self.keys is None or self.replica.index is None:
-            return
-        self._send(validator_index, sign_message(self.keys, self.app.chain_id, self.replica.index, message))
+    def _send_service(self, peer: bytes, message: ServiceMessage) -> None:
+        self._transmit(peer, encode_service(message))
 
     def _drop(self, reason: str) -> None:
         self.stats.dropped[reason] = self.stats.dropped.get(reason, 0) + 1

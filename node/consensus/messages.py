@@ -1,9 +1,16 @@
-"""Consensus messages, their signatures, and the certificates built from them.
+"""Consensus and service messages, their signatures, and the certificates built from them.
 
-Every message is signed by the validator that sends it. Votes are signed exactly as the
-certificates need them: a Commit's signature *is* a signature of the CommitVote that a
-CommitCertificate collects, and a Prepare's signature is what a PreparedCertificate
-collects, so certificates are assembled from messages without re-signing.
+A frame on the wire is one of two kinds:
+
+- a `SignedMessage`: a consensus message (PrePrepare, Prepare, Commit, ViewChange, NewView)
+  signed by the validator that sends it. Votes are signed exactly as the certificates need
+  them: a Commit's signature *is* a signature of the CommitVote that a CommitCertificate
+  collects, and a Prepare's signature is what a PreparedCertificate collects, so certificates
+  are assembled from messages without re-signing.
+- a `ServiceFrame`: status, block sync or forwarded transactions, exchanged between any two
+  allowed peers, validators and non-voting full nodes alike. It is not signed: the transport
+  authenticates the sender (Noise, peer id = node key), and what it carries proves itself —
+  blocks by their commit certificates, transactions by their own signatures.
 """
 
 from __future__ import annotations
@@ -169,19 +176,41 @@ class NewView:
     proposal, or None: the view starts and the primary proposes when there is work."""
 
 
-MESSAGE_CLASSES = (PrePrepare, Prepare, Commit, ViewChange, NewView, Status, SyncRequest, SyncResponse, TxBatch)
-Message = PrePrepare | Prepare | Commit | ViewChange | NewView | Status | SyncRequest | SyncResponse | TxBatch
+MESSAGE_CLASSES = (PrePrepare, Prepare, Commit, ViewChange, NewView)
+Message = PrePrepare | Prepare | Commit | ViewChange | NewView
+SERVICE_CLASSES = (Status, SyncRequest, SyncResponse, TxBatch)
+ServiceMessage = Status | SyncRequest | SyncResponse | TxBatch
 
 
 @check_schema
 @dataclass(frozen=True, slots=True)
 class SignedMessage:
-    """A message and its sender's signature (Prepare/Commit: the vote signature)."""
+    """A consensus message and its sender's signature (Prepare/Commit: the vote signature)."""
 
+    TAG: ClassVar[int] = 1
     SCHEMA: ClassVar = (VALIDATOR_INDEX, Tagged({cls.TAG: cls for cls in MESSAGE_CLASSES}), SIGNATURE)
     validator_index: int
     message: Message
     signature: bytes
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class ServiceFrame:
+    """A service message between two allowed peers; the transport names the sender."""
+
+    TAG: ClassVar[int] = 2
+    SCHEMA: ClassVar = (Tagged({cls.TAG: cls for cls in SERVICE_CLASSES}),)
+    message: ServiceMessage
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """What one network frame holds."""
+
+    SCHEMA: ClassVar = (Tagged({SignedMessage.TAG: SignedMessage, ServiceFrame.TAG: ServiceFrame}),)
+    content: SignedMessage | ServiceFrame
 
 
 # --- signing ----------------------------------------------------------------------------------
@@ -219,14 +248,22 @@ MESSAGE_BYTES_MAX = limits.p2p_frame_bytes_max
 
 
 def encode_message(signed: SignedMessage) -> bytes:
-    return encoding.encode(signed)
+    """The frame for a signed consensus message."""
+    return encoding.encode(Frame(signed))
 
 
-def decode_message(data: bytes) -> SignedMessage:
+def encode_service(message: ServiceMessage) -> bytes:
+    """The frame for a service message."""
+    return encoding.encode(Frame(ServiceFrame(message)))
+
+
+def decode_frame(data: bytes) -> SignedMessage | ServiceMessage:
+    """A frame's consensus message (still to be verified) or service message."""
     try:
-        return encoding.decode(SignedMessage, data, MESSAGE_BYTES_MAX)
+        content = encoding.decode(Frame, data, MESSAGE_BYTES_MAX).content
     except encoding.DecodeError as error:
         raise InvalidMessage(f"malformed message: {error}") from error
+    return content.message if isinstance(content, ServiceFrame) else content
 
 
 # --- certificates -------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from node.app import Application
 from node.consensus.core import Replica
 from node.consensus.driver import Driver
 from node.consensus.wal import VoteLog
-from node.consensus.messages import TxBatch
+from node.consensus.messages import SignedMessage, TxBatch
 from node.p2p.network import Network, PeerEvent, Received
 from node.verifier import BatchVerifier
 
@@ -31,19 +31,20 @@ status_interval_ms = 1_000
 
 
 class NetworkTransport:
-    """The driver's transport: validator indexes to network peers (public keys)."""
+    """The driver's transport over a `Network`: consensus broadcasts reach validators only."""
 
-    def __init__(self, network: Network, validator_keys: Sequence[bytes], own_index: int | None) -> None:
+    def __init__(self, network: Network, validator_keys: Sequence[bytes], own_key: bytes | None) -> None:
         self.network = network
-        self.validator_keys = tuple(validator_keys)
-        self.own_index = own_index
+        self.validators = tuple(key for key in validator_keys if key != own_key)
+        self.own_key = own_key
 
-    def send(self, validator_index: int, data: bytes) -> None:
-        if validator_index != self.own_index:
-            self.network.send(self.validator_keys[validator_index], data)
+    def send(self, peer: bytes, data: bytes) -> None:
+        if peer != self.own_key:
+            self.network.send(peer, data)
 
     def broadcast(self, data: bytes) -> None:
-        self.network.broadcast(data)
+        for peer in self.validators:
+            self.network.send(peer, data)
 
 
 class LoopTimers:
@@ -73,18 +74,20 @@ class LoopTimers:
 
 class PbftRunner:
     def __init__(self, app: Application, network: Network, keys: crypto.KeyPair | None, wal: VoteLog,
-                 base_timeout_ms: int = 1_000, verifier: BatchVerifier | None = None) -> None:
+                 base_timeout_ms: int = 1_000, verifier: BatchVerifier | None = None,
+                 full_node_keys: Sequence[bytes] = ()) -> None:
+        """`keys` not among the validators (or None): a non-voting full node."""
         validator_keys = app.validator_keys
         own_index = validator_keys.index(keys.public_key) if keys and keys.public_key in validator_keys else None
         self.app = app
         self.network = network
         self.own_index = own_index
-        self._index_of = {key: index for index, key in enumerate(validator_keys)}
         replica = Replica(own_index, keys, app.chain_id, validator_keys, app.head.height + 1,
                           base_timeout_ms=base_timeout_ms, persisted=wal.replay())
         self.timers = LoopTimers()
-        self.driver = Driver(replica, app, NetworkTransport(network, validator_keys, own_index), self.timers,
-                             wal, lambda: int(time.time() * 1000), keys)
+        transport = NetworkTransport(network, validator_keys, keys.public_key if keys else None)
+        self.driver = Driver(replica, app, transport, self.timers, wal, lambda: int(time.time() * 1000), keys,
+                             full_node_keys=full_node_keys)
         self.timers.driver = self.driver
         self.wal = wal
         self.verifier = verifier
@@ -100,17 +103,22 @@ class PbftRunner:
         replica = self.driver.replica
         primary = replica.primary(replica.height, replica.view)
         return {
-            "mode": "pbft",
+            "mode": "pbft" if self.own_index is not None else "full-node",
             "view": replica.view,
             "view_changing": replica.view_changing,
             "primary": crypto.format_address(crypto.address_from_public_key(replica.validator_keys[primary])),
             "peers": [{"public_key": "0x" + p.public_key.hex(), "address": p.address, "connected": p.connected,
                        "last_seen_ms": p.last_seen_ms} for p in self.network.peers()],
-            "syncing": max(self.driver.peer_heights.values(), default=0) > self.app.head.height + 1,
+            "syncing": self.syncing,
             "dropped": {**replica.dropped, **self.driver.stats.dropped},
             "messages_out": self.driver.stats.messages_out,
             "bytes_out": self.driver.stats.bytes_out,
         }
+
+    @property
+    def syncing(self) -> bool:
+        """True while some peer reports a height this node has not reached (by more than one block)."""
+        return max(self.driver.peer_heights.values(), default=0) > self.app.head.height + 1
 
     async def run(self) -> None:
         self.driver.start()
@@ -118,7 +126,7 @@ class PbftRunner:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._receive())
                 group.create_task(self._admit_forwarded())
-                group.create_task(self._send_status())
+                group.create_task(self._tick())
         finally:
             self.timers.cancel_all()
             close = getattr(self.wal, "close", None)
@@ -130,34 +138,37 @@ class PbftRunner:
             item = await self.network.receive()
             try:
                 if isinstance(item, Received):
-                    self._on_frame(item.message)
-                elif isinstance(item, PeerEvent) and item.connected and item.public_key in self._index_of:
-                    self.driver.on_peer_connected(self._index_of[item.public_key])
+                    self._on_frame(item.sender, item.message)
+                elif isinstance(item, PeerEvent) and item.connected:
+                    self.driver.on_peer_connected(item.public_key)
             except Exception:  # a bug must not stop consensus: log it loudly, drop the frame
                 log.exception("consensus failed to handle a frame")
 
-    def _on_frame(self, data: bytes) -> None:
-        signed = self.driver.decode_frame(data)
-        if signed is None:
+    def _on_frame(self, sender: bytes, data: bytes) -> None:
+        message = self.driver.decode_frame(data)
+        if message is None:
             return
-        if isinstance(signed.message, TxBatch) and self.verifier is not None:
+        if isinstance(message, TxBatch) and self.verifier is not None:
             # Verifying forwarded transactions is the heaviest work a replica does: it goes to the
             # worker processes, off the task that runs consensus.
             try:
-                self._forwarded.put_nowait(signed)
+                self._forwarded.put_nowait(message)
             except asyncio.QueueFull:
                 self.driver.stats.dropped["forwarded_batch_queue_full"] = \
                     self.driver.stats.dropped.get("forwarded_batch_queue_full", 0) + 1
             return
-        self.driver.on_signed(signed)
+        if isinstance(message, SignedMessage):
+            self.driver.on_signed(message)
+        else:
+            self.driver.on_service(sender, message)
 
     async def _admit_forwarded(self) -> None:
         while True:
-            signed = await self._forwarded.get()
-            opened = await self.verifier.open_many(signed.message.transactions)
-            self.driver.admit_forwarded(signed, opened)
+            batch = await self._forwarded.get()
+            opened = await self.verifier.open_many(batch.transactions)
+            self.driver.admit_forwarded(batch, opened)
 
-    async def _send_status(self) -> None:
+    async def _tick(self) -> None:
         while True:
             await asyncio.sleep(status_interval_ms / 1000)
-            self.driver.send_status()
+            self.driver.on_tick()

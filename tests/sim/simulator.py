@@ -1,6 +1,9 @@
 """Deterministic simulation of a validator network: the real PBFT core, driver and ledger,
 an in-memory network and a simulated clock, all driven by one seed.
 
+Besides the validators, one non-voting full node follows the chain by block sync and
+forwards the transactions clients send it; it is checked like an honest validator.
+
 Faults come from a `FaultPlan`: message loss, duplication, delay (so reordering),
 partitions that heal, crashes with restart from the WAL, and Byzantine validators (at most
 f). After every event the simulator checks safety; at the end it checks the ledger
@@ -22,8 +25,9 @@ from node.blocks import Block, Header, header_hash
 from node.consensus.core import Replica
 from node.consensus.driver import Driver
 from node.consensus.messages import (Commit, NewView, PreparedCertificate, Prepare, PrePrepare, SignedMessage,
-                                     ViewChange, VoteSignature, decode_message, encode_message, sign_message)
+                                     ViewChange, VoteSignature, decode_frame, encode_message, sign_message)
 from node.consensus.wal import MemoryVoteLog
+from node.mempool import Mempool
 from node.genesis import Genesis, genesis_document, parse_genesis
 from node.state import KEY_ACCOUNT, KEY_SUPPLY
 from node.storage.chain import ChainStore
@@ -90,13 +94,16 @@ def make_sim_genesis(n: int) -> Genesis:
 
 
 class SimNode:
-    """One validator process: store and WAL survive a crash, everything else is rebuilt."""
+    """One node process (a validator, or with `index` None a full node): store and WAL survive a
+    crash, everything else is rebuilt."""
 
-    def __init__(self, sim: Simulator, index: int, name: str) -> None:
+    def __init__(self, sim: Simulator, index: int | None, name: str, slot: int) -> None:
         self.sim = sim
         self.index = index
         self.name = name
-        self.keys = keys(f"validator-{index}")
+        self.slot = slot
+        """Position in the network: the validator index, or n + j for full node j (partitions use it)."""
+        self.keys = keys(f"validator-{index}" if index is not None else name)
         self.kv = MemoryStore()
         self.wal = MemoryVoteLog()
         self.up = False
@@ -104,13 +111,15 @@ class SimNode:
         self.boot()
 
     def boot(self) -> None:
-        self.ledger = Ledger(ChainStore(self.kv, self.sim.genesis), clock_ms=self.sim.wall_ms)
+        self.ledger = Ledger(ChainStore(self.kv, self.sim.genesis), Mempool(clock_ms=self.sim.wall_ms),
+                             clock_ms=self.sim.wall_ms)
         self.ledger.listeners.append(lambda committed: self.sim.on_commit(self, committed))
-        self.replica = Replica(self.index, self.keys, self.sim.genesis.params.chain_id,
+        self.replica = Replica(self.index, self.keys if self.index is not None else None, self.sim.genesis.params.chain_id,
                                self.sim.genesis.params.validator_keys, self.ledger.head.height + 1,
                                base_timeout_ms=500, resend_ms=300, persisted=self.wal.replay())
+        full_node_keys = [key for key in self.sim.full_node_keys if key != self.keys.public_key]
         self.driver = Driver(self.replica, self.ledger, SimTransport(self), SimTimers(self), self.wal,
-                             self.sim.wall_ms, self.keys)
+                             self.sim.wall_ms, self.keys, full_node_keys=full_node_keys)
         self.up = True
         self.driver.start()
 
@@ -119,12 +128,12 @@ class SimTransport:
     def __init__(self, node: SimNode) -> None:
         self.node = node
 
-    def send(self, validator_index: int, data: bytes) -> None:
-        self.node.sim.transmit(self.node, validator_index, data)
+    def send(self, peer: bytes, data: bytes) -> None:
+        self.node.sim.transmit(self.node, peer, data)
 
     def broadcast(self, data: bytes) -> None:
-        for target in range(self.node.sim.n):
-            if target != self.node.index:
+        for target in self.node.sim.genesis.params.validator_keys:
+            if target != self.node.keys.public_key:
                 self.node.sim.transmit(self.node, target, data)
 
 
@@ -154,13 +163,17 @@ class Simulator:
         self.sent_history: list[tuple[int, bytes]] = []
         self.alternatives: dict[bytes, bytes] = {}
         """An equivocating primary's block hash -> the other block it sent for the same view."""
-        self.nodes = [SimNode(self, i, f"v{i}") for i in range(n)]
+        self.full_node_keys = [keys("full-node-0").public_key]
+        self.nodes = [SimNode(self, i, f"v{i}", i) for i in range(n)]
+        self.full_nodes = [SimNode(self, None, "full-node-0", n)]
         self.twin: SimNode | None = None
         for validator, mode in self.plan.byzantine.items():
             if mode == "twins":
-                self.twin = SimNode(self, validator, f"v{validator}-twin")
+                self.twin = SimNode(self, validator, f"v{validator}-twin", validator)
         self.client_nonces = [0] * USERS
         self.client_waiting: dict[int, bytes] = {}
+        self.accepted_by: dict[str, list[bytes]] = {}
+        """node name -> hashes of the client transactions it admitted."""
         self.crashed_at: dict[int, int] = {}
         for validator, crash_ms, restart_ms in self.plan.crashes:
             self.schedule(crash_ms, ("crash", self.nodes[validator]))
@@ -186,22 +199,25 @@ class Simulator:
                 return True
         return False
 
-    def transmit(self, sender: SimNode, target: int, data: bytes) -> None:
+    def transmit(self, sender: SimNode, target: bytes, data: bytes) -> None:
         if not sender.up:
             return
         for frame, destination in self._byzantine_rewrite(sender, target, data):
-            if self._partitioned(sender.index, destination) or self.rng.random() < self.plan.loss:
+            if (self._partitioned(sender.slot, self._instances(destination)[0].slot)
+                    or self.rng.random() < self.plan.loss):
                 continue
             copies = 2 if self.rng.random() < self.plan.duplicate else 1
             for _ in range(copies):
-                self.schedule(self.rng.randint(*self.plan.delay_ms), ("deliver", destination, frame))
+                self.schedule(self.rng.randint(*self.plan.delay_ms),
+                              ("deliver", destination, sender.keys.public_key, frame))
 
-    def _byzantine_rewrite(self, sender: SimNode, target: int, data: bytes) -> list[tuple[bytes, int]]:
+    def _byzantine_rewrite(self, sender: SimNode, target: bytes, data: bytes) -> list[tuple[bytes, bytes]]:
         mode = self.plan.byzantine.get(sender.index)
-        if mode is None or mode == "twins":
-            return [(data, target)]
-        signed = decode_message(data)
+        signed = decode_frame(data)
+        if mode is None or mode == "twins" or not isinstance(signed, SignedMessage):
+            return [(data, target)]  # service frames are not signed: the transport names their sender
         message = signed.message
+        target_index = self.genesis.params.validator_keys.index(target)
         chain_id = self.genesis.params.chain_id
         if mode == "withhold" and isinstance(message, (Prepare, Commit, ViewChange)):
             return []
@@ -211,14 +227,14 @@ class Simulator:
             self.sent_history.append((target, data))
             old_target, old = self.rng.choice(self.sent_history)
             return [(data, target), (old, target)]
-        if mode == "equivocate" and isinstance(message, PrePrepare) and target % 2 == 1:
+        if mode == "equivocate" and isinstance(message, PrePrepare) and target_index % 2 == 1:
             # Two blocks for one view: odd validators get the other one, and this validator votes
             # for both (below), as a real attacker would.
             header = dataclasses.replace(message.block.header, timestamp_ms=message.block.header.timestamp_ms + 1)
             other = PrePrepare(message.height, message.view, Block(header, message.block.transactions))
             self.alternatives[header_hash(message.block.header)] = header_hash(header)
             return [(encode_message(sign_message(sender.keys, chain_id, sender.index, other)), target)]
-        if mode == "equivocate" and isinstance(message, (Prepare, Commit)) and target % 2 == 1:
+        if mode == "equivocate" and isinstance(message, (Prepare, Commit)) and target_index % 2 == 1:
             other_hash = self.alternatives.get(message.block_hash)
             if other_hash is not None:
                 vote = dataclasses.replace(message, block_hash=other_hash)
@@ -260,10 +276,10 @@ class Simulator:
     def _handle(self, event: tuple) -> None:
         kind = event[0]
         if kind == "deliver":
-            _, destination, frame = event
+            _, destination, sender, frame = event
             for node in self._instances(destination):
                 if node.up:
-                    node.driver.on_frame(frame)
+                    node.driver.on_frame(sender, frame)
         elif kind == "timer":
             _, node, name, generation, height, view = event
             if node.up and node.timer_generation.get(name) == generation:
@@ -279,17 +295,15 @@ class Simulator:
         elif kind == "status":
             for node in self._all_nodes():
                 if node.up:
-                    node.driver.send_status()
+                    node.driver.on_tick()
             self.schedule(1_000, ("status",))
 
-    def _instances(self, index: int) -> list[SimNode]:
-        nodes = [self.nodes[index]]
-        if self.twin is not None and self.twin.index == index:
-            nodes.append(self.twin)
-        return nodes
+    def _instances(self, public_key: bytes) -> list[SimNode]:
+        """The node(s) holding `public_key`: a twin shares its validator's key."""
+        return [node for node in self._all_nodes() if node.keys.public_key == public_key]
 
     def _all_nodes(self) -> list[SimNode]:
-        return self.nodes + ([self.twin] if self.twin is not None else [])
+        return self.nodes + self.full_nodes + ([self.twin] if self.twin is not None else [])
 
     def _client_step(self) -> None:
         """A user sends its next transfer once its previous one is committed somewhere honest."""
@@ -303,14 +317,16 @@ class Simulator:
         recipient = keys(f"user-{(user + 1 + self.rng.randrange(USERS - 1)) % USERS}")
         raw = sign_transaction(sender, Transaction("paychain-sim", sender.public_key, self.client_nonces[user], "CNY",
                                                    1, Transfer(recipient.address, "CNY", self.rng.randint(1, 500))))
-        live = [n for n in self.nodes if n.up]
+        live = [n for n in self.nodes + self.full_nodes if n.up]
         if not live:
             return
-        result = self.rng.choice(live).driver.submit([raw])[0]
+        target = self.rng.choice(live)
+        result = target.driver.submit([raw])[0]
         if isinstance(result, InvalidTransaction):
             return
         self.client_nonces[user] += 1
         self.client_waiting[user] = result
+        self.accepted_by.setdefault(target.name, []).append(result)
 
     # --- checks ----------------------------------------------------------------------------
 
@@ -330,7 +346,7 @@ class Simulator:
         genesis_supply = sum(self.genesis.records[i][1].amount for i in range(len(self.genesis.records))
                              if self.genesis.records[i][0].startswith(KEY_SUPPLY))
         roots: dict[int, bytes] = {}
-        for node in self.nodes:
+        for node in self.nodes + self.full_nodes:
             if not self.honest(node) or not node.up:
                 continue
             state = node.ledger.state()
@@ -362,7 +378,8 @@ class Simulator:
                     raise InvariantViolation(f"seed {self.seed}: user {user} nonce {nonce} beyond what was sent")
 
     def honest_heights(self) -> list[int]:
-        return [n.ledger.head.height for n in self.nodes if self.honest(n) and n.up]
+        """Heights of the honest validators that are up and of the full nodes."""
+        return [n.ledger.head.height for n in self.nodes + self.full_nodes if self.honest(n) and n.up]
 
 
 def run_seed(seed: int, n: int = 4, duration_ms: int = 12_000, progress_ms: int = 8_000,

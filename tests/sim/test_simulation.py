@@ -65,3 +65,20 @@ def test_a_restarted_validator_never_signs_two_blocks_for_one_height_and_view():
     for vote in sim.nodes[0].wal.votes:
         key = (vote.height, vote.view, vote.kind)
         assert signed.setdefault(key, vote.block_hash) == vote.block_hash, key
+
+
+def test_full_node_follows_by_block_sync_and_forwards_what_it_is_sent():
+    sim = run_seed(17, n=4, plan=FaultPlan(delay_ms=(1, 30), partitions=[(500, 2_500, frozenset([4]))]),
+                   duration_ms=6_000, progress_ms=3_000)
+    full_node = sim.full_nodes[0]
+    assert full_node.replica.index is None
+    assert full_node.driver.stats.synced_blocks > 0
+    assert max(sim.honest_heights()) - full_node.ledger.head.height <= 1
+    # No vote of the full node's key exists: it is not a validator, so it never signs one.
+    assert not full_node.wal.votes and not full_node.replica.signed
+    # Transfers clients sent to the full node reached the validators and were committed.
+    via_full_node = sim.accepted_by.get(full_node.name, [])
+    assert via_full_node
+    store = sim.nodes[0].ledger.store
+    committed = [tx_hash for tx_hash in via_full_node if store.get_tx(tx_hash)]
+    assert len(committed) >= len(via_full_node) - 1  # the last may still be pending at the end

@@ -11,7 +11,7 @@ from node.blocks import Block, Header, header_hash
 from node.consensus.core import Broadcast, PersistVote, Replica, RequestProposal, SetTimer, ValidateBlock
 from node.consensus.messages import (Commit, InvalidMessage, NewView, PreparedCertificate, Prepare, PrePrepare,
                                      PrepareVote, SignedMessage, ViewChange, VoteSignature,
-                                     check_prepared_certificate, decode_message, encode_message, sign_message,
+                                     check_prepared_certificate, decode_frame, encode_message, sign_message,
                                      sign_view_change, verify_message)
 from node.consensus.wal import FileVoteLog, MemoryVoteLog
 from tests.support import keys
@@ -35,7 +35,7 @@ def test_messages_round_trip_and_verify():
     for message in (PrePrepare(1, 0, block()), Prepare(1, 0, b"\x01" * 32), Commit(1, 0, b"\x02" * 32),
                     ViewChange(1, 1, None, None), NewView(1, 1, (), None)):
         original = signed(1, message)
-        decoded = decode_message(encode_message(original))
+        decoded = decode_frame(encode_message(original))
         assert decoded == original
         verify_message(decoded, CHAIN_ID, VALIDATOR_KEYS)
 
@@ -59,7 +59,7 @@ def test_a_prepare_signature_is_not_a_commit_signature():
 
 def test_invalid_malformed_frame():
     with pytest.raises(InvalidMessage, match="malformed"):
-        decode_message(b"\x93\x01\x02")
+        decode_frame(b"\x93\x01\x02")
 
 
 def prepared_certificate(the_block: Block, signers, view: int = 0) -> PreparedCertificate:
