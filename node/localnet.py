@@ -8,6 +8,8 @@ encrypted with the password `DEV_PASSWORD`.
     <home>/genesis.json
     <home>/localnet.json        the processes `up` started (pid, rpc url), for `down`/`status`
     <home>/node<i>/             one node home per validator (config.toml, validator_key.json, data/, node.log)
+    <home>/full<j>/             one home per non-voting full node (node_key.json instead of a validator key),
+                                allowlisted in every other node's config.toml
     <home>/wallet/              dev keystores: gateway, merchant, alice, bob, carol
 """
 
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from node import crypto
-from node.config import save_node_key, write_config
+from node.config import NODE_KEY_FILE, FullNodePeer, save_node_key, write_config
 from node.genesis import genesis_document
 
 DEV_PASSWORD = "paychain-dev"
@@ -81,22 +83,32 @@ class NodeProcess:
     rpc_url: str
 
 
+def full_node_peers(validators: int, full_nodes: int, base_port: int) -> list[FullNodePeer]:
+    """The local full nodes: dev keys `full-node-<j>`, ports after the validators'."""
+    return [FullNodePeer(dev_keys(f"full-node-{j}").public_key, f"127.0.0.1:{p2p_port_of(base_port, validators + j)}")
+            for j in range(full_nodes)]
+
+
 def create_homes(home: Path, validators: int, base_port: int, genesis: dict[str, Any] | None = None,
-                 write_wallets: bool = True) -> list[Path]:
-    """Write genesis, node homes and dev keystores under `home`; returns the node homes."""
+                 write_wallets: bool = True, full_nodes: int = 0) -> list[Path]:
+    """Write genesis, node homes and dev keystores under `home`; returns the node homes (validators first)."""
     from wallet_cli.keystore import Keystore  # the wallet package owns the keystore format
 
     home.mkdir(parents=True, exist_ok=True)
     genesis = genesis or default_genesis(validators, base_port=base_port)
     genesis_text = json.dumps(genesis, indent=2) + "\n"
     (home / "genesis.json").write_text(genesis_text)
+    allowlist = full_node_peers(validators, full_nodes, base_port)
     node_homes = []
-    for index in range(validators):
-        node_home = home / f"node{index}"
+    for index in range(validators + full_nodes):
+        voting = index < validators
+        node_home = home / (f"node{index}" if voting else f"full{index - validators}")
         node_home.mkdir(exist_ok=True)
         (node_home / "genesis.json").write_text(genesis_text)
-        write_config(node_home, rpc_port=rpc_port_of(base_port, index), p2p_port=p2p_port_of(base_port, index))
-        save_node_key(node_home / "validator_key.json", dev_keys(f"validator-{index}"))
+        keys = dev_keys(f"validator-{index}") if voting else dev_keys(f"full-node-{index - validators}")
+        write_config(node_home, rpc_port=rpc_port_of(base_port, index), p2p_port=p2p_port_of(base_port, index),
+                     full_nodes=[peer for peer in allowlist if peer.public_key != keys.public_key])
+        save_node_key(node_home / ("validator_key.json" if voting else NODE_KEY_FILE), keys)
         node_homes.append(node_home)
     if write_wallets:
         keystore = Keystore(home / "wallet")

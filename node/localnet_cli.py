@@ -24,10 +24,13 @@ def localnet_group() -> None:
               help="Number of validators: 1, or 3f+1 (4, 7 …) for the PBFT network.")
 @click.option("--base-port", type=click.IntRange(1024, 65000), default=26657, show_default=True,
               help="Node i listens for RPC on base+2i and for p2p on base+2i+1.")
+@click.option("--full-nodes", type=click.IntRange(0, 8), default=0, show_default=True,
+              help="Non-voting full nodes to run beside the validators (multi-validator networks only); they "
+                   "follow by block sync and forward transactions sent to them.")
 @click.option("--fresh", is_flag=True, help="Delete this home's existing local network first (chain data and "
                                             "dev wallets) and create a new one.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def up(home: Path, validators: int, base_port: int, fresh: bool, as_json: bool) -> None:
+def up(home: Path, validators: int, full_nodes: int, base_port: int, fresh: bool, as_json: bool) -> None:
     """Create the network (first time only) and start its nodes in the background."""
     home = home.resolve()
     running = [p for p in localnet.load_processes(home) if localnet.is_our_node(p)]
@@ -38,23 +41,27 @@ def up(home: Path, validators: int, base_port: int, fresh: bool, as_json: bool) 
     if validators != 1 and (validators - 1) % 3 != 0:
         click.echo("error: --validators must be 1 or 3f+1 (4, 7, 10 …) to tolerate f faulty validators", err=True)
         sys.exit(1)
+    if full_nodes and validators == 1:
+        click.echo("error: --full-nodes needs a multi-validator network (--validators 4 or more)", err=True)
+        sys.exit(1)
     if fresh and (home / "genesis.json").exists():
         _remove_local_network(home)
     existing = _validator_count(home)
-    if existing is not None and existing != validators:
-        click.echo(f"error: {home} holds a network of {existing} validator(s), not {validators}; pass --fresh to "
-                   "replace it", err=True)
+    existing_full_nodes = _node_homes(home, "full")
+    if existing is not None and (existing, len(existing_full_nodes)) != (validators, full_nodes):
+        click.echo(f"error: {home} holds a network of {existing} validator(s) and {len(existing_full_nodes)} full "
+                   f"node(s), not {validators} and {full_nodes}; pass --fresh to replace it", err=True)
         sys.exit(1)
     fresh = existing is None
     if fresh:
-        node_homes = localnet.create_homes(home, validators, base_port)
+        node_homes = localnet.create_homes(home, validators, base_port, full_nodes=full_nodes)
     else:
-        node_homes = sorted(p for p in home.glob("node*") if p.is_dir())
+        node_homes = _node_homes(home, "node") + existing_full_nodes
     processes = []
-    for index, node_home in enumerate(node_homes):
+    for node_home in node_homes:
         from node.config import load_config
         config = load_config(node_home)
-        processes.append(localnet.start_node(node_home, f"node{index}", config.rpc_port))
+        processes.append(localnet.start_node(node_home, node_home.name, config.rpc_port))
     localnet.save_processes(home, processes)
     try:
         for process in processes:
@@ -114,12 +121,20 @@ def status(home: Path, as_json: bool) -> None:
     for row in rows:
         if "status" in row:
             s = row["status"]
-            click.echo(f"{row['name']}  pid {row['pid']}  height {s['height']}  view {s.get('view')}  "
+            role = "full node" if s.get("mode") == "full-node" else "validator"
+            click.echo(f"{row['name']}  {role}  pid {row['pid']}  height {s['height']}  view {s.get('view')}  "
                        f"primary {s.get('primary')}  peers {len(s.get('peers', []))}  "
                        f"last commit {s['last_block_time_ms']}")
         else:
             click.echo(f"{row['name']}  pid {row['pid']}  {'running' if row['running'] else 'stopped'}  "
                        f"{row.get('error', '')}")
+
+
+def _node_homes(home: Path, prefix: str) -> list[Path]:
+    """`<home>/<prefix><i>` folders made by `up`, by number."""
+    homes = [p for p in home.glob(f"{prefix}*") if p.is_dir() and p.name[len(prefix):].isdigit()
+             and (p / "config.toml").exists()]
+    return sorted(homes, key=lambda p: int(p.name[len(prefix):]))
 
 
 def _validator_count(home: Path) -> int | None:
@@ -132,9 +147,8 @@ def _validator_count(home: Path) -> int | None:
 def _remove_local_network(home: Path) -> None:
     """Delete what `up` created in `home` (and nothing else there)."""
     import shutil
-    for node_home in home.glob("node*"):
-        if (node_home / "config.toml").exists():
-            shutil.rmtree(node_home)
+    for node_home in _node_homes(home, "node") + _node_homes(home, "full"):
+        shutil.rmtree(node_home)
     for name in ("genesis.json", "localnet.json"):
         (home / name).unlink(missing_ok=True)
     if (home / "wallet").is_dir():

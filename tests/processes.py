@@ -100,10 +100,11 @@ def free_port_range(count: int) -> int:
     raise RuntimeError("no free port range")
 
 
-def validator_network_up(home: Path, validators: int = 4) -> list[LocalNetwork]:
-    """`paychain localnet up --validators N`: one LocalNetwork view per node."""
+def validator_network_up(home: Path, validators: int = 4, full_nodes: int = 0) -> list[LocalNetwork]:
+    """`paychain localnet up --validators N --full-nodes K`: one LocalNetwork view per node, validators first."""
+    base_port = free_port_range(2 * (validators + full_nodes))
     result = paychain("localnet", "up", "--home", str(home), "--validators", str(validators),
-                      "--base-port", str(free_port_range(2 * validators)), "--json")
+                      "--full-nodes", str(full_nodes), "--base-port", str(base_port), "--json")
     assert result.code == 0, result.stderr
     return [LocalNetwork(home, node["rpc_url"], node["pid"]) for node in result.json()["nodes"]]
 

@@ -113,6 +113,7 @@ class PbftRunner:
             "dropped": {**replica.dropped, **self.driver.stats.dropped},
             "messages_out": self.driver.stats.messages_out,
             "bytes_out": self.driver.stats.bytes_out,
+            "p2p": self.network.stats(),
         }
 
     @property

@@ -53,3 +53,6 @@ class Network(Protocol):
 
     def peers(self) -> list[PeerInfo]:
         """Every configured peer with its connection state."""
+
+    def stats(self) -> dict[str, int]:
+        """Counters since start (frames sent and received, refused peers, dropped frames, …)."""

@@ -195,3 +195,9 @@ def test_repository_genesis_is_the_documented_local_genesis() -> None:
     assert json.loads(repository_genesis.read_text()) == default_genesis(4)
     checked = paychain("genesis", "check", str(repository_genesis), "--json")
     assert checked.code == 0 and checked.json()["chain_id"] == "paychain-local"
+
+
+def test_localnet_full_nodes_need_a_multi_validator_network(tmp_path) -> None:
+    refused = paychain("localnet", "up", "--home", str(tmp_path), "--validators", "1", "--full-nodes", "1")
+    assert refused.code == 1 and "--full-nodes needs a multi-validator network" in refused.stderr
+    assert not (tmp_path / "genesis.json").exists()

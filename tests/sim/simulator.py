@@ -114,7 +114,8 @@ class SimNode:
         self.ledger = Ledger(ChainStore(self.kv, self.sim.genesis), Mempool(clock_ms=self.sim.wall_ms),
                              clock_ms=self.sim.wall_ms)
         self.ledger.listeners.append(lambda committed: self.sim.on_commit(self, committed))
-        self.replica = Replica(self.index, self.keys if self.index is not None else None, self.sim.genesis.params.chain_id,
+        voting_keys = self.keys if self.index is not None else None
+        self.replica = Replica(self.index, voting_keys, self.sim.genesis.params.chain_id,
                                self.sim.genesis.params.validator_keys, self.ledger.head.height + 1,
                                base_timeout_ms=500, resend_ms=300, persisted=self.wal.replay())
         full_node_keys = [key for key in self.sim.full_node_keys if key != self.keys.public_key]

@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from node import limits
-from node.config import InvalidConfig, load_config, load_node_key, save_node_key, with_overrides, write_config
+from node.config import FullNodePeer, InvalidConfig, load_config, load_node_key, save_node_key, with_overrides, write_config
 from tests.support import keys
 
 
@@ -138,3 +138,42 @@ def test_invalid_node_key_public_key_mismatch(tmp_path):
     path.write_text(json.dumps(document))
     with pytest.raises(InvalidConfig, match="public key does not match the seed"):
         load_node_key(path)
+
+
+def test_full_node_key_is_found_when_there_is_no_validator_key(home):
+    save_node_key(home / "node_key.json", keys("full-node-0"))
+    assert load_config(home).validator_key_path == home.resolve() / "node_key.json"
+
+
+def test_full_node_allowlist_round_trips_through_the_written_config(home):
+    peers = [FullNodePeer(keys(f"full-node-{j}").public_key, f"127.0.0.1:{4000 + j}") for j in range(2)]
+    write_config(home, rpc_port=3000, p2p_port=3001, full_nodes=peers)
+    assert load_config(home).full_nodes == tuple(peers)
+
+
+@pytest.mark.parametrize("entry, rule", [
+    ('public_key = "00"\np2p_address = "127.0.0.1:1"', "64 hex digits"),
+    ('public_key = "zz"\np2p_address = "127.0.0.1:1"', "64 hex digits"),
+    (f'public_key = "{"ab" * 32}"\np2p_address = ""', "p2p_address"),
+    (f'public_key = "{"ab" * 32}"', "exactly public_key and p2p_address"),
+    (f'public_key = "{"ab" * 32}"\np2p_address = "127.0.0.1:1"\nrole = "x"', "exactly public_key and p2p_address"),
+])
+def test_invalid_full_node_entry(home, entry, rule):
+    write(home, f"[[full_nodes]]\n{entry}\n")
+    with pytest.raises(InvalidConfig, match=rule):
+        load_config(home)
+
+
+def test_invalid_full_node_listed_twice(home):
+    entry = f'[[full_nodes]]\npublic_key = "{"ab" * 32}"\np2p_address = "127.0.0.1:1"\n'
+    write(home, entry * 2)
+    with pytest.raises(InvalidConfig, match="twice"):
+        load_config(home)
+
+
+def test_invalid_full_node_allowlist_too_long(home):
+    entries = "".join(f'[[full_nodes]]\npublic_key = "{index:064x}"\np2p_address = "127.0.0.1:1"\n'
+                      for index in range(limits.full_nodes_max + 1))
+    write(home, entries)
+    with pytest.raises(InvalidConfig, match="at most"):
+        load_config(home)

@@ -253,3 +253,18 @@ def test_freed_room_is_reusable():
 def test_register_and_post_cost_only_the_fee():
     item = envelope(sign("gateway", 0, RechargePost(bytes(32), "r"), fee=7))
     assert costs_of(item) == {"CNY": 7}
+
+
+def test_waiting_since_lists_the_oldest_first_and_only_those_old_enough():
+    clock = Clock()
+    mempool = Mempool(clock_ms=clock)
+    first, second = transfer("alice", 0), transfer("alice", 1)
+    mempool.add(first, state())
+    mempool.add(second, state())
+    clock.now_ms += 1_000
+    third = transfer("bob", 0)
+    mempool.add(third, state())
+    assert mempool.waiting_since(1_001, 10) == []
+    assert mempool.waiting_since(1_000, 10) == [first.raw, second.raw]
+    assert mempool.waiting_since(1_000, 1) == [first.raw]
+    assert mempool.waiting_since(0, 10) == [first.raw, second.raw, third.raw]
