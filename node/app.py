@@ -20,12 +20,14 @@ import time
 from collections import OrderedDict
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 from node import blocks, encoding, limits
 from node.blocks import Block, CommitCertificate, Header, InvalidBlock, Receipt
 from node.execution import BlockContext, apply_block, execute_candidates, open_block_transactions, validate_header
+from node.contracts import system
 from node.mempool import Mempool
+from node.orders import OrderEvent, order_events
 from node.state import CommittedState, State, TreeUpdate
 from node.storage.chain import ChainHead, ChainStore, CommitBatch
 from node.transactions import Envelope, InvalidTransaction, open_transaction, transaction_hash
@@ -84,15 +86,23 @@ class CommittedBlock:
     envelopes: tuple[Envelope, ...]
     receipts: tuple[Receipt, ...]
     touched: tuple[tuple[bytes, ...], ...]
+    order_events: tuple[OrderEvent, ...] = ()
+    """Transitions of orders of the system orders contract in this block."""
 
 
-def touched_accounts(envelope: Envelope, receipt: Receipt) -> tuple[bytes, ...]:
-    """The sender and every account an event names (addresses are the 20-byte event fields)."""
+def touched_accounts(envelope: Envelope, receipt: Receipt, order_events: Sequence[OrderEvent] = ()
+                     ) -> tuple[bytes, ...]:
+    """The sender, every account an event names (addresses are the 20-byte event fields), and the buyer and
+    merchant of every order the transaction moved."""
     accounts = [envelope.sender]
     for event in receipt.events:
         for value in event.fields:
             if len(value) == 20 and value not in accounts:
                 accounts.append(value)
+    for order_event in order_events:
+        for party in (order_event.buyer, order_event.merchant):
+            if party not in accounts:
+                accounts.append(party)
     return tuple(accounts)
 
 
@@ -283,10 +293,18 @@ class Ledger:
             self.process_proposal(block)
             executed = self._executed[block_hash]
         blocks.verify_certificate(certificate, block.header, self.validator_keys)
-        touched = tuple(touched_accounts(e, r) for e, r in zip(executed.envelopes, executed.receipts))
+        events = order_events(executed.receipts, self.params.contract(system.ORDERS))
+        by_tx: dict[int, list[OrderEvent]] = {}
+        for event in events:
+            by_tx.setdefault(event.tx_index, []).append(event)
+        touched = tuple(touched_accounts(e, r, by_tx.get(i, ()))
+                        for i, (e, r) in enumerate(zip(executed.envelopes, executed.receipts)))
+        new_orders = [(e.tx_index, e.order_id, e.buyer, e.merchant) for e in events if e.name == "order_created"]
         batch = self.store.prepare_commit(block, certificate, executed.encoded_receipts,
-                                          [e.hash for e in executed.envelopes], touched, executed.encoded_changes)
-        result = CommittedBlock(block, block_hash, certificate, executed.envelopes, executed.receipts, touched)
+                                          [e.hash for e in executed.envelopes], touched, executed.encoded_changes,
+                                          new_orders)
+        result = CommittedBlock(block, block_hash, certificate, executed.envelopes, executed.receipts, touched,
+                                tuple(events))
         return executed, batch, result
 
     def _finish_commit(self, executed: ExecutedBlock, batch: CommitBatch, result: CommittedBlock) -> CommittedBlock:

@@ -53,7 +53,7 @@ class Block:
 class Event:
     """Something a transaction did that wallets and gateways follow (e.g. a balance change)."""
 
-    SCHEMA: ClassVar = (Text(32, ascii_only=True), Seq(Bytes(max_size=256), 8))
+    SCHEMA: ClassVar = (Text(32, ascii_only=True), Seq(Bytes(max_size=limits.event_field_bytes_max), 8))
     name: str
     fields: tuple[bytes, ...]
 
@@ -61,7 +61,8 @@ class Event:
 @check_schema
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    SCHEMA: ClassVar = (HASH, Bool(), Text(32, ascii_only=True), Text(256), ASSET, AMOUNT, Seq(Struct(Event), 16))
+    SCHEMA: ClassVar = (HASH, Bool(), Text(32, ascii_only=True), Text(256), ASSET, AMOUNT,
+                        Seq(Struct(Event), limits.receipt_events_max), UInt(limits.contract_gas_max))
     tx_hash: bytes
     success: bool
     code: str
@@ -71,6 +72,8 @@ class Receipt:
     fee_asset: str
     fee_paid: int
     events: tuple[Event, ...]
+    gas_used: int = 0
+    """Contract gas the transaction used (0 for kinds that run no contract code)."""
 
 
 @check_schema

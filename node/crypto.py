@@ -111,6 +111,13 @@ def address_from_public_key(public_key: bytes) -> bytes:
     return hashlib.blake2b(public_key, digest_size=ADDRESS_BYTES, person=b"paychain-addr").digest()
 
 
+def contract_address(deployer: bytes, nonce: int) -> bytes:
+    """The address of the contract `deployer` deploys with the transaction of `nonce` (never a key's address:
+    a different personalisation)."""
+    return hashlib.blake2b(deployer + nonce.to_bytes(8, "big"), digest_size=ADDRESS_BYTES,
+                           person=b"paychain-contrct").digest()
+
+
 def _address_checksum(address: bytes) -> bytes:
     return hashlib.blake2b(address, digest_size=ADDRESS_CHECKSUM_BYTES, person=b"paychain-chk").digest()
 

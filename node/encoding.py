@@ -307,3 +307,204 @@ def parse_hex(text: Any, what: str, max_bytes: int) -> bytes:
         return bytes.fromhex(text)
     except ValueError as error:
         raise DecodeError(f"{what} is not valid hex") from error
+
+
+# --- contract values -----------------------------------------------------------------
+
+contract_value_depth_max = 32
+"""Deepest nesting of lists, tuples and dicts inside one contract value (a list of ints is 1 deep).
+The contract VM enforces the same bound at run time whenever it walks a value."""
+
+EXT_BIG_INT = 1
+"""msgpack ext type of an integer outside -2**63 .. 2**64-1: minimal big-endian two's complement."""
+EXT_TUPLE = 2
+"""msgpack ext type of a tuple: the payload is the msgpack array of its items."""
+EXT_DICT = 3
+"""msgpack ext type of a dict: the payload is the msgpack array [key1, value1, key2, value2, ...]
+in insertion order (never a msgpack map, whose order and key types msgpack does not pin down)."""
+
+_NATIVE_INT_MIN = -(2**63)
+_NATIVE_INT_MAX = 2**64 - 1
+_VALUE_INT_LIMIT = 1 << limits.contract_int_bits_max
+_VALUE_KEY_TYPES = (bool, int, str, bytes)
+_BIG_INT_BYTES_MAX = limits.contract_int_bits_max // 8 + 1
+_TEXT_CHARS_SAFE = limits.contract_text_bytes_max // 4
+"""A str of at most this many characters is within the text cap whatever its characters (UTF-8 <= 4 bytes each)."""
+
+
+class EncodeError(ValueError):
+    """A Python value that is not a contract value (wrong type, too deep, over a size cap)."""
+
+
+def encode_value(value: Any) -> bytes:
+    """Canonical bytes of a contract value: None, bool, int, str, bytes, list, tuple or dict.
+
+    Lists are msgpack arrays; tuples, dicts and integers beyond 64 bits are ext types, so every
+    value has exactly one encoding and `decode_value(encode_value(v)) == v` with the same types.
+    Raises EncodeError naming the rule if `value` is not a contract value.
+    """
+    try:
+        if type(value) is tuple or type(value) is dict:   # the common top level: skip one msgpack pass
+            code, payload = _ext_parts(value, 0)
+            return _ext_header(code, len(payload)) + payload
+        return pack(_value_to_wire(value, 0))
+    except UnicodeEncodeError as error:
+        raise EncodeError("contract value: text is not valid Unicode (lone surrogate)") from error
+
+
+def decode_value(data: bytes, max_bytes: int) -> Any:
+    """Parse the canonical bytes of a contract value; raises DecodeError naming the rule broken."""
+    if type(data) is not bytes:
+        raise DecodeError("contract value: expected bytes")
+    if len(data) > max_bytes:
+        raise DecodeError(f"contract value: encoding is {len(data)} bytes, more than the limit of {max_bytes}")
+    value = _value_from_wire(_unpack_value_wire(data), 0)
+    if encode_value(value) != data:
+        raise DecodeError("contract value: not the canonical encoding")
+    return value
+
+
+def _value_to_wire(value: Any, depth: int) -> Any:
+    kind = type(value)
+    if value is None or kind is bool:
+        return value
+    if kind is int:
+        return _int_to_wire(value)
+    if kind is str or kind is bytes:
+        size = len(value) if kind is bytes or value.isascii() else len(value.encode())
+        if size > limits.contract_text_bytes_max:
+            raise EncodeError(f"contract value: text longer than {limits.contract_text_bytes_max} bytes")
+        return value
+    if kind is list:
+        _check_container(value, depth)
+        return _items_to_wire(value, depth + 1)
+    if kind is tuple or kind is dict:
+        return msgpack.ExtType(*_ext_parts(value, depth))
+    raise EncodeError(f"contract value: {kind.__name__} is not a contract value type")
+
+
+def _check_container(value: list | tuple | dict, depth: int) -> None:
+    if depth >= contract_value_depth_max:
+        raise EncodeError(f"contract value: nested deeper than {contract_value_depth_max}")
+    if len(value) > limits.contract_container_items_max:
+        raise EncodeError(f"contract value: more than {limits.contract_container_items_max} items")
+
+
+def _ext_parts(value: tuple | dict, depth: int) -> tuple[int, bytes]:
+    """(ext type, payload) of a tuple or a dict."""
+    _check_container(value, depth)
+    if type(value) is tuple:
+        return EXT_TUPLE, pack(_items_to_wire(value, depth + 1))
+    for key in value:
+        if type(key) not in _VALUE_KEY_TYPES:
+            raise EncodeError("contract value: dict keys are int, str, bytes or bool")
+    return EXT_DICT, pack(_items_to_wire([part for pair in value.items() for part in pair], depth + 1))
+
+
+def _ext_header(code: int, size: int) -> bytes:
+    """The msgpack header of an ext value of `size` bytes (the form msgpack.packb chooses)."""
+    fixed = {1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}.get(size)
+    if fixed is not None:
+        return bytes((fixed, code))
+    if size <= 0xFF:
+        return bytes((0xC7, size, code))
+    if size <= 0xFFFF:
+        return b"\xc8" + size.to_bytes(2, "big") + bytes((code,))
+    return b"\xc9" + size.to_bytes(4, "big") + bytes((code,))
+
+
+def _items_to_wire(items: Any, depth: int) -> list:
+    """The wire form of the items of a container; most items are small scalars, kept as they are."""
+    wire = []
+    for item in items:
+        kind = type(item)
+        if (kind is str and len(item) <= _TEXT_CHARS_SAFE) or item is None or kind is bool \
+                or (kind is int and _NATIVE_INT_MIN <= item <= _NATIVE_INT_MAX):
+            wire.append(item)
+        else:
+            wire.append(_value_to_wire(item, depth))
+    return wire
+
+
+def _int_to_wire(value: int) -> Any:
+    if _NATIVE_INT_MIN <= value <= _NATIVE_INT_MAX:
+        return value
+    if not -_VALUE_INT_LIMIT < value < _VALUE_INT_LIMIT:
+        raise EncodeError(f"contract value: integer larger than {limits.contract_int_bits_max} bits")
+    size = ((value if value >= 0 else ~value).bit_length() + 8) // 8
+    return msgpack.ExtType(EXT_BIG_INT, value.to_bytes(size, "big", signed=True))
+
+
+def _unpack_value_wire(data: bytes) -> Any:
+    """msgpack with arrays as lists, ext types left as ExtType, no maps, no trailing bytes."""
+    try:
+        return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True, max_map_len=0)
+    except msgpack.ExtraData as error:
+        raise DecodeError("contract value: trailing bytes after the value") from error
+    except (ValueError, msgpack.UnpackException, TypeError) as error:
+        raise DecodeError(f"contract value: malformed msgpack: {error}") from error
+
+
+def _value_from_wire(wire: Any, depth: int) -> Any:
+    kind = type(wire)
+    if wire is None or kind is bool or kind is int:
+        return wire
+    if kind is str or kind is bytes:
+        if (len(wire) if kind is bytes else len(wire.encode())) > limits.contract_text_bytes_max:
+            raise DecodeError(f"contract value: text longer than {limits.contract_text_bytes_max} bytes")
+        return wire
+    if kind is not list and kind is not msgpack.ExtType:
+        raise DecodeError(f"contract value: msgpack {kind.__name__} is not a contract value type")
+    if kind is msgpack.ExtType and wire.code == EXT_BIG_INT:
+        return _big_int_from_wire(wire.data)
+    if depth >= contract_value_depth_max:
+        raise DecodeError(f"contract value: nested deeper than {contract_value_depth_max}")
+    if kind is list:
+        return _items_from_wire(wire, depth)
+    if wire.code == EXT_TUPLE:
+        return tuple(_items_from_wire(_ext_array(wire.data), depth))
+    if wire.code == EXT_DICT:
+        return _dict_from_wire(_ext_array(wire.data), depth)
+    raise DecodeError(f"contract value: unknown ext type {wire.code}")
+
+
+def _items_from_wire(wire: list, depth: int) -> list:
+    if len(wire) > limits.contract_container_items_max:
+        raise DecodeError(f"contract value: more than {limits.contract_container_items_max} items")
+    values = []
+    for item in wire:
+        kind = type(item)
+        if (kind is str and len(item) <= _TEXT_CHARS_SAFE) or item is None or kind is bool or kind is int:
+            values.append(item)   # msgpack's own ints are within 64 bits
+        else:
+            values.append(_value_from_wire(item, depth + 1))
+    return values
+
+
+def _dict_from_wire(flat: list, depth: int) -> dict:
+    if len(flat) % 2:
+        raise DecodeError("contract value: a dict payload alternates keys and values")
+    keys = _items_from_wire(flat[0::2], depth)
+    for key in keys:
+        if type(key) not in _VALUE_KEY_TYPES:
+            raise DecodeError("contract value: dict keys are int, str, bytes or bool")
+    result = dict(zip(keys, _items_from_wire(flat[1::2], depth)))
+    if len(result) != len(keys):
+        raise DecodeError("contract value: duplicate dict key")
+    return result
+
+
+def _ext_array(payload: bytes) -> list:
+    wire = _unpack_value_wire(payload)
+    if type(wire) is not list:
+        raise DecodeError("contract value: a tuple or dict payload must be an array")
+    return wire
+
+
+def _big_int_from_wire(payload: bytes) -> int:
+    if not 0 < len(payload) <= _BIG_INT_BYTES_MAX:
+        raise DecodeError("contract value: big integer payload of the wrong size")
+    value = int.from_bytes(payload, "big", signed=True)
+    if not -_VALUE_INT_LIMIT < value < _VALUE_INT_LIMIT:
+        raise DecodeError(f"contract value: integer larger than {limits.contract_int_bits_max} bits")
+    return value

@@ -15,21 +15,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from node import blocks, crypto, encoding, limits
+from node import blocks, crypto, encoding, limits, risk
 from node.blocks import Block, Event, Header, InvalidBlock, Receipt
 from node.state import (RECHARGE_PENDING, RECHARGE_POSTED, RECHARGE_VOIDED, Account, RechargeRecord, State, Supply,
-                        recharge_key, supply_key)
-from node.transactions import (Envelope, InvalidTransaction, RechargePost, RechargeRequest, RechargeVoid, Register,
-                               Role, Transfer, Withdraw, open_transaction)
+                        Suspension, recharge_key, supply_key, suspension_key)
+from node.contracts import runtime
+from node.transactions import (CallContract, DeployContract, Envelope, InvalidTransaction, RechargePost,
+                               RechargeRequest, RechargeVoid, Register, Role, SetMerchantStatus, Transfer, Withdraw,
+                               gas_limit_of, open_transaction, required_fee)
 
 
 class Rejected(Exception):
     """A business rule failed: the transaction is included with a failed receipt."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, gas_used: int = 0) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.gas_used = gas_used
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +54,10 @@ def check_fee_and_nonce(state: State, envelope: Envelope) -> Account:
     asset = params.asset(transaction.fee_asset)
     if asset is None:
         raise InvalidTransaction("unknown_asset", f"fee asset {transaction.fee_asset!r} is not defined in genesis")
-    if transaction.fee < asset.min_fee:
-        raise InvalidTransaction("fee_too_low", f"fee {transaction.fee} is below the minimum {asset.min_fee} "
-                                                f"{asset.code}")
+    minimum = required_fee(transaction, asset.min_fee)
+    if transaction.fee < minimum:
+        raise InvalidTransaction("fee_too_low", f"fee {transaction.fee} is below the minimum {minimum} {asset.code}"
+                                                + (" for its gas limit" if minimum > asset.min_fee else ""))
     sender = state.account(envelope.sender)
     if transaction.nonce != sender.nonce:
         raise InvalidTransaction("bad_nonce", f"nonce {transaction.nonce} does not match the account nonce "
@@ -81,11 +85,11 @@ def apply_transaction(state: State, envelope: Envelope, context: BlockContext) -
         if fee_account == envelope.sender:
             sender = state.account(envelope.sender)
     try:
-        events = _apply_body(state, envelope, sender, context)
+        events, gas_used = _apply_body(state, envelope, sender, context)
     except Rejected as rejection:
         return Receipt(envelope.hash, False, rejection.code, rejection.message, transaction.fee_asset,
-                       transaction.fee, ())
-    return Receipt(envelope.hash, True, "", "", transaction.fee_asset, transaction.fee, tuple(events))
+                       transaction.fee, (), rejection.gas_used)
+    return Receipt(envelope.hash, True, "", "", transaction.fee_asset, transaction.fee, tuple(events), gas_used)
 
 
 def _require_known_asset(state: State, asset: str) -> None:
@@ -103,22 +107,37 @@ def _require_gateway(account: Account, who: str) -> None:
         raise Rejected("not_gateway", f"{who} is not a registered gateway")
 
 
-def _apply_body(state: State, envelope: Envelope, sender: Account, context: BlockContext) -> list[Event]:
+def _apply_body(state: State, envelope: Envelope, sender: Account,
+                context: BlockContext) -> tuple[list[Event], int]:
+    """The transaction's own effects: (events, contract gas used)."""
     body = envelope.transaction.body
     if isinstance(body, Transfer):
-        return _apply_transfer(state, envelope.sender, sender, body)
+        return _apply_transfer(state, envelope.sender, sender, body, context), 0
     if isinstance(body, Register):
-        return _apply_register(state, envelope.sender, sender, body)
+        return _apply_register(state, envelope.sender, sender, body), 0
     if isinstance(body, RechargeRequest):
-        return _apply_recharge_request(state, envelope, sender, body, context)
+        return _apply_recharge_request(state, envelope, sender, body, context), 0
     if isinstance(body, (RechargePost, RechargeVoid)):
-        return _apply_recharge_resolution(state, envelope.sender, body)
+        return _apply_recharge_resolution(state, envelope.sender, body), 0
     if isinstance(body, Withdraw):
-        return _apply_withdraw(state, envelope.sender, sender, body)
+        return _apply_withdraw(state, envelope.sender, sender, body, context), 0
+    if isinstance(body, (DeployContract, CallContract)):
+        return _apply_contract(state, envelope, body, context)
+    if isinstance(body, SetMerchantStatus):
+        return _apply_merchant_status(state, envelope.sender, sender, body, context), 0
     raise AssertionError(f"unhandled transaction kind {type(body).__name__}")
 
 
-def _apply_transfer(state: State, sender_address: bytes, sender: Account, body: Transfer) -> list[Event]:
+def _check_risk(state: State, payer: bytes, recipient: bytes | None, asset: str, amount: int,
+                context: BlockContext) -> None:
+    try:
+        risk.check_payment(state, payer, recipient, asset, amount, context.timestamp_ms)
+    except risk.RiskViolation as violation:
+        raise Rejected(violation.code, violation.message) from violation
+
+
+def _apply_transfer(state: State, sender_address: bytes, sender: Account, body: Transfer,
+                    context: BlockContext) -> list[Event]:
     _require_known_asset(state, body.asset)
     _require_registered(sender, "sender")
     recipient = state.account(body.recipient)
@@ -128,6 +147,8 @@ def _apply_transfer(state: State, sender_address: bytes, sender: Account, body: 
                                              f"the amount {body.amount}")
     if recipient.balance_of(body.asset) + body.amount > limits.amount_max:
         raise Rejected("balance_overflow", f"the recipient's {body.asset} balance would exceed the maximum")
+    _check_risk(state, sender_address, body.recipient, body.asset, body.amount, context)
+    risk.record_payment(state, sender_address, body.asset, body.amount, context.timestamp_ms)
     state.set_account(sender_address, sender.with_balance(body.asset, sender.balance_of(body.asset) - body.amount))
     state.set_account(body.recipient, recipient.with_balance(body.asset, recipient.balance_of(body.asset) + body.amount))
     return [Event("transfer", (sender_address, body.recipient, body.asset.encode(), _u64(body.amount)))]
@@ -180,16 +201,48 @@ def _resolved(record: RechargeRecord, status: int, resolution: str) -> RechargeR
                           record.request_reference, resolution, record.height)
 
 
-def _apply_withdraw(state: State, sender_address: bytes, sender: Account, body: Withdraw) -> list[Event]:
+def _apply_withdraw(state: State, sender_address: bytes, sender: Account, body: Withdraw,
+                    context: BlockContext) -> list[Event]:
     _require_known_asset(state, body.asset)
     _require_registered(sender, "sender")
     _require_gateway(state.account(body.gateway), "the chosen gateway")
     if sender.balance_of(body.asset) < body.amount:
         raise Rejected("insufficient_funds", f"balance {sender.balance_of(body.asset)} {body.asset} is less than "
                                              f"the amount {body.amount}")
+    _check_risk(state, sender_address, None, body.asset, body.amount, context)
+    risk.record_payment(state, sender_address, body.asset, body.amount, context.timestamp_ms)
     state.set_account(sender_address, sender.with_balance(body.asset, sender.balance_of(body.asset) - body.amount))
     state.put(supply_key(body.asset), Supply(state.supply(body.asset) - body.amount))
     return [Event("burn", (sender_address, body.asset.encode(), _u64(body.amount), body.gateway))]
+
+
+def _apply_merchant_status(state: State, sender_address: bytes, sender: Account, body: SetMerchantStatus,
+                           context: BlockContext) -> list[Event]:
+    _require_gateway(sender, "sender")
+    if state.account(body.merchant).role != Role.MERCHANT:
+        raise Rejected("not_merchant", "the account is not a registered merchant")
+    suspended = state.get(suspension_key(body.merchant)) is not None
+    if body.active != suspended:
+        raise Rejected("status_unchanged", f"the merchant is already {'active' if body.active else 'suspended'}")
+    if body.active:
+        state.put(suspension_key(body.merchant), None)
+        return [Event("merchant_activated", (body.merchant, sender_address))]
+    state.put(suspension_key(body.merchant), Suspension(sender_address, body.reason, context.height))
+    return [Event("merchant_suspended", (body.merchant, sender_address))]
+
+
+def _apply_contract(state: State, envelope: Envelope, body: DeployContract | CallContract,
+                    context: BlockContext) -> tuple[list[Event], int]:
+    try:
+        if isinstance(body, DeployContract):
+            _, outcome = runtime.deploy(state, envelope.sender, envelope.nonce, body.source, body.init_args,
+                                        body.gas_limit, context.height, context.timestamp_ms)
+        else:
+            outcome = runtime.call(state, envelope.sender, body.contract, body.function, body.args, body.gas_limit,
+                                   context.height, context.timestamp_ms)
+    except runtime.ContractFailed as failure:
+        raise Rejected(failure.code, failure.message, failure.gas_used) from failure
+    return list(outcome.events), outcome.gas_used
 
 
 # --- blocks ------------------------------------------------------------------------------
@@ -225,11 +278,15 @@ def apply_block(state: State, block: Block,
     new_state = State(state.base, dict(state.changes))
     context = BlockContext(header.height, header.timestamp_ms)
     receipts = []
+    gas_used = 0
     for index, envelope in enumerate(envelopes):
+        if gas_used + gas_limit_of(envelope.transaction) > limits.block_gas_max:
+            raise InvalidBlock(f"transaction {index}'s gas limit does not fit the block's remaining gas")
         try:
             receipts.append(apply_transaction(new_state, envelope, context))
         except InvalidTransaction as error:
             raise InvalidBlock(f"transaction {index} may not be included: {error.message}") from error
+        gas_used += receipts[-1].gas_used
     if blocks.receipts_root(receipts) != header.receipts_root:
         raise InvalidBlock("receipts root does not match execution")
     return new_state, tuple(receipts)
@@ -261,9 +318,12 @@ def execute_candidates(state: State, candidates: Iterable[Envelope], context: Bl
     receipts: list[Receipt] = []
     skipped: list[tuple[Envelope, str]] = []
     size = 0
+    gas = 0
     for envelope in candidates:
         if len(included) >= txs_max or size + len(envelope.raw) > bytes_max:
             break
+        if gas + gas_limit_of(envelope.transaction) > limits.block_gas_max:
+            continue  # waits for a later block
         try:
             receipts.append(apply_transaction(new_state, envelope, context))
         except InvalidTransaction as error:
@@ -271,4 +331,5 @@ def execute_candidates(state: State, candidates: Iterable[Envelope], context: Bl
             continue
         included.append(envelope)
         size += len(envelope.raw)
+        gas += receipts[-1].gas_used
     return new_state, included, receipts, skipped

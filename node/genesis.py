@@ -15,7 +15,9 @@ from typing import Any, ClassVar
 
 from node import crypto, encoding, limits
 from node.encoding import ADDRESS, AMOUNT, ASSET, CHAIN_ID, PUBLIC_KEY, U64, Seq, Struct, Text, UInt, check_schema
-from node.state import Account, Balance, CommittedState, Supply, account_key, encode_record, supply_key
+from node.crypto import contract_address
+from node.state import (NO_ADDRESS, Account, Balance, CommittedState, DeployerGrant, State, Supply, account_key,
+                        deployer_key, encode_record, supply_key)
 from node.transactions import ROLE_NAMES, Role, parse_role
 
 
@@ -52,15 +54,26 @@ class ValidatorInfo:
 
 @check_schema
 @dataclass(frozen=True, slots=True)
+class SystemContract:
+    """A contract deployed at genesis, known by name (e.g. "orders")."""
+
+    SCHEMA: ClassVar = (Text(32, ascii_only=True), ADDRESS)
+    name: str
+    address: bytes
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
 class ChainParams:
     SCHEMA: ClassVar = (CHAIN_ID, U64, Seq(Struct(AssetParams), limits.assets_max), ADDRESS,
-                        Seq(Struct(ValidatorInfo), limits.validators_max))
+                        Seq(Struct(ValidatorInfo), limits.validators_max), Seq(Struct(SystemContract), 16))
     chain_id: str
     genesis_time_ms: int
     assets: tuple[AssetParams, ...]
     fee_account: bytes
     """Every transaction fee is credited here."""
     validators: tuple[ValidatorInfo, ...]
+    contracts: tuple[SystemContract, ...] = ()
 
     def asset(self, code: str) -> AssetParams | None:
         for asset in self.assets:
@@ -71,6 +84,13 @@ class ChainParams:
     @property
     def validator_keys(self) -> tuple[bytes, ...]:
         return tuple(v.public_key for v in self.validators)
+
+    def contract(self, name: str) -> bytes | None:
+        """The address of the system contract called `name`."""
+        for contract in self.contracts:
+            if contract.name == name:
+                return contract.address
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +131,15 @@ def parse_genesis(document: dict[str, Any]) -> Genesis:
     assets = _parse_assets(document.get("assets"))
     fee_account = _parse_address(document.get("fee_account"), "fee_account")
     validators = _parse_validators(document.get("validators"))
-    params = ChainParams(chain_id, genesis_time_ms, assets, fee_account, validators)
+    contracts_in = document.get("contracts", [])
+    _require(isinstance(contracts_in, list) and len(contracts_in) <= 16, "contracts must be a list of at most 16")
+    contracts = tuple(SystemContract(_contract_name(item, i), contract_address(NO_ADDRESS, i))
+                      for i, item in enumerate(contracts_in))
+    _require(len({c.name for c in contracts}) == len(contracts), "contracts: a name is used twice")
+    params = ChainParams(chain_id, genesis_time_ms, assets, fee_account, validators, contracts)
     records = _parse_accounts(document.get("accounts", []), {a.code for a in assets})
+    records = tuple(sorted(records + _parse_deployers(document.get("deployers", []))))
+    records = _deploy_contracts(params, records, contracts_in)
     wire = [encoding.wire_of(params), [[key, encoding.wire_of(record)] for key, record in records]]
     return Genesis(params, records, crypto.hash_bytes(encoding.pack(wire)))
 
@@ -196,6 +223,52 @@ def _parse_accounts(value: Any, asset_codes: set[str]) -> tuple[tuple[bytes, Any
     return tuple(sorted(records.items()))
 
 
+def _parse_deployers(value: Any) -> tuple[tuple[bytes, Any], ...]:
+    """Accounts allowed to deploy contracts from the start (governance can grant more)."""
+    _require(isinstance(value, list) and len(value) <= limits.validators_max,
+             f"deployers must be a list of at most {limits.validators_max} addresses")
+    grants = {deployer_key(_parse_address(item, f"deployers[{i}]")): DeployerGrant(0) for i, item in enumerate(value)}
+    _require(len(grants) == len(value), "deployers lists an address twice")
+    return tuple(grants.items())
+
+
+def _contract_name(item: Any, index: int) -> str:
+    _require(isinstance(item, dict) and set(item) <= {"name", "source", "init_args"},
+             f"contracts[{index}] must be an object with name, source and init_args")
+    name = item.get("name")
+    _require(isinstance(name, str) and name.isidentifier() and name.isascii() and len(name) <= 32,
+             f"contracts[{index}].name must be an identifier of up to 32 ASCII characters")
+    return name
+
+
+def _deploy_contracts(params: ChainParams, records: tuple[tuple[bytes, Any], ...],
+                      contracts_in: list[Any]) -> tuple[tuple[bytes, Any], ...]:
+    """Run each genesis contract's deploy (and `init`) over the initial state; the records after it."""
+    if not contracts_in:
+        return records
+    from node.contracts import runtime  # the VM is needed only for genesis contracts
+    from node.rpc.views import InvalidValue, value_from_json
+    base = CommittedState(params)
+    base.load((key, encode_record(record)) for key, record in records)
+    state = State(base)
+    for index, item in enumerate(contracts_in):
+        source = item.get("source")
+        _require(isinstance(source, str), f"contracts[{index}].source must be the contract's source text")
+        try:
+            init_args = encoding.encode_value(tuple(value_from_json(item.get("init_args", []),
+                                                                    f"contracts[{index}].init_args")))
+            runtime.deploy(state, NO_ADDRESS, index, source, init_args, limits.contract_gas_max, 0,
+                           params.genesis_time_ms, system=True)
+        except (InvalidValue, encoding.EncodeError) as error:
+            raise InvalidGenesis(f"contracts[{index}].init_args: {error}") from error
+        except runtime.ContractFailed as failure:
+            raise InvalidGenesis(f"contracts[{index}] ({item['name']}) failed to deploy: {failure.code}: "
+                                 f"{failure.message}") from failure
+    merged = dict(records)
+    merged.update(state.changes)
+    return tuple(sorted((key, record) for key, record in merged.items() if record is not None))
+
+
 def load_genesis(path: Path) -> Genesis:
     try:
         document = json.loads(Path(path).read_text())
@@ -207,7 +280,8 @@ def load_genesis(path: Path) -> Genesis:
 
 
 def genesis_document(chain_id: str, genesis_time_ms: int, assets: list[dict[str, Any]], fee_account: bytes,
-                     validators: list[dict[str, Any]], accounts: list[dict[str, Any]]) -> dict[str, Any]:
+                     validators: list[dict[str, Any]], accounts: list[dict[str, Any]],
+                     deployers: list[bytes] = (), contracts: list[dict[str, Any]] = ()) -> dict[str, Any]:
     """A genesis document in the JSON shape `parse_genesis` reads."""
     return {
         "chain_id": chain_id,
@@ -216,6 +290,8 @@ def genesis_document(chain_id: str, genesis_time_ms: int, assets: list[dict[str,
         "fee_account": crypto.format_address(fee_account),
         "validators": validators,
         "accounts": accounts,
+        **({"deployers": [crypto.format_address(d) for d in deployers]} if deployers else {}),
+        **({"contracts": list(contracts)} if contracts else {}),
     }
 
 

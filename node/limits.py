@@ -5,8 +5,10 @@ asserted at import so that changing one number cannot silently break another.
 """
 
 # --- encoding and transactions -------------------------------------------------
-tx_bytes_max = 2_048
-"""Largest encoded signed transaction accepted anywhere."""
+tx_bytes_max = 24 * 1024
+"""Largest encoded signed transaction accepted anywhere (a contract deploy carries its source)."""
+payment_tx_bytes_max = 2_048
+"""Largest encoded signed transaction of any kind but a contract deploy."""
 memo_bytes_max = 128
 """Largest free-text reference (payout reference, recharge reference, void reason)."""
 asset_code_chars_max = 8
@@ -71,6 +73,8 @@ rpc_send_batch_txs_max = 2_000
 """Most transactions in one tx_sendBatch call."""
 rpc_history_items_max = 100
 """Most items one account history page returns."""
+rpc_order_scan_max = 1_000
+"""Most index entries one `order_list` call reads while filtering (it returns a cursor to go on)."""
 ws_connections_max = 256
 """Most concurrent WebSocket connections."""
 ws_subscriptions_per_connection_max = 16
@@ -86,13 +90,15 @@ rpc_wait_ms_max = 60_000
 keystore_bytes_max = 64 * 1024
 """Largest keystore file the wallet reads."""
 
-assert block_txs_max * tx_bytes_max <= 2 * block_bytes_max, "a full block of max-size txs must roughly fit"
-assert rpc_send_batch_txs_max * tx_bytes_max * 2 + 4096 <= rpc_body_bytes_max, "a full tx batch (hex) fits in a body"
+assert block_txs_max * payment_tx_bytes_max <= 2 * block_bytes_max, "a full block of payments must roughly fit"
+assert block_bytes_max >= 64 * tx_bytes_max, "a block holds many deploys (proposals stop at block_bytes_max)"
+assert rpc_send_batch_txs_max * payment_tx_bytes_max * 2 + 4096 <= rpc_body_bytes_max, \
+    "a full batch of payments (hex) fits in a body"
 assert mempool_txs_max >= block_txs_max, "the mempool must be able to fill a block"
 assert mempool_bytes_max >= block_bytes_max
 assert block_interval_ms_min < block_interval_ms_max
 assert 0 < pbft_block_txs_max <= block_txs_max
-assert memo_bytes_max < tx_bytes_max
+assert memo_bytes_max < payment_tx_bytes_max <= tx_bytes_max
 assert validators_max <= certificate_signatures_max
 
 # --- p2p ----------------------------------------------------------------------------------
@@ -131,3 +137,55 @@ reading cannot hold us longer (a connection's socket is then closed under it).""
 assert p2p_reconnect_backoff_ms_min < p2p_reconnect_backoff_ms_max
 assert p2p_stream_close_timeout_ms_max < p2p_stop_timeout_ms_max
 assert p2p_read_chunk_bytes_max <= p2p_write_batch_bytes_max <= p2p_frame_bytes_max
+
+# --- risk control (node/risk.py) ------------------------------------------------------------
+risk_limits_max = 64
+"""Most (role, asset) limit entries in the risk rules."""
+velocity_payments_max = 1_000_000
+"""Largest velocity limit (payments per window) the rules may set."""
+
+# --- contract VM (node/contracts/) ----------------------------------------------------------
+contract_source_bytes_max = 16 * 1024
+"""Largest contract source (UTF-8) a deploy may carry."""
+contract_ast_nodes_max = 20_000
+"""Most syntax-tree nodes in one contract (checked at deploy)."""
+contract_nesting_depth_max = 32
+"""Deepest nesting of expressions and statements in a contract (checked at deploy), so that the
+interpreter's own recursion stays bounded."""
+contract_call_depth_max = 16
+"""Deepest chain of contract-function calls at run time."""
+contract_int_bits_max = 256
+"""Largest integer magnitude a contract may produce, in bits."""
+contract_container_items_max = 4_096
+"""Most items in one list, tuple or dict a contract builds."""
+contract_text_bytes_max = 16 * 1024
+"""Longest str (UTF-8 bytes) or bytes value a contract builds."""
+contract_value_bytes_max = 16 * 1024
+"""Largest encoded value a contract stores, returns or emits."""
+contract_args_bytes_max = 1_536
+"""Largest encoded argument list of a call or deploy (so a call stays a payment-size transaction)."""
+contract_storage_key_bytes_max = 128
+"""Longest encoded storage key."""
+contract_events_max = 16
+"""Most events one call may emit."""
+receipt_events_max = 32
+"""Most events in one receipt (a contract call's own events plus the transfers it made)."""
+event_field_bytes_max = 1_024
+"""Largest field of an event; a contract event's data (encoded) must fit one."""
+contract_gas_max = 2_000_000
+"""Most gas one deploy, call or read-only query may use."""
+contract_query_gas_max = 500_000
+"""Most gas a read-only query over RPC may use (it runs on the node's event loop)."""
+block_gas_max = 20_000_000
+"""Most contract gas one block may use. A transaction goes in only if its gas limit fits what the block's
+earlier transactions left, so executing any block costs at most this much gas (about 1-2 s of VM time at
+the measured 10-20 Mgas/s); an order-contract call uses about 4,000."""
+gas_per_fee_unit = 1_000
+"""A contract transaction's fee must cover the asset's minimum fee plus one minor unit per this much
+gas of its gas limit."""
+
+assert contract_text_bytes_max <= contract_value_bytes_max
+assert contract_source_bytes_max + contract_args_bytes_max + 2_048 <= tx_bytes_max, "a deploy fits a transaction"
+assert contract_args_bytes_max + 400 <= payment_tx_bytes_max, "a call fits a payment-size transaction"
+assert contract_call_depth_max * contract_nesting_depth_max * 4 < 5_000, "interpreter recursion stays bounded"
+assert contract_gas_max <= block_gas_max

@@ -10,7 +10,7 @@ encrypted with the password `DEV_PASSWORD`.
     <home>/node<i>/             one node home per validator (config.toml, validator_key.json, data/, node.log)
     <home>/full<j>/             one home per non-voting full node (node_key.json instead of a validator key),
                                 allowlisted in every other node's config.toml
-    <home>/wallet/              dev keystores: gateway, merchant, alice, bob, carol
+    <home>/wallet/              dev keystores: gateway, merchant, alice, bob, carol, developer
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from node import crypto
+from node.contracts import system
 from node.config import NODE_KEY_FILE, FullNodePeer, save_node_key, write_config
 from node.genesis import genesis_document
 
@@ -42,9 +43,13 @@ DEV_ACCOUNTS: list[tuple[str, str, dict[str, int]]] = [
     ("alice", "user", {"CNY": 100_000_000, "USD": 1_000_000}),
     ("bob", "user", {"CNY": 100_000_000, "USD": 1_000_000}),
     ("carol", "user", {"CNY": 100_000_000, "USD": 1_000_000}),
+    ("developer", "user", {"CNY": 1_000_000}),
 ]
 """(name, role, balances in minor units): users hold 1,000,000.00 CNY and 10,000.00 USD; the gateway and the
-merchant hold enough to pay fees."""
+merchant hold enough to pay fees; `developer` may deploy contracts."""
+ORDERS_INIT_ARGS = [100, 30, 200]
+"""The orders contract on a local network: a 1% fee (100 basis points), buyers have 30 blocks after shipping
+to confirm or ask for a refund, merchants 200 blocks to ship."""
 
 
 def dev_keys(name: str) -> crypto.KeyPair:
@@ -71,8 +76,9 @@ def default_genesis(validators: int = 1, chain_id: str = DEFAULT_CHAIN_ID, base_
                                   "p2p_address": address})
     accounts = [{"address": crypto.format_address(dev_keys(name).address), "role": role, "balances": balances}
                 for name, role, balances in DEV_ACCOUNTS]
+    orders = {"name": system.ORDERS, "source": system.source(system.ORDERS), "init_args": ORDERS_INIT_ARGS}
     return genesis_document(chain_id, DEFAULT_GENESIS_TIME_MS, DEV_ASSETS, dev_keys("fees").address,
-                            validator_entries, accounts)
+                            validator_entries, accounts, deployers=[dev_keys("developer").address], contracts=[orders])
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from typing import Callable
 
 from node import limits
 from node.state import Account, State
-from node.transactions import Envelope, InvalidTransaction, RechargeRequest, Transfer, Withdraw
+from node.transactions import Envelope, InvalidTransaction, RechargeRequest, Transfer, Withdraw, required_fee
 
 mempool_tx_ttl_ms = 10 * 60 * 1000
 """A transaction that could not be included for this long (e.g. behind a nonce gap) is dropped."""
@@ -74,7 +74,7 @@ class Mempool:
         for asset_code in (transaction.fee_asset, getattr(transaction.body, "asset", transaction.fee_asset)):
             if params.asset(asset_code) is None:
                 raise InvalidTransaction("unknown_asset", f"asset {asset_code!r} is not defined in genesis")
-        min_fee = params.asset(transaction.fee_asset).min_fee
+        min_fee = required_fee(transaction, params.asset(transaction.fee_asset).min_fee)
         if transaction.fee < min_fee:
             raise InvalidTransaction("fee_too_low", f"fee {transaction.fee} is below the minimum {min_fee}")
         account = state.account(envelope.sender)

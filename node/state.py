@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable, Iterator
 
 from node import crypto, encoding, limits
-from node.encoding import ADDRESS, AMOUNT, ASSET, HASH, MEMO, U64, Bytes, Seq, Struct, UInt, check_schema
+from node.encoding import ADDRESS, AMOUNT, ASSET, HASH, MEMO, U64, Bytes, Seq, Struct, Text, UInt, check_schema
 
 BUCKET_BITS = limits.state_tree_bucket_bits
 BUCKET_COUNT = 1 << BUCKET_BITS
@@ -36,6 +36,14 @@ assert BUCKET_BITS % ARITY_BITS == 0
 KEY_ACCOUNT = b"\x01"
 KEY_RECHARGE = b"\x02"
 KEY_SUPPLY = b"\x03"
+KEY_CONTRACT = b"\x04"
+KEY_CONTRACT_STORAGE = b"\x05"
+KEY_ESCROW = b"\x06"
+KEY_DEPLOYER = b"\x07"
+KEY_SUSPENSION = b"\x08"
+KEY_RISK_RULES = b"\x09"
+KEY_BLOCKED = b"\x0a"
+KEY_SPENDING = b"\x0b"
 
 
 # --- records ---------------------------------------------------------------------------
@@ -93,6 +101,8 @@ class Account:
 
 
 NO_ADDRESS = bytes(20)
+MERCHANT_ROLE = 2
+"""`transactions.Role.MERCHANT` (this module sits below transactions)."""
 EMPTY_ACCOUNT = Account(0, 0, b"", NO_ADDRESS, ())
 
 RECHARGE_PENDING = 1
@@ -129,6 +139,112 @@ class Supply:
     amount: int
 
 
+@check_schema
+@dataclass(frozen=True, slots=True)
+class ContractRecord:
+    """A deployed contract: its source is on chain, readable by anyone it may charge."""
+
+    SCHEMA: ClassVar = (HASH, Text(limits.contract_source_bytes_max), ADDRESS, U64)
+    code_hash: bytes
+    source: str
+    deployer: bytes
+    height: int
+    """Height of the block that deployed it."""
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class StorageValue:
+    """One entry of a contract's storage: `encoding.encode_value` of a contract value."""
+
+    SCHEMA: ClassVar = (Bytes(max_size=limits.contract_value_bytes_max),)
+    data: bytes
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class EscrowRecord:
+    """Funds a contract holds for a payer until it releases or refunds them (outside every account)."""
+
+    SCHEMA: ClassVar = (ADDRESS, ASSET, AMOUNT)
+    payer: bytes
+    asset: str
+    amount: int
+    """What is still held (releases reduce it)."""
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class DeployerGrant:
+    """The account may deploy contracts (from genesis or governance)."""
+
+    SCHEMA: ClassVar = (U64,)
+    height: int
+    """Height at which it was granted (0: genesis)."""
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class Suspension:
+    """A merchant a gateway suspended: it cannot take new orders until reactivated."""
+
+    SCHEMA: ClassVar = (ADDRESS, MEMO, U64)
+    by: bytes
+    reason: str
+    height: int
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class RiskLimit:
+    """Outgoing payment limits for accounts of one role in one asset (0 = no limit)."""
+
+    SCHEMA: ClassVar = (UInt(3), ASSET, AMOUNT, AMOUNT)
+    role: int
+    asset: str
+    per_tx_max: int
+    daily_max: int
+    """Most an account may pay out per UTC day (by block time)."""
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class RiskRules:
+    """The chain's risk-control rules (one record; only governance changes it)."""
+
+    SCHEMA: ClassVar = (Seq(Struct(RiskLimit), limits.risk_limits_max), UInt(limits.velocity_payments_max), U64)
+    limits: tuple[RiskLimit, ...]
+    velocity_payments_max: int
+    """Most payments one account may make within `velocity_window_ms` (0 = no limit)."""
+    velocity_window_ms: int
+
+
+NO_RISK_RULES = RiskRules((), 0, 0)
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    """An account on the blocklist: it can neither pay nor be paid."""
+
+    SCHEMA: ClassVar = (MEMO, U64)
+    reason: str
+    height: int
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class Spending:
+    """What an account paid out, for the daily and velocity limits."""
+
+    SCHEMA: ClassVar = (U64, Seq(Struct(Balance), limits.assets_max), U64, UInt(limits.velocity_payments_max))
+    day: int
+    """UTC day (block time // 86,400,000) that `spent` counts."""
+    spent: tuple[Balance, ...]
+    window_start_ms: int
+    window_payments: int
+
+
 def account_key(address: bytes) -> bytes:
     return KEY_ACCOUNT + address
 
@@ -141,8 +257,44 @@ def supply_key(asset: str) -> bytes:
     return KEY_SUPPLY + asset.encode()
 
 
-_RECORD_BY_PREFIX: dict[bytes, type] = {KEY_ACCOUNT: Account, KEY_RECHARGE: RechargeRecord, KEY_SUPPLY: Supply}
-_RECORD_BYTES_MAX = 4096
+def contract_key(address: bytes) -> bytes:
+    return KEY_CONTRACT + address
+
+
+def contract_storage_key(contract: bytes, encoded_key: bytes) -> bytes:
+    """`encoded_key` is `encoding.encode_value` of the contract's key."""
+    return KEY_CONTRACT_STORAGE + contract + encoded_key
+
+
+def escrow_key(contract: bytes, encoded_id: bytes) -> bytes:
+    return KEY_ESCROW + contract + encoded_id
+
+
+def deployer_key(address: bytes) -> bytes:
+    return KEY_DEPLOYER + address
+
+
+def suspension_key(address: bytes) -> bytes:
+    return KEY_SUSPENSION + address
+
+
+RISK_RULES_KEY = KEY_RISK_RULES
+
+
+def blocked_key(address: bytes) -> bytes:
+    return KEY_BLOCKED + address
+
+
+def spending_key(address: bytes) -> bytes:
+    return KEY_SPENDING + address
+
+
+_RECORD_BY_PREFIX: dict[bytes, type] = {
+    KEY_ACCOUNT: Account, KEY_RECHARGE: RechargeRecord, KEY_SUPPLY: Supply, KEY_CONTRACT: ContractRecord,
+    KEY_CONTRACT_STORAGE: StorageValue, KEY_ESCROW: EscrowRecord, KEY_DEPLOYER: DeployerGrant,
+    KEY_SUSPENSION: Suspension, KEY_RISK_RULES: RiskRules, KEY_BLOCKED: Blocked, KEY_SPENDING: Spending,
+}
+_RECORD_BYTES_MAX = limits.contract_source_bytes_max + 1024
 
 
 def encode_record(record: Any) -> bytes:
@@ -394,12 +546,24 @@ class State:
     def set_account(self, address: bytes, account: Account) -> None:
         self.put(account_key(address), account)
 
+    def is_active_merchant(self, address: bytes) -> bool:
+        """A registered merchant that no gateway has suspended."""
+        return self.account(address).role == MERCHANT_ROLE and self.get(suspension_key(address)) is None
+
     def supply(self, asset: str) -> int:
         record = self.get(supply_key(asset))
         return 0 if record is None else record.amount
 
     def encoded_changes(self) -> dict[bytes, bytes | None]:
         return {key: None if record is None else encode_record(record) for key, record in self.changes.items()}
+
+    def escrowed(self) -> dict[str, int]:
+        """Total held in escrow per asset (for invariant checks: balances + escrow = supply)."""
+        totals: dict[str, int] = {}
+        for key, record in self.iter_records():
+            if key.startswith(KEY_ESCROW):
+                totals[record.asset] = totals.get(record.asset, 0) + record.amount
+        return totals
 
     def iter_records(self) -> Iterator[tuple[bytes, Any]]:
         """Every record visible in this view (for invariant checks in tests)."""
@@ -409,3 +573,27 @@ class State:
         for key, record in self.changes.items():
             if record is not None:
                 yield key, record
+
+
+class Overlay(State):
+    """Changes on top of another view, kept apart until `merge()`: a contract call writes here, so
+    a call that fails leaves nothing behind."""
+
+    __slots__ = ("parent",)
+
+    def __init__(self, parent: State) -> None:
+        super().__init__(parent.base)
+        self.parent = parent
+
+    def get(self, key: bytes) -> Any:
+        if key in self.changes:
+            return self.changes[key]
+        return self.parent.get(key)
+
+    def merge(self) -> None:
+        """Apply these changes to the parent view."""
+        self.parent.changes.update(self.changes)
+        self.changes = {}
+
+    def iter_records(self) -> Iterator[tuple[bytes, Any]]:
+        raise NotImplementedError("an overlay is for execution, not for scanning")

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from node import crypto, encoding, limits
-from node.encoding import (ADDRESS, AMOUNT, ASSET, CHAIN_ID, HASH, MEMO, PUBLIC_KEY, SIGNATURE, U64, Struct,
-                           Tagged, UInt, check_schema)
+from node.encoding import (ADDRESS, AMOUNT, ASSET, CHAIN_ID, HASH, MEMO, PUBLIC_KEY, SIGNATURE, U64, Bool, Bytes,
+                           Struct, Tagged, Text, UInt, check_schema)
 
 
 class InvalidTransaction(Exception):
@@ -121,11 +121,60 @@ class Withdraw:
     payout_reference: str
 
 
-Body = Transfer | Register | RechargeRequest | RechargePost | RechargeVoid | Withdraw
-BODY_CLASSES: tuple[type, ...] = (Transfer, Register, RechargeRequest, RechargePost, RechargeVoid, Withdraw)
+GAS = UInt(limits.contract_gas_max)
+FUNCTION_NAME = Text(64, ascii_only=True)
+CONTRACT_ARGS = Bytes(max_size=limits.contract_args_bytes_max)
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class DeployContract:
+    """Deploy a contract (sender needs the deployer permission); runs its `init` function if it has one.
+
+    The contract's address is derived from the sender and the transaction's nonce."""
+
+    TAG: ClassVar[int] = 7
+    SCHEMA: ClassVar = (Text(limits.contract_source_bytes_max), CONTRACT_ARGS, GAS)
+    source: str
+    init_args: bytes
+    """`encoding.encode_value` of a tuple of arguments for `init` (an empty tuple if none)."""
+    gas_limit: int
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class CallContract:
+    """Call a public function of a contract with the sender as the caller."""
+
+    TAG: ClassVar[int] = 8
+    SCHEMA: ClassVar = (ADDRESS, FUNCTION_NAME, CONTRACT_ARGS, GAS)
+    contract: bytes
+    function: str
+    args: bytes
+    """`encoding.encode_value` of a tuple of arguments."""
+    gas_limit: int
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class SetMerchantStatus:
+    """A gateway suspends a merchant (it can no longer be paid through orders) or reactivates it."""
+
+    TAG: ClassVar[int] = 9
+    SCHEMA: ClassVar = (ADDRESS, Bool(), MEMO)
+    merchant: bytes
+    active: bool
+    reason: str
+
+
+Body = (Transfer | Register | RechargeRequest | RechargePost | RechargeVoid | Withdraw | DeployContract | CallContract
+        | SetMerchantStatus)
+BODY_CLASSES: tuple[type, ...] = (Transfer, Register, RechargeRequest, RechargePost, RechargeVoid, Withdraw,
+                                  DeployContract, CallContract, SetMerchantStatus)
 KIND_NAMES: dict[type, str] = {
     Transfer: "transfer", Register: "register", RechargeRequest: "recharge_request",
     RechargePost: "recharge_post", RechargeVoid: "recharge_void", Withdraw: "withdraw",
+    DeployContract: "contract_deploy", CallContract: "contract_call", SetMerchantStatus: "merchant_status",
 }
 assert len({cls.TAG for cls in BODY_CLASSES}) == len(BODY_CLASSES)
 
@@ -202,6 +251,9 @@ def open_transaction(raw: bytes, chain_id: str, verify_signature: bool = True) -
     except encoding.DecodeError as error:
         raise InvalidTransaction("malformed", f"malformed transaction: {error}") from error
     transaction = signed.transaction
+    if len(raw) > limits.payment_tx_bytes_max and not isinstance(transaction.body, DeployContract):
+        raise InvalidTransaction("too_large", f"a {kind_name(transaction)} transaction may not exceed "
+                                              f"{limits.payment_tx_bytes_max} bytes")
     validate_transaction(transaction, chain_id)
     sender = crypto.address_from_public_key(transaction.sender_public_key)
     envelope = Envelope(raw, transaction_hash(raw), signed, sender)
@@ -237,6 +289,22 @@ def validate_transaction(transaction: Transaction, chain_id: str) -> None:
         raise InvalidTransaction("unknown_role", f"role {body.role} is not one of {known}")
     if isinstance(body, Withdraw) and not body.payout_reference:
         raise InvalidTransaction("missing_reference", "a withdrawal needs a payout reference")
+    if isinstance(body, (DeployContract, CallContract)) and body.gas_limit == 0:
+        raise InvalidTransaction("zero_gas", "a contract transaction needs a positive gas limit")
+    if isinstance(body, CallContract) and (body.function.startswith("_") or not body.function.isidentifier()):
+        raise InvalidTransaction("bad_function", f"{body.function!r} is not a public function name")
+
+
+def gas_limit_of(transaction: Transaction) -> int:
+    """Gas a transaction reserves (0 for kinds that run no contract code)."""
+    body = transaction.body
+    return body.gas_limit if isinstance(body, (DeployContract, CallContract)) else 0
+
+
+def required_fee(transaction: Transaction, min_fee: int) -> int:
+    """The least fee a transaction must offer: the asset's minimum plus its gas (one unit per
+    `limits.gas_per_fee_unit`, rounded up)."""
+    return min_fee + -(-gas_limit_of(transaction) // limits.gas_per_fee_unit)
 
 
 def kind_name(transaction: Transaction) -> str:

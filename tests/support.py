@@ -14,6 +14,7 @@ import aiohttp
 
 from node import blocks, crypto
 from node.app import CommittedBlock, Ledger
+from node.contracts import system
 from node.genesis import Genesis, genesis_document, parse_genesis
 from node.localnet import dev_keys
 from node.rpc.jsonrpc import Dispatcher
@@ -33,8 +34,11 @@ def keys(name: str) -> crypto.KeyPair:
 
 def make_genesis(users: dict[str, dict[str, int]] | None = None, gateways: tuple[str, ...] = ("gateway",),
                  merchants: tuple[str, ...] = ("merchant",),
-                 validators: int = 1, chain_id: str = CHAIN_ID) -> Genesis:
-    """A genesis with named test accounts; users default to alice and bob with 1,000.00 CNY and USD each."""
+                 validators: int = 1, chain_id: str = CHAIN_ID, deployers: tuple[str, ...] = (),
+                 orders: tuple[int, int, int] | None = None) -> Genesis:
+    """A genesis with named test accounts; users default to alice and bob with 1,000.00 CNY and USD each.
+
+    `orders`: deploy the system orders contract with these init arguments (fee_bps, confirm_blocks, ship_blocks)."""
     users = users if users is not None else {"alice": {"CNY": 100_000, "USD": 100_000},
                                              "bob": {"CNY": 100_000, "USD": 100_000}}
     accounts = [{"address": crypto.format_address(keys(n).address), "role": "user", "balances": b}
@@ -46,8 +50,10 @@ def make_genesis(users: dict[str, dict[str, int]] | None = None, gateways: tuple
     validator_entries = [{"name": f"v{i}", "public_key": keys(f"validator-{i}").public_key.hex(),
                           "role": ("merchant", "gateway", "user")[min(i, 2)], "p2p_address": ""}
                          for i in range(validators)]
+    contracts = [] if orders is None else [{"name": "orders", "source": system.source("orders"),
+                                            "init_args": list(orders)}]
     document = genesis_document(chain_id, 1_700_000_000_000, ASSETS, keys("fees").address, validator_entries,
-                                accounts)
+                                accounts, [keys(name).address for name in deployers], contracts)
     return parse_genesis(document)
 
 

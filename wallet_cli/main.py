@@ -12,6 +12,7 @@ asset's decimals from the chain. Exit codes a script can rely on:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -24,8 +25,8 @@ import click
 
 from node import crypto, limits
 from node.crypto import KeyPair
-from node.transactions import (RechargePost, RechargeRequest, RechargeVoid, Register, Transaction, Transfer,
-                               Withdraw, parse_role, sign_transaction)
+from node.transactions import (RechargePost, RechargeRequest, RechargeVoid, Register, SetMerchantStatus, Transaction,
+                               Transfer, Withdraw, parse_role, required_fee, sign_transaction)
 from wallet_cli.keystore import Keystore, KeystoreError, WrongPassword
 from wallet_cli.rpc_client import RpcCallError, RpcClient, RpcUnavailable
 
@@ -326,19 +327,26 @@ def send_options(function: Callable[..., None]) -> Callable[..., None]:
 
 
 def send(ctx: Context, sender: str, body: Any, fee_asset: str, fee: str | None, wait: bool, timeout: float,
-         password_file: Path | None, summary: str) -> None:
+         password_file: Path | None, summary: str,
+         describe: Callable[[bytes, int, dict[str, Any]], dict[str, Any]] | None = None) -> None:
+    """Sign and submit `body` from key `sender`. `describe(sender address, nonce, result)` adds facts known only
+    once the nonce or the receipt is (a deployed contract's address, a new order's id) to the output."""
     keys = ctx.keystore.load(sender, read_password(password_file))
     asset = ctx.asset(fee_asset)
-    fee_minor = asset["min_fee"] if fee is None else parse_amount(ctx, fee, fee_asset)
     account = ctx.rpc.call("account_get", crypto.format_address(keys.address))
-    transaction = Transaction(ctx.params()["chain_id"], keys.public_key, account["pending_nonce"], fee_asset,
-                              fee_minor, body)
+    transaction = Transaction(ctx.params()["chain_id"], keys.public_key, account["pending_nonce"], fee_asset, 0, body)
+    # The least fee the chain takes: the asset's minimum, plus the gas limit's share for a contract transaction.
+    fee_minor = required_fee(transaction, asset["min_fee"]) if fee is None else parse_amount(ctx, fee, fee_asset)
+    transaction = dataclasses.replace(transaction, fee=fee_minor)
     raw = sign_transaction(keys, transaction)
     tx_hash = ctx.rpc.call("tx_send", "0x" + raw.hex())["hash"]
     result: dict[str, Any] = {"hash": tx_hash, "status": "pending", "nonce": transaction.nonce}
     if wait:
         result = wait_final(ctx, tx_hash, timeout)
-    text = f"{summary}\ntx {tx_hash}\nstatus {result['status']}"
+    facts = describe(keys.address, transaction.nonce, result) if describe else {}
+    result.update(facts)
+    text = "\n".join([summary] + [f"{key} {value}" for key, value in facts.items()]
+                     + [f"tx {tx_hash}", f"status {result['status']}"])
     if result["status"] == "committed":
         receipt = result["receipt"]
         text += f" at height {result['height']}" + ("" if receipt["success"] else
@@ -486,12 +494,38 @@ def register(ctx: Context, account: str, role: str, kyc_file: Path, sender: str,
 
 
 
+@main.command("merchant-status")
+@click.argument("merchant")
+@click.option("--suspend/--activate", "suspend", required=True, help="Suspend the merchant, or reactivate it.")
+@click.option("--reason", default="", help="Why (kept on chain, up to 128 bytes).")
+@send_options
+@pass_ctx
+@run_command
+def merchant_status(ctx: Context, merchant: str, suspend: bool, reason: str, sender: str, fee: str | None,
+                    fee_asset: str | None, wait: bool, timeout: float, password_file: Path | None) -> None:
+    """Gateway: suspend MERCHANT (no new orders to it) or reactivate it."""
+    address = resolve_address(ctx, merchant)
+    body = SetMerchantStatus(address, not suspend, _memo(reason))
+    send(ctx, sender, body, default_fee_asset(ctx, fee_asset), fee, wait, timeout, password_file,
+         f"{'suspend' if suspend else 'reactivate'} merchant {crypto.format_address(address)}")
+
+
 def _set_json(click_context: click.Context, _param: click.Parameter, value: bool) -> None:
     if value:
         click_context.find_object(Context).as_json = True
 
 
+from wallet_cli import contracts, orders  # noqa: E402,F401  (they register their commands on `main`)
+
+
+def _leaf_commands(group: click.Group) -> list[click.Command]:
+    commands: list[click.Command] = []
+    for command in group.commands.values():
+        commands += _leaf_commands(command) if isinstance(command, click.Group) else [command]
+    return commands
+
+
 # `--json` works before or after the command name: `paywallet --json balance x` or `paywallet balance x --json`.
-for _command in main.commands.values():
+for _command in _leaf_commands(main):
     _command.params.append(click.Option(["--json"], is_flag=True, expose_value=False, is_eager=True,
                                         callback=_set_json, help="Machine-readable output (also for errors)."))

@@ -35,8 +35,14 @@ TRANSACTION_RULE_CODES: dict[str, int] = {
     "cannot_pay_fee": 2018,
     "bad_nonce": 2019,
     "fee_overflow": 2020,
+    "too_large": 2021,
+    "zero_gas": 2022,
+    "bad_function": 2023,
 }
 assert len(set(TRANSACTION_RULE_CODES.values())) == len(TRANSACTION_RULE_CODES)
+
+CONTRACT_FAILED = 4001
+"""A read-only contract query failed (revert, out of gas, a VM rule); data.rule names it."""
 
 SUBSCRIPTION_UNKNOWN_TOPIC = 3001
 SUBSCRIPTION_LIMIT = 3002
@@ -46,6 +52,10 @@ SUBSCRIPTION_HTTP = 3003
 def transaction_rejected(rule: str, message: str) -> RpcError:
     code = TRANSACTION_RULE_CODES.get(rule, TRANSACTION_REJECTED)
     return RpcError(code, f"transaction rejected ({rule}): {message}", {"rule": rule})
+
+
+def contract_failed(rule: str, message: str, gas_used: int) -> RpcError:
+    return RpcError(CONTRACT_FAILED, f"contract query failed ({rule}): {message}", {"rule": rule, "gas_used": gas_used})
 
 
 def not_found(what: str) -> RpcError:

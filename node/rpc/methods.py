@@ -11,7 +11,9 @@ from node.blocks import header_hash
 from node.encoding import DecodeError
 from node.rpc import errors, views
 from node.rpc.jsonrpc import INVALID_PARAMS, Dispatcher, RpcError
-from node.state import recharge_key
+from node.contracts import runtime, system
+from node.orders import ORDER_STATES, read_order
+from node.state import contract_key, deployer_key, recharge_key, suspension_key
 from node.verifier import BatchVerifier
 from node.transactions import InvalidTransaction, SignedTransaction, transaction_hash
 
@@ -69,6 +71,11 @@ class NodeMethods:
         dispatcher.register("account_getProof", self.account_get_proof, ("address",))
         dispatcher.register("account_getHistory", self.account_get_history, ("address", "limit", "before"), required=1)
         dispatcher.register("recharge_get", self.recharge_get, ("request_id",))
+        dispatcher.register("contract_get", self.contract_get, ("address",))
+        dispatcher.register("order_get", self.order_get, ("order_id",))
+        dispatcher.register("order_list", self.order_list, ("party", "role", "state", "limit", "before"), required=1)
+        dispatcher.register("contract_query", self.contract_query,
+                            ("address", "function", "args", "caller", "gas_limit"), required=2)
 
     # --- node and chain -------------------------------------------------------------------
 
@@ -98,9 +105,11 @@ class NodeMethods:
             "genesis_time_ms": params.genesis_time_ms,
             "fee_account": views.address_text(params.fee_account),
             "assets": [{"code": a.code, "decimals": a.decimals, "min_fee": a.min_fee} for a in params.assets],
-            "limits": {"tx_bytes_max": limits.tx_bytes_max, "block_txs_max": limits.block_txs_max,
-                       "nonce_window_max": limits.nonce_window_max,
-                       "rpc_send_batch_txs_max": limits.rpc_send_batch_txs_max},
+            "contracts": [{"name": c.name, "address": views.address_text(c.address)} for c in params.contracts],
+            "limits": {"tx_bytes_max": limits.tx_bytes_max, "payment_tx_bytes_max": limits.payment_tx_bytes_max,
+                       "block_txs_max": limits.block_txs_max, "nonce_window_max": limits.nonce_window_max,
+                       "rpc_send_batch_txs_max": limits.rpc_send_batch_txs_max,
+                       "contract_gas_max": limits.contract_gas_max, "gas_per_fee_unit": limits.gas_per_fee_unit},
         }
 
     async def chain_get_validators(self, context: Any) -> list[dict[str, Any]]:
@@ -193,9 +202,12 @@ class NodeMethods:
 
     async def account_get(self, context: Any, address: Any) -> dict[str, Any]:
         account_address = parse_address_param(address)
-        account = self.ledger.state().account(account_address)
+        state = self.ledger.state()
+        account = state.account(account_address)
         pending = self.ledger.mempool.pending_nonce(account_address, account.nonce)
         result = views.account_json(account_address, account, pending)
+        result["suspended"] = state.get(suspension_key(account_address)) is not None
+        result["deployer"] = state.get(deployer_key(account_address)) is not None
         result["height"] = self.ledger.head.height
         return result
 
@@ -212,11 +224,7 @@ class NodeMethods:
         account_address = parse_address_param(address)
         if type(limit) is not int or not 1 <= limit <= limits.rpc_history_items_max:
             raise RpcError(INVALID_PARAMS, f"Invalid params: limit must be 1..{limits.rpc_history_items_max}")
-        cursor = None
-        if before is not None:
-            if not (isinstance(before, list) and len(before) == 2 and all(type(v) is int and v >= 0 for v in before)):
-                raise RpcError(INVALID_PARAMS, "Invalid params: before is the [height, index] cursor of a page")
-            cursor = (before[0], before[1])
+        cursor = _parse_cursor(before)
         items = []
         for height, index, tx_hash in self.ledger.store.account_history(account_address, cursor, limit):
             record = self.ledger.store.get_tx(tx_hash)
@@ -235,6 +243,94 @@ class NodeMethods:
         if record is None:
             raise errors.not_found("recharge request")
         return views.recharge_json(key, record)
+
+
+    # --- contracts ----------------------------------------------------------------------------
+
+    async def contract_get(self, context: Any, address: Any) -> dict[str, Any]:
+        contract = parse_address_param(address)
+        record = self.ledger.state().get(contract_key(contract))
+        if record is None:
+            raise errors.not_found("contract")
+        return views.contract_json(contract, record, runtime.program_of(record).public_functions())
+
+    async def contract_query(self, context: Any, address: Any, function: Any, args: Any = None, caller: Any = None,
+                             gas_limit: Any = None) -> dict[str, Any]:
+        """Run a public function read-only on the committed state: its result, never a change."""
+        contract = parse_address_param(address)
+        if not isinstance(function, str) or not function.isidentifier():
+            raise RpcError(INVALID_PARAMS, "Invalid params: function must be a function name")
+        if args is not None and not isinstance(args, list):
+            raise RpcError(INVALID_PARAMS, "Invalid params: args must be a JSON array")
+        if gas_limit is None:
+            gas_limit = limits.contract_query_gas_max
+        if type(gas_limit) is not int or not 0 < gas_limit <= limits.contract_query_gas_max:
+            raise RpcError(INVALID_PARAMS, f"Invalid params: gas_limit must be 1..{limits.contract_query_gas_max}")
+        try:
+            values = tuple(views.value_from_json(args or [], "args"))
+            encoded = encoding.encode_value(values)
+        except (views.InvalidValue, encoding.EncodeError) as error:
+            raise RpcError(INVALID_PARAMS, f"Invalid params: {error}") from error
+        who = bytes(20) if caller is None else parse_address_param(caller, "caller")
+        head = self.ledger.head
+        try:
+            outcome = runtime.call(self.ledger.state(), who, contract, function, encoded, gas_limit, head.height,
+                                   head.timestamp_ms, read_only=True)
+        except runtime.ContractFailed as failure:
+            raise errors.contract_failed(failure.code, failure.message, failure.gas_used) from failure
+        return {"value": views.value_json(outcome.value), "gas_used": outcome.gas_used,
+                "events": [views.event_json(e) for e in outcome.events]}
+
+
+    # --- orders -------------------------------------------------------------------------------
+
+    def _orders_contract(self) -> bytes:
+        address = self.ledger.params.contract(system.ORDERS)
+        if address is None:
+            raise errors.not_found("orders contract (this chain's genesis has none)")
+        return address
+
+    async def order_get(self, context: Any, order_id: Any) -> dict[str, Any]:
+        key = parse_hash_param(order_id, "order_id")
+        order = read_order(self.ledger.state(), self._orders_contract(), key)
+        if order is None:
+            raise errors.not_found("order")
+        return views.order_json(key, order)
+
+    async def order_list(self, context: Any, party: Any, role: Any = None, state: Any = None, limit: Any = 20,
+                         before: Any = None) -> dict[str, Any]:
+        """Orders `party` bought (role "buyer") or sold ("merchant") or either, newest first, optionally in one
+        state; `next` is the cursor for the following page (null at the end)."""
+        address = parse_address_param(party, "party")
+        if role not in (None, "buyer", "merchant"):
+            raise RpcError(INVALID_PARAMS, "Invalid params: role must be buyer, merchant or null")
+        if state is not None and state not in ORDER_STATES:
+            raise RpcError(INVALID_PARAMS, f"Invalid params: state must be one of {', '.join(ORDER_STATES)}")
+        if type(limit) is not int or not 1 <= limit <= limits.rpc_history_items_max:
+            raise RpcError(INVALID_PARAMS, f"Invalid params: limit must be 1..{limits.rpc_history_items_max}")
+        cursor = _parse_cursor(before)
+        contract, view = self._orders_contract(), self.ledger.state()
+        orders, scanned, next_cursor = [], 0, None
+        for height, index, order_id in self.ledger.store.orders_of(address, cursor):
+            if len(orders) == limit or scanned == limits.rpc_order_scan_max:
+                next_cursor = [height, index + 1]
+                break
+            scanned += 1
+            order = read_order(view, contract, order_id)
+            if order is None or (role is not None and order[role] != address) or (
+                    state is not None and order["state"] != state):
+                continue
+            orders.append({**views.order_json(order_id, order), "height": height})
+        return {"orders": orders, "next": next_cursor}
+
+
+def _parse_cursor(before: Any) -> tuple[int, int] | None:
+    """A page cursor [height, index] (exclusive upper bound) from a previous page's `next`."""
+    if before is None:
+        return None
+    if not (isinstance(before, list) and len(before) == 2 and all(type(v) is int and v >= 0 for v in before)):
+        raise RpcError(INVALID_PARAMS, "Invalid params: before is the [height, index] cursor of a page")
+    return before[0], before[1]
 
 
 def _decode_signed(raw: bytes) -> SignedTransaction:

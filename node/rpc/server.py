@@ -189,11 +189,12 @@ class RpcServer:
             raise RpcError(errors.SUBSCRIPTION_LIMIT, f"at most {limits.ws_subscriptions_per_connection_max} "
                                                       "subscriptions per connection")
         parsed: bytes | None = None
-        if topic == "account":
+        if topic == "account" or (topic == "orders" and filter is not None):
             try:
                 parsed = crypto.parse_address(filter)
             except crypto.InvalidAddress as error:
-                raise RpcError(INVALID_PARAMS, f"Invalid params: account topic needs an address: {error}") from error
+                raise RpcError(INVALID_PARAMS, f"Invalid params: the {topic} topic filters by an address: {error}") \
+                    from error
         elif topic == "tx" and filter is not None:
             try:
                 parsed = encoding.parse_hex(filter, "tx hash", 32)

@@ -1,4 +1,4 @@
-"""WebSocket subscriptions: `blocks`, `tx` and `account` topics, with a bounded buffer per connection.
+"""WebSocket subscriptions: `blocks`, `tx`, `account` and `orders` topics, with a bounded buffer per connection.
 
 A connection whose buffer fills (a client that does not read) is closed with a
 policy-violation code rather than letting memory grow: the client reconnects and
@@ -19,7 +19,7 @@ from node.rpc import views
 
 log = logging.getLogger("paychain.ws")
 
-TOPICS = ("blocks", "tx", "account")
+TOPICS = ("blocks", "tx", "account", "orders")
 
 
 @dataclass
@@ -27,7 +27,8 @@ class Subscription:
     id: str
     topic: str
     filter: bytes | None
-    """tx hash for `tx` (None = every transaction), address for `account`."""
+    """tx hash for `tx` (None = every transaction), address for `account`, buyer or merchant for `orders`
+    (None = every order)."""
 
 
 @dataclass(eq=False)  # identity equality: connections live in a set
@@ -71,6 +72,8 @@ class SubscriptionHub:
                             for address in accounts:
                                 by_account.setdefault(address, []).append(index)
                     self._publish_account(connection, subscription, committed, by_account)
+                elif subscription.topic == "orders":
+                    self._publish_orders(connection, subscription, committed)
 
     def _publish_tx(self, connection: Connection, subscription: Subscription, committed: CommittedBlock) -> None:
         for index, envelope in enumerate(committed.envelopes):
@@ -92,6 +95,16 @@ class SubscriptionHub:
                 "tx_hash": views.hex0x(committed.envelopes[index].hash),
                 "success": committed.receipts[index].success,
                 "nonce": account.nonce, "balances": {b.asset: b.amount for b in account.balances}})
+
+    def _publish_orders(self, connection: Connection, subscription: Subscription, committed: CommittedBlock) -> None:
+        for event in committed.order_events:
+            if subscription.filter is not None and subscription.filter not in (event.buyer, event.merchant):
+                continue
+            self._push(connection, subscription, {
+                "order_id": views.hex0x(event.order_id), "event": event.name,
+                "state": event.data.get("state", "created"), "buyer": views.address_text(event.buyer),
+                "merchant": views.address_text(event.merchant), "height": committed.block.header.height,
+                "tx_hash": views.hex0x(committed.envelopes[event.tx_index].hash)})
 
     def _push(self, connection: Connection, subscription: Subscription, result: Any) -> None:
         if connection.overflowed:

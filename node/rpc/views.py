@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from node import crypto, encoding
+from node import crypto, encoding, limits
 from node.blocks import Block, CommitCertificate, Event, Header, Receipt
-from node.state import RECHARGE_STATUS_NAMES, Account, RechargeRecord
-from node.transactions import (ROLE_NAMES, RechargePost, RechargeRequest, RechargeVoid, Register, Role, Transaction,
-                               Transfer, Withdraw, kind_name)
+from node.state import RECHARGE_STATUS_NAMES, Account, ContractRecord, RechargeRecord
+from node.transactions import (ROLE_NAMES, CallContract, DeployContract, RechargePost, RechargeRequest, RechargeVoid,
+                               Register, Role, SetMerchantStatus, Transaction, Transfer, Withdraw, kind_name)
 
 
 def hex0x(data: bytes) -> str:
@@ -80,6 +80,14 @@ def body_json(transaction: Transaction) -> dict[str, Any]:
     if isinstance(body, Withdraw):
         return {"gateway": address_text(body.gateway), "asset": body.asset, "amount": body.amount,
                 "payout_reference": body.payout_reference}
+    if isinstance(body, DeployContract):
+        return {"code_hash": hex0x(crypto.hash_bytes(body.source.encode())), "source_bytes": len(body.source.encode()),
+                "init_args": encoded_value_json(body.init_args), "gas_limit": body.gas_limit}
+    if isinstance(body, CallContract):
+        return {"contract": address_text(body.contract), "function": body.function,
+                "args": encoded_value_json(body.args), "gas_limit": body.gas_limit}
+    if isinstance(body, SetMerchantStatus):
+        return {"merchant": address_text(body.merchant), "active": body.active, "reason": body.reason}
     raise AssertionError(type(body))
 
 
@@ -102,14 +110,25 @@ _EVENT_FIELDS = {
     "recharge_voided": ("request_id", "user"),
     "mint": ("to", "asset", "amount", "request_id"),
     "burn": ("from", "asset", "amount", "gateway"),
+    "contract_deployed": ("contract", "deployer"),
+    "escrow_held": ("payer", "contract", "asset", "amount"),
+    "escrow_released": ("contract", "to", "asset", "amount"),
+    "escrow_refunded": ("contract", "to", "asset", "amount"),
+    "merchant_suspended": ("merchant", "gateway"),
+    "merchant_activated": ("merchant", "gateway"),
 }
+_ADDRESS_FIELDS = frozenset({"from", "to", "account", "user", "gateway", "contract", "deployer", "payer", "merchant"})
 
 
 def event_json(event: Event) -> dict[str, Any]:
+    if event.name not in _EVENT_FIELDS and len(event.fields) == 2 and len(event.fields[0]) == 20:
+        # a contract's own event: (contract, encoded data)
+        return {"name": event.name, "contract": address_text(event.fields[0]),
+                "data": encoded_value_json(event.fields[1])}
     names = _EVENT_FIELDS.get(event.name, tuple(f"field{i}" for i in range(len(event.fields))))
     values: dict[str, Any] = {"name": event.name}
     for name, raw in zip(names, event.fields):
-        if name in ("from", "to", "account", "user", "gateway"):
+        if name in _ADDRESS_FIELDS:
             values[name] = address_text(raw)
         elif name in ("amount",):
             values[name] = encoding.decode_uint_be(raw)
@@ -130,6 +149,7 @@ def receipt_json(receipt: Receipt) -> dict[str, Any]:
         "message": receipt.message,
         "fee_asset": receipt.fee_asset,
         "fee_paid": receipt.fee_paid,
+        "gas_used": receipt.gas_used,
         "events": [event_json(e) for e in receipt.events],
     }
 
@@ -159,3 +179,103 @@ def recharge_json(request_id: bytes, record: RechargeRecord) -> dict[str, Any]:
         "resolution": record.resolution,
         "height": record.height,
     }
+
+
+# --- contract values as JSON ----------------------------------------------------------------
+#
+# JSON has no bytes, tuples or non-string dict keys, so those travel as one-key objects:
+#   {"bytes": "0x…"}  {"address": "pay1…"} (in only: 20 bytes)  {"tuple": [...]}  {"dict": [[key, value], ...]}
+# Any other object is a dict with string keys; numbers must be integers.
+
+_TYPED_FORMS = frozenset({"bytes", "address", "tuple", "dict"})
+
+
+class InvalidValue(ValueError):
+    """JSON that is not a contract value; the message says where."""
+
+
+def value_from_json(value: Any, where: str = "value", depth: int = 0) -> Any:
+    """A contract value from its JSON form."""
+    if depth > 32:
+        raise InvalidValue(f"{where}: nested too deeply")
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        raise InvalidValue(f"{where}: numbers must be integers (contracts have no floats)")
+    if isinstance(value, list):
+        return [value_from_json(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
+    if isinstance(value, dict):
+        if len(value) == 1 and next(iter(value)) in _TYPED_FORMS:
+            return _typed_from_json(next(iter(value)), next(iter(value.values())), where, depth)
+        return {key: value_from_json(item, f"{where}.{key}", depth + 1) for key, item in value.items()}
+    raise InvalidValue(f"{where}: {type(value).__name__} is not a contract value")
+
+
+def _typed_from_json(form: str, content: Any, where: str, depth: int) -> Any:
+    if form == "bytes":
+        try:
+            return encoding.parse_hex(content, where, limits.contract_value_bytes_max)
+        except encoding.DecodeError as error:
+            raise InvalidValue(str(error)) from error
+    if form == "address":
+        try:
+            return crypto.parse_address(content)
+        except crypto.InvalidAddress as error:
+            raise InvalidValue(f"{where}: {error}") from error
+    if not isinstance(content, list):
+        raise InvalidValue(f"{where}: {{\"{form}\": ...}} takes a list")
+    if form == "tuple":
+        return tuple(value_from_json(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(content))
+    result = {}
+    for i, pair in enumerate(content):
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise InvalidValue(f"{where}[{i}]: a dict entry is [key, value]")
+        result[value_from_json(pair[0], f"{where}[{i}][0]", depth + 1)] = value_from_json(
+            pair[1], f"{where}[{i}][1]", depth + 1)
+    return result
+
+
+def value_json(value: Any) -> Any:
+    """The JSON form of a contract value (see above)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, bytes):
+        return {"bytes": hex0x(value)}
+    if isinstance(value, list):
+        return [value_json(item) for item in value]
+    if isinstance(value, tuple):
+        return {"tuple": [value_json(item) for item in value]}
+    if isinstance(value, dict):
+        if all(isinstance(key, str) for key in value) and not (len(value) == 1 and next(iter(value)) in _TYPED_FORMS):
+            return {key: value_json(item) for key, item in value.items()}
+        return {"dict": [[value_json(key), value_json(item)] for key, item in value.items()]}
+    raise AssertionError(f"not a contract value: {type(value).__name__}")
+
+
+def encoded_value_json(data: bytes) -> Any:
+    """JSON of an encoded contract value stored in a transaction or event."""
+    return value_json(encoding.decode_value(data, limits.tx_bytes_max))
+
+
+def contract_json(address: bytes, record: ContractRecord, functions: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "address": address_text(address),
+        "deployer": address_text(record.deployer),
+        "code_hash": hex0x(record.code_hash),
+        "height": record.height,
+        "functions": list(functions),
+        "source": record.source,
+    }
+
+
+def order_json(order_id: bytes, order: dict[str, Any]) -> dict[str, Any]:
+    """An order of the orders contract (its storage record), addresses as text."""
+    shaped: dict[str, Any] = {"order_id": hex0x(order_id)}
+    for key, value in order.items():
+        if key in ("buyer", "merchant"):
+            shaped[key] = address_text(value)
+        else:
+            shaped[key] = value_json(value)
+    return shaped

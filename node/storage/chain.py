@@ -125,10 +125,12 @@ class ChainStore:
 
     def prepare_commit(self, block: Block, certificate: CommitCertificate, encoded_receipts: Sequence[bytes],
                        tx_hashes: Sequence[bytes], touched: Sequence[Iterable[bytes]],
-                       state_changes: dict[bytes, bytes | None]) -> CommitBatch:
+                       state_changes: dict[bytes, bytes | None],
+                       new_orders: Sequence[tuple[int, bytes, bytes, bytes]] = ()) -> CommitBatch:
         """Everything a block changes, as one batch for `write_commit`.
 
-        `encoded_receipts[i]` is tx i's encoded Receipt; `touched[i]` are the accounts tx i involved.
+        `encoded_receipts[i]` is tx i's encoded Receipt; `touched[i]` are the accounts tx i involved;
+        `new_orders` are (tx index, order id, buyer, merchant) of the orders the block created.
         """
         header = block.header
         assert header.height == self.head.height + 1, (header.height, self.head.height)
@@ -148,6 +150,9 @@ class ChainStore:
             puts.append((schema.tx_key(tx_hash), record))
             for address in accounts:
                 puts.append((schema.history_key(address, header.height, index), tx_hash))
+        for index, order_id, buyer, merchant in new_orders:
+            puts.append((schema.order_index_key(buyer, header.height, index), order_id))
+            puts.append((schema.order_index_key(merchant, header.height, index), order_id))
         deletes = []
         for key, value in state_changes.items():
             if value is None:
@@ -192,6 +197,13 @@ class ChainStore:
             assert record is not None, "a committed transaction is indexed"
             receipts.append(record.receipt)
         return receipts
+
+    def orders_of(self, party: bytes, before: tuple[int, int] | None) -> Iterator[tuple[int, int, bytes]]:
+        """(height, tx index, order id) of orders `party` bought or sold, newest first (the caller bounds it)."""
+        stop = None if before is None else schema.order_index_key(party, *before)
+        for key, order_id in self.kv.iterate(schema.orders_prefix(party), reverse=True, stop=stop):
+            height, index = schema.order_index_position(key)
+            yield height, index, order_id
 
     def account_history(self, address: bytes, before: tuple[int, int] | None, limit: int
                         ) -> Iterator[tuple[int, int, bytes]]:

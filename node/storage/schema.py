@@ -14,6 +14,7 @@ Heights and indexes are fixed-width big-endian so that keys sort in chain order.
 | blockhash/<hash:32>                        | height (u64)                       |
 | tx/<hash:32>                               | TxLocation                         |
 | history/<address:20><height:8><index:4>    | tx hash                            |
+| orders/<party:20><height:8><index:4>       | order id (buyer's and merchant's)  |
 | state/<state key>                          | encoded state record               |
 """
 
@@ -34,6 +35,7 @@ RECEIPTS_PREFIX = b"receipts/"
 BLOCK_HASH_PREFIX = b"blockhash/"
 TX_PREFIX = b"tx/"
 HISTORY_PREFIX = b"history/"
+ORDERS_PREFIX = b"orders/"
 STATE_PREFIX = b"state/"
 
 
@@ -75,6 +77,21 @@ def history_key(address: bytes, height: int, index: int) -> bytes:
 def history_position(key: bytes) -> tuple[int, int]:
     """(height, index) from a history key."""
     tail = key[len(HISTORY_PREFIX) + 20:]
+    return decode_uint_be(tail[:8]), decode_uint_be(tail[8:])
+
+
+def orders_prefix(party: bytes) -> bytes:
+    assert len(party) == 20
+    return ORDERS_PREFIX + party
+
+
+def order_index_key(party: bytes, height: int, index: int) -> bytes:
+    return orders_prefix(party) + _height(height) + encode_uint_be(index, 4)
+
+
+def order_index_position(key: bytes) -> tuple[int, int]:
+    """(height, tx index) from an order-index key."""
+    tail = key[len(ORDERS_PREFIX) + 20:]
     return decode_uint_be(tail[:8]), decode_uint_be(tail[8:])
 
 

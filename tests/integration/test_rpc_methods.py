@@ -61,8 +61,12 @@ async def test_chain_get_params() -> None:
     assert params["fee_account"] == address("fees")
     assert params["assets"] == ASSETS
     assert params["limits"] == {"tx_bytes_max": limits.tx_bytes_max, "block_txs_max": limits.block_txs_max,
+                                "payment_tx_bytes_max": limits.payment_tx_bytes_max,
                                 "nonce_window_max": limits.nonce_window_max,
-                                "rpc_send_batch_txs_max": limits.rpc_send_batch_txs_max}
+                                "rpc_send_batch_txs_max": limits.rpc_send_batch_txs_max,
+                                "contract_gas_max": limits.contract_gas_max,
+                                "gas_per_fee_unit": limits.gas_per_fee_unit}
+    assert params["contracts"] == []  # this genesis deploys none
 
 
 @run_async
@@ -317,8 +321,8 @@ async def test_tx_get_follows_a_transaction_from_pending_to_committed() -> None:
         "fee": 3, "body": {"recipient": address("bob"), "asset": "CNY", "amount": 250}}
     assert committed["receipt"] == {
         "tx_hash": tx_hash, "success": True, "code": "", "message": "", "fee_asset": "CNY", "fee_paid": 3,
-        "events": [{"name": "transfer", "from": address("alice"), "to": address("bob"), "asset": "CNY",
-                    "amount": 250}]}
+        "gas_used": 0, "events": [{"name": "transfer", "from": address("alice"), "to": address("bob"),
+                                   "asset": "CNY", "amount": 250}]}
 
 
 @run_async
@@ -357,7 +361,8 @@ async def test_account_get_counts_the_mempool_in_pending_nonce() -> None:
         recipient = await rpc.result("account_get", [address("bob")])
     assert fresh == {"address": address("alice"), "nonce": 0, "pending_nonce": 0, "role": "user",
                      "registered": True, "kyc_hash": fresh["kyc_hash"], "registered_by": fresh["registered_by"],
-                     "balances": {"CNY": STARTING_BALANCE, "USD": STARTING_BALANCE}, "height": 0}
+                     "balances": {"CNY": STARTING_BALANCE, "USD": STARTING_BALANCE}, "suspended": False,
+                     "deployer": False, "height": 0}
     assert (pending["nonce"], pending["pending_nonce"]) == (0, 2)
     assert pending["balances"] == fresh["balances"], "pending transactions do not change the committed balance"
     assert (committed["nonce"], committed["pending_nonce"], committed["height"]) == (2, 2, 1)

@@ -103,7 +103,7 @@ def test_records_round_trip_by_key_prefix(key, record):
 
 def test_invalid_record_key_prefix():
     with pytest.raises(encoding.DecodeError, match="unknown state key prefix"):
-        decode_record(b"\x09abc", encode_record(Supply(1)))
+        decode_record(b"\x7fabc", encode_record(Supply(1)))
 
 
 def test_invalid_record_of_the_wrong_type_for_its_key():
