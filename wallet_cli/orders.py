@@ -238,7 +238,7 @@ def catalog_update(ctx: Context, product_id: str, price: str | None, stock: int 
 def catalog_list(ctx: Context, merchant: str) -> None:
     """The products of MERCHANT (address or key name)."""
     products = query_orders(ctx, "catalog_list", resolve_address(ctx, merchant))
-    lines = [f"{p['product_id']:<16} {format_amount(ctx, p['price'], p['currency']):>14} {p['currency']:<4} "
+    lines = [f"{p['product_id']:<16} {format_amount(ctx, p['price'], p['currency']):>16} "
              f"stock {p['stock']:<6} limit {p['per_order_limit']:<4} {'' if p['active'] else '(inactive) '}{p['name']}"
              for p in products]
     _emit(ctx, products, "\n".join(lines) or "no products")
@@ -248,7 +248,7 @@ def catalog_list(ctx: Context, merchant: str) -> None:
 
 def _order_line(ctx: Context, order: dict[str, Any]) -> str:
     return (f"{order['order_id']}  {order['state']:<16} {order['quantity']} x {order['product_id']:<12} "
-            f"{format_amount(ctx, order['total'], order['currency'])} {order['currency']}  "
+            f"{format_amount(ctx, order['total'], order['currency'])}  "
             f"buyer {order['buyer']}  merchant {order['merchant']}")
 
 

@@ -170,8 +170,11 @@ def test_operator_status_and_every_command_has_help(network: LocalNetwork) -> No
     status = paychain("status", "--rpc", network.rpc_url, "--json")
     assert status.code == 0 and status.json()["chain_id"] == "paychain-local"
     for command in ("new", "import", "export", "list", "balance", "transfer", "recharge", "withdraw", "history",
-                    "tx", "recharge-post", "recharge-void", "register"):
-        helped = network.wallet(command, "--help")
+                    "tx", "recharge-post", "recharge-void", "register", "merchant-status", "pay", "orders", "order",
+                    "ship", "confirm", "cancel", "settle", "refund request", "refund approve", "refund reject",
+                    "catalog add", "catalog update", "catalog list", "contract deploy", "contract call",
+                    "contract query", "contract show"):
+        helped = network.wallet(*command.split(), "--help")
         assert helped.code == 0 and "Usage:" in helped.stdout, command
     for command in (("keys", "generate"), ("keys", "show"), ("genesis", "init"), ("genesis", "check"), ("run",),
                     ("localnet", "up"), ("localnet", "down"), ("localnet", "status"), ("status",)):

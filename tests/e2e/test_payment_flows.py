@@ -1,0 +1,128 @@
+"""Payment flows end to end on a 4-validator local network, through `paywallet` only.
+
+A gateway registers a new merchant and a new buyer (KYC), the buyer tops up through a
+recharge the gateway posts, the merchant lists a product, and the buyer goes through every
+order flow: buy → ship → confirm; buy → cancel; buy → refund; buy → ship → auto-complete
+by `settle` once the confirmation window has passed. Each flow's money is checked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from node.localnet import ORDERS_INIT_ARGS
+from tests.processes import LocalNetwork, localnet_down, validator_network_up
+
+pytestmark = pytest.mark.slow
+
+FEE_BPS, CONFIRM_BLOCKS, _ = ORDERS_INIT_ARGS
+
+
+def ok(network: LocalNetwork, *args: str) -> dict[str, Any]:
+    """Run a wallet command that must succeed (committed and successful with --wait); its JSON output."""
+    result = network.wallet(*args, "--json")
+    assert result.code == 0, f"paywallet {' '.join(args)} -> {result.code}: {result.stdout} {result.stderr}"
+    return result.json()
+
+
+def sent(network: LocalNetwork, *args: str) -> dict[str, Any]:
+    return ok(network, *args, "--wait")
+
+
+def balance(network: LocalNetwork, who: str, asset: str = "CNY") -> int:
+    return ok(network, "balance", who)["balances"].get(asset, 0)
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory) -> LocalNetwork:
+    """The network with a registered merchant `shop` (selling tea) and a registered, funded buyer `dave`."""
+    home = tmp_path_factory.mktemp("payments")
+    nodes = validator_network_up(home / "net", 4)
+    network = nodes[1]  # talk to a validator that is not node 0, for variety
+    try:
+        kyc = home / "kyc.txt"
+        kyc.write_text("identity document")
+        for name, role in (("shop", "merchant"), ("dave", "user")):
+            address = ok(network, "new", name)["address"]
+            sent(network, "register", address, "--role", role, "--kyc-file", str(kyc), "--from", "gateway")
+            sent(network, "transfer", "--from", "bob", "--to", name, "--amount", "20", "--asset", "CNY")  # for fees
+        request = sent(network, "recharge", "--from", "dave", "--gateway", "gateway", "--amount", "500",
+                       "--asset", "CNY", "--reference", "bank transfer 42")
+        sent(network, "recharge-post", request["hash"], "--from", "gateway", "--reference", "funds received")
+        assert balance(network, "dave") == 2_000 + 50_000 - 1  # 20.00 + 500.00 - the request's fee
+        sent(network, "catalog", "add", "--from", "shop", "--product", "tea", "--name", "Green tea", "--price",
+             "12.50", "--currency", "CNY", "--stock", "20", "--limit", "5")
+        yield network
+    finally:
+        localnet_down(nodes[0].home)
+
+
+def buy(network: LocalNetwork, quantity: int = 2) -> str:
+    paid = sent(network, "pay", "--from", "dave", "--merchant", "shop", "--product", "tea", "--quantity",
+                str(quantity))
+    assert paid["receipt"]["success"]
+    return paid["order_id"]
+
+
+def state_of(network: LocalNetwork, order_id: str) -> str:
+    return ok(network, "order", order_id)["state"]
+
+
+def test_buy_ship_confirm(shop: LocalNetwork) -> None:
+    merchant_before = balance(shop, "shop")
+    order_id = buy(shop, 2)
+    assert state_of(shop, order_id) == "created"
+    sent(shop, "ship", order_id, "--from", "shop", "--tracking", "SF123")
+    sent(shop, "confirm", order_id, "--from", "dave")
+    assert state_of(shop, order_id) == "completed"
+    fee = 2_500 * FEE_BPS // 10_000
+    ship_fee = 1 + 50  # minimum fee + the 50,000-gas limit's share
+    assert balance(shop, "shop") == merchant_before + 2_500 - fee - ship_fee
+
+
+def test_buy_then_cancel(shop: LocalNetwork) -> None:
+    before = balance(shop, "dave")
+    order_id = buy(shop, 1)
+    sent(shop, "cancel", order_id, "--from", "dave")
+    assert state_of(shop, order_id) == "canceled"
+    assert balance(shop, "dave") == before - 2 * 51  # only the two calls' fees
+
+
+def test_buy_then_refund(shop: LocalNetwork) -> None:
+    before = balance(shop, "dave")
+    order_id = buy(shop, 1)
+    sent(shop, "ship", order_id, "--from", "shop", "--tracking", "SF9")
+    sent(shop, "refund", "request", order_id, "--from", "dave", "--reason", "wrong colour")
+    rejected_twice = shop.wallet("refund", "request", order_id, "--from", "dave", "--reason", "again", "--wait",
+                                 "--json")
+    assert rejected_twice.code == 7 and "is refund_requested" in rejected_twice.json()["receipt"]["message"]
+    sent(shop, "refund", "approve", order_id, "--from", "shop")
+    assert state_of(shop, order_id) == "refunded"
+    assert balance(shop, "dave") == before - 3 * 51
+
+
+def test_auto_complete_after_the_confirmation_window(shop: LocalNetwork) -> None:
+    order_id = buy(shop, 1)
+    sent(shop, "ship", order_id, "--from", "shop", "--tracking", "SF10")
+    early = shop.wallet("settle", order_id, "--from", "carol", "--wait", "--json")
+    assert early.code == 7 and "deadline has not passed" in early.json()["receipt"]["message"]
+    shipped_at = ok(shop, "order", order_id)["shipped_height"]
+    while ok(shop, "balance", "carol")["height"] < shipped_at + CONFIRM_BLOCKS:
+        shop.rpc.call("tx_send", "0x" + _tiny_transfer(shop).hex())  # blocks only come with transactions
+        shop.wait_height(shop.rpc.call("node_status")["height"] + 1)
+    sent(shop, "settle", order_id, "--from", "carol")
+    assert state_of(shop, order_id) == "completed"
+    listed = ok(shop, "orders", "dave", "--role", "buyer")
+    states = {order["order_id"]: order["state"] for order in listed["orders"]}
+    assert states[order_id] == "completed" and "canceled" in states.values() and "refunded" in states.values()
+
+
+def _tiny_transfer(network: LocalNetwork) -> bytes:
+    from node.localnet import dev_keys
+    from node.transactions import Transaction, Transfer, sign_transaction
+    alice = dev_keys("alice")
+    nonce = network.rpc.call("account_get", ok(network, "balance", "alice")["address"])["pending_nonce"]
+    return sign_transaction(alice, Transaction("paychain-local", alice.public_key, nonce, "CNY", 1,
+                                               Transfer(dev_keys("bob").address, "CNY", 1)))
