@@ -35,10 +35,11 @@ def keys(name: str) -> crypto.KeyPair:
 def make_genesis(users: dict[str, dict[str, int]] | None = None, gateways: tuple[str, ...] = ("gateway",),
                  merchants: tuple[str, ...] = ("merchant",),
                  validators: int = 1, chain_id: str = CHAIN_ID, deployers: tuple[str, ...] = (),
-                 orders: tuple[int, int, int] | None = None) -> Genesis:
+                 orders: tuple[int, int, int] | None = None, crossborder: tuple | None = None) -> Genesis:
     """A genesis with named test accounts; users default to alice and bob with 1,000.00 CNY and USD each.
 
-    `orders`: deploy the system orders contract with these init arguments (fee_bps, confirm_blocks, ship_blocks)."""
+    `orders`: deploy the system orders contract with these init arguments (fee_bps, confirm_blocks, ship_blocks);
+    `crossborder`: deploy the cross-border contract with these init arguments."""
     users = users if users is not None else {"alice": {"CNY": 100_000, "USD": 100_000},
                                              "bob": {"CNY": 100_000, "USD": 100_000}}
     accounts = [{"address": crypto.format_address(keys(n).address), "role": "user", "balances": b}
@@ -52,6 +53,8 @@ def make_genesis(users: dict[str, dict[str, int]] | None = None, gateways: tuple
                          for i in range(validators)]
     contracts = [] if orders is None else [{"name": "orders", "source": system.source("orders"),
                                             "init_args": list(orders)}]
+    if crossborder is not None:
+        contracts.append({"name": "crossborder", "source": system.source("crossborder"), "init_args": list(crossborder)})
     document = genesis_document(chain_id, 1_700_000_000_000, ASSETS, keys("fees").address, validator_entries,
                                 accounts, [keys(name).address for name in deployers], contracts)
     return parse_genesis(document)

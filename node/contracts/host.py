@@ -17,9 +17,11 @@ Host functions (arguments and results are contract values; addresses are 20-byte
 | account_role(address) | 0 unregistered, 1 user, 2 merchant, 3 gateway |
 | merchant_active(address) | True for a registered merchant no gateway has suspended |
 | hash_value(value) | 32-byte hash of the value's canonical encoding (for deterministic ids) |
+| address_of(public_key) | the account address of a 32-byte ed25519 public key |
+| verify_signed(public_key, value, signature) | True if `public_key` signed the value's canonical encoding for this chain (tag TAG_CONTRACT_MESSAGE) |
 | balance_of(address, asset) | int |
 | transfer(to, asset, amount) | None: pays from the contract's own balance |
-| escrow_hold(escrow_id, asset, amount) | None: moves the caller's funds into escrow |
+| escrow_hold(escrow_id, asset, amount) | None: moves the caller's funds into escrow (again: tops it up, same payer and asset) |
 | escrow_release(escrow_id, to, amount) | None: pays part or all of an escrow to `to` |
 | escrow_refund(escrow_id) | int: returns what is left to the payer |
 | escrow_get(escrow_id) | {"payer", "asset", "amount"} or None |
@@ -39,6 +41,7 @@ HOST_GAS: Mapping[str, int] = {
     "storage_get": 200, "storage_put": 500, "storage_delete": 200,
     "type_of": 2, "caller": 2, "contract_address": 2, "fee_account": 2, "block_height": 2, "block_time": 2,
     "account_role": 100, "merchant_active": 100, "balance_of": 100, "hash_value": 100,
+    "address_of": 50, "verify_signed": 3_000,
     "transfer": 800, "escrow_hold": 800, "escrow_release": 800, "escrow_refund": 800, "escrow_get": 200,
     "emit": 100,
 }
@@ -139,6 +142,17 @@ class ChainHost:
     def _host_hash_value(self, value: Value) -> bytes:
         return crypto.hash_bytes(_encode(value, limits.contract_value_bytes_max, "hashed value"))
 
+    def _host_address_of(self, public_key: Value) -> bytes:
+        _require(type(public_key) is bytes and len(public_key) == 32, "bad_argument", "a public key is 32 bytes")
+        return crypto.address_from_public_key(public_key)
+
+    def _host_verify_signed(self, public_key: Value, value: Value, signature: Value) -> bool:
+        _require(type(public_key) is bytes and len(public_key) == 32, "bad_argument", "a public key is 32 bytes")
+        _require(type(signature) is bytes and len(signature) == 64, "bad_argument", "a signature is 64 bytes")
+        payload = _encode(value, limits.contract_value_bytes_max, "signed value")
+        return crypto.verify(public_key, self.state.base.params.chain_id, crypto.TAG_CONTRACT_MESSAGE, payload,
+                             signature)
+
     def _host_balance_of(self, address: Value, asset: Value) -> int:
         return self.state.account(_address(address, "address")).balance_of(self._asset(asset))
 
@@ -150,7 +164,9 @@ class ChainHost:
     def _host_escrow_hold(self, escrow_id: Value, asset: Value, amount: Value) -> None:
         key = self._escrow_key(escrow_id)
         asset, amount = self._asset(asset), _amount(amount, "amount")
-        _require(self.state.get(key) is None, "escrow_exists", "an escrow with this id already exists")
+        existing = self.state.get(key)
+        _require(existing is None or (existing.payer == self.caller and existing.asset == asset), "escrow_exists",
+                 "an escrow with this id already holds another payer's or asset's funds")
         payer = self.state.account(self.caller)
         _require(payer.balance_of(asset) >= amount, "insufficient_funds",
                  f"the caller's balance {payer.balance_of(asset)} {asset} is less than {amount}")
@@ -161,7 +177,9 @@ class ChainHost:
         risk.record_payment(self.state, self.caller, asset, amount, self.time_ms)
         payer = self.state.account(self.caller)
         self.state.set_account(self.caller, payer.with_balance(asset, payer.balance_of(asset) - amount))
-        self.state.put(key, EscrowRecord(self.caller, asset, amount))
+        held = 0 if existing is None else existing.amount
+        _require(held + amount <= limits.amount_max, "balance_overflow", "the escrow would exceed the maximum amount")
+        self.state.put(key, EscrowRecord(self.caller, asset, held + amount))
         self._event("escrow_held", (self.caller, self.contract, asset.encode(), _u64(amount)))
 
     def _host_escrow_release(self, escrow_id: Value, to: Value, amount: Value) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ORDERS = "orders"
+CROSSBORDER = "crossborder"
 
 
 def source(name: str) -> str:
