@@ -62,6 +62,8 @@ class NodeConfig:
     log_level: str = "INFO"
     full_nodes: tuple[FullNodePeer, ...] = ()
     """Allowlisted non-voting peers; anyone outside the validators and this list is refused."""
+    admin_token: str | None = None
+    """Bearer token for the admin_* RPC methods over HTTP (at least 32 characters); None turns them off."""
 
 
 def _check_port(value: Any, name: str) -> int:
@@ -109,6 +111,14 @@ def _check_full_nodes(value: Any) -> tuple[FullNodePeer, ...]:
     return tuple(peers)
 
 
+def _check_admin_token(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) < 32 or not value.isascii() or not value.isprintable():
+        raise InvalidConfig("admin_token must be at least 32 printable ASCII characters (e.g. `openssl rand -hex 32`)")
+    return value
+
+
 def load_config(home: Path, overrides: dict[str, Any] | None = None) -> NodeConfig:
     home = Path(home).resolve()
     path = home / "config.toml"
@@ -120,7 +130,7 @@ def load_config(home: Path, overrides: dict[str, Any] | None = None) -> NodeConf
             raise InvalidConfig(f"{path}: {error}") from error
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     known = {"rpc_host", "rpc_port", "p2p_port", "p2p_host", "view_timeout_ms", "block_interval_ms_min", "log_level",
-             "genesis", "data", "validator_key", "full_nodes"}
+             "genesis", "data", "validator_key", "full_nodes", "admin_token"}
     unknown = set(values) - known
     if unknown:
         raise InvalidConfig(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -141,6 +151,7 @@ def load_config(home: Path, overrides: dict[str, Any] | None = None) -> NodeConf
                                              "block_interval_ms_min"),
         log_level=_check_log_level(values.get("log_level", "INFO")),
         full_nodes=_check_full_nodes(values.get("full_nodes", [])),
+        admin_token=_check_admin_token(values.get("admin_token")),
     )
     if not limits.block_interval_ms_min <= config.block_interval_ms_min <= limits.block_interval_ms_max:
         raise InvalidConfig(f"block_interval_ms_min must be in {limits.block_interval_ms_min}.."
@@ -151,10 +162,16 @@ def load_config(home: Path, overrides: dict[str, Any] | None = None) -> NodeConf
 
 
 def write_config(home: Path, rpc_port: int, p2p_port: int, rpc_host: str = "127.0.0.1",
-                 p2p_host: str = "127.0.0.1", full_nodes: Sequence[FullNodePeer] = ()) -> None:
+                 p2p_host: str = "127.0.0.1", full_nodes: Sequence[FullNodePeer] = (),
+                 admin_token: str | None = None) -> None:
+    """Write `<home>/config.toml` (readable by its owner only: it may hold the admin token)."""
     allowlist = "".join(f'\n[[full_nodes]]\npublic_key = "{peer.public_key.hex()}"\n'
                         f'p2p_address = "{peer.p2p_address}"\n' for peer in full_nodes)
-    (Path(home) / "config.toml").write_text(
+    token = "" if admin_token is None else f'admin_token = "{admin_token}"\n'
+    path = Path(home) / "config.toml"
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(
         "# Paychain node configuration (see node/config.py for every setting)\n"
         f'rpc_host = "{rpc_host}"\n'
         f"rpc_port = {rpc_port}\n"
@@ -162,6 +179,7 @@ def write_config(home: Path, rpc_port: int, p2p_port: int, rpc_host: str = "127.
         f"p2p_port = {p2p_port}\n"
         f"block_interval_ms_min = {limits.block_interval_ms_min}\n"
         'log_level = "INFO"\n'
+        + token
         + allowlist
     )
 

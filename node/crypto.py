@@ -29,9 +29,9 @@ TAG_COMMIT_VOTE = b"paychain/commit/v1"
 TAG_KYC_ATTESTATION = b"paychain/kyc/v1"
 TAG_PREPARE_VOTE = b"paychain/prepare/v1"
 TAG_CONSENSUS = b"paychain/consensus/v1"
+"""Every other consensus message (pre-prepare, view change, new view)."""
 TAG_CONTRACT_MESSAGE = b"paychain/contract-msg/v1"
 """Off-chain messages a contract checks (e.g. a gateway's signed exchange-rate quote)."""
-"""Every other consensus message (pre-prepare, view change, new view, status, sync, tx batch)."""
 
 _SIGNED_TAGS = (TAG_TRANSACTION, TAG_COMMIT_VOTE, TAG_KYC_ATTESTATION, TAG_PREPARE_VOTE, TAG_CONSENSUS,
                 TAG_CONTRACT_MESSAGE)

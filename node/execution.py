@@ -15,14 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from node import blocks, crypto, encoding, limits, risk
+from node import blocks, crypto, encoding, governance, limits, risk
 from node.blocks import Block, Event, Header, InvalidBlock, Receipt
 from node.state import (RECHARGE_PENDING, RECHARGE_POSTED, RECHARGE_VOIDED, Account, RechargeRecord, State, Supply,
                         Suspension, recharge_key, supply_key, suspension_key)
 from node.contracts import runtime
 from node.transactions import (CallContract, DeployContract, Envelope, InvalidTransaction, RechargePost,
-                               RechargeRequest, RechargeVoid, Register, Role, SetMerchantStatus, Transfer, Withdraw,
-                               gas_limit_of, open_transaction, required_fee)
+                               GovernanceApprove, GovernancePropose, RechargeRequest, RechargeVoid, Register, Role,
+                               SetMerchantStatus, Transfer, Withdraw, gas_limit_of, open_transaction, required_fee)
 
 
 class Rejected(Exception):
@@ -50,14 +50,14 @@ def _u64(value: int) -> bytes:
 def check_fee_and_nonce(state: State, envelope: Envelope) -> Account:
     """Rules every included transaction must meet; returns the sender's account."""
     transaction = envelope.transaction
-    params = state.base.params
-    asset = params.asset(transaction.fee_asset)
-    if asset is None:
+    min_fee = state.min_fee(transaction.fee_asset)
+    if min_fee is None:
         raise InvalidTransaction("unknown_asset", f"fee asset {transaction.fee_asset!r} is not defined in genesis")
-    minimum = required_fee(transaction, asset.min_fee)
+    minimum = required_fee(transaction, min_fee)
     if transaction.fee < minimum:
-        raise InvalidTransaction("fee_too_low", f"fee {transaction.fee} is below the minimum {minimum} {asset.code}"
-                                                + (" for its gas limit" if minimum > asset.min_fee else ""))
+        raise InvalidTransaction("fee_too_low", f"fee {transaction.fee} is below the minimum {minimum} "
+                                                f"{transaction.fee_asset}"
+                                                + (" for its gas limit" if minimum > min_fee else ""))
     sender = state.account(envelope.sender)
     if transaction.nonce != sender.nonce:
         raise InvalidTransaction("bad_nonce", f"nonce {transaction.nonce} does not match the account nonce "
@@ -125,6 +125,8 @@ def _apply_body(state: State, envelope: Envelope, sender: Account,
         return _apply_contract(state, envelope, body, context)
     if isinstance(body, SetMerchantStatus):
         return _apply_merchant_status(state, envelope.sender, sender, body, context), 0
+    if isinstance(body, (GovernancePropose, GovernanceApprove)):
+        return _apply_governance(state, envelope, body, context), 0
     raise AssertionError(f"unhandled transaction kind {type(body).__name__}")
 
 
@@ -229,6 +231,16 @@ def _apply_merchant_status(state: State, sender_address: bytes, sender: Account,
         return [Event("merchant_activated", (body.merchant, sender_address))]
     state.put(suspension_key(body.merchant), Suspension(sender_address, body.reason, context.height))
     return [Event("merchant_suspended", (body.merchant, sender_address))]
+
+
+def _apply_governance(state: State, envelope: Envelope, body: GovernancePropose | GovernanceApprove,
+                      context: BlockContext) -> list[Event]:
+    try:
+        if isinstance(body, GovernancePropose):
+            return governance.propose(state, envelope.hash, envelope.sender, body, context.height)
+        return governance.approve(state, envelope.sender, body, context.height)
+    except governance.GovernanceRejected as rejection:
+        raise Rejected(rejection.code, rejection.message) from rejection
 
 
 def _apply_contract(state: State, envelope: Envelope, body: DeployContract | CallContract,

@@ -144,6 +144,14 @@ risk_limits_max = 64
 velocity_payments_max = 1_000_000
 """Largest velocity limit (payments per window) the rules may set."""
 
+# --- governance (node/governance.py) --------------------------------------------------------
+governance_action_bytes_max = 8 * 1024
+"""Largest encoded governance action (risk rules are the biggest)."""
+governance_voting_blocks_max = 100_000
+"""Longest a proposal may stay open for approvals, in blocks."""
+governance_proposals_listed_max = 256
+"""Most recent proposals `governance_list` can show."""
+
 # --- contract VM (node/contracts/) ----------------------------------------------------------
 contract_source_bytes_max = 16 * 1024
 """Largest contract source (UTF-8) a deploy may carry."""

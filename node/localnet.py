@@ -10,13 +10,15 @@ encrypted with the password `DEV_PASSWORD`.
     <home>/node<i>/             one node home per validator (config.toml, validator_key.json, data/, node.log)
     <home>/full<j>/             one home per non-voting full node (node_key.json instead of a validator key),
                                 allowlisted in every other node's config.toml
-    <home>/wallet/              dev keystores: gateway, merchant, alice, bob, carol, developer
+    <home>/wallet/              dev keystores: gateway, merchant, alice, bob, carol, developer, and the
+                                validator operators validator-0 … (governance)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -47,6 +49,9 @@ DEV_ACCOUNTS: list[tuple[str, str, dict[str, int]]] = [
 ]
 """(name, role, balances in minor units): users hold 1,000,000.00 CNY and 10,000.00 USD; the gateway and the
 merchant hold enough to pay fees; `developer` may deploy contracts."""
+CROSSBORDER_INIT_ARGS = [2, 100]
+"""Cross-border payments on a local network: 2 of (payer, merchant, gateway) approve; a quote is valid for at
+most 100 blocks."""
 ORDERS_INIT_ARGS = [100, 30, 200]
 """The orders contract on a local network: a 1% fee (100 basis points), buyers have 30 blocks after shipping
 to confirm or ask for a refund, merchants 200 blocks to ship."""
@@ -55,6 +60,11 @@ to confirm or ask for a refund, merchants 200 blocks to ship."""
 def dev_keys(name: str) -> crypto.KeyPair:
     """The well-known dev key called `name` (public knowledge: local networks only)."""
     return crypto.KeyPair.from_seed(crypto.hash_bytes(b"paychain-dev-key/" + name.encode()))
+
+
+def operator_accounts(validators: int) -> list[tuple[str, str, dict[str, int]]]:
+    """Each validator's operator account (the validator key's address), funded to pay governance fees."""
+    return [(f"validator-{index}", "user", {"CNY": 1_000_000}) for index in range(validators)] if validators > 1 else []
 
 
 def rpc_port_of(base_port: int, index: int) -> int:
@@ -75,10 +85,12 @@ def default_genesis(validators: int = 1, chain_id: str = DEFAULT_CHAIN_ID, base_
                                   "role": VALIDATOR_ROLES[min(index, len(VALIDATOR_ROLES) - 1)],
                                   "p2p_address": address})
     accounts = [{"address": crypto.format_address(dev_keys(name).address), "role": role, "balances": balances}
-                for name, role, balances in DEV_ACCOUNTS]
-    orders = {"name": system.ORDERS, "source": system.source(system.ORDERS), "init_args": ORDERS_INIT_ARGS}
+                for name, role, balances in DEV_ACCOUNTS + operator_accounts(validators)]
+    contracts = [{"name": system.ORDERS, "source": system.source(system.ORDERS), "init_args": ORDERS_INIT_ARGS},
+                 {"name": system.CROSSBORDER, "source": system.source(system.CROSSBORDER),
+                  "init_args": CROSSBORDER_INIT_ARGS}]
     return genesis_document(chain_id, DEFAULT_GENESIS_TIME_MS, DEV_ASSETS, dev_keys("fees").address,
-                            validator_entries, accounts, deployers=[dev_keys("developer").address], contracts=[orders])
+                            validator_entries, accounts, deployers=[dev_keys("developer").address], contracts=contracts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,12 +125,13 @@ def create_homes(home: Path, validators: int, base_port: int, genesis: dict[str,
         (node_home / "genesis.json").write_text(genesis_text)
         keys = dev_keys(f"validator-{index}") if voting else dev_keys(f"full-node-{index - validators}")
         write_config(node_home, rpc_port=rpc_port_of(base_port, index), p2p_port=p2p_port_of(base_port, index),
-                     full_nodes=[peer for peer in allowlist if peer.public_key != keys.public_key])
+                     full_nodes=[peer for peer in allowlist if peer.public_key != keys.public_key],
+                     admin_token=secrets.token_hex(32))
         save_node_key(node_home / ("validator_key.json" if voting else NODE_KEY_FILE), keys)
         node_homes.append(node_home)
     if write_wallets:
         keystore = Keystore(home / "wallet")
-        for name, _, _ in DEV_ACCOUNTS:
+        for name, _, _ in DEV_ACCOUNTS + operator_accounts(validators):
             if not keystore.path_of(name).exists():
                 keystore.save(name, dev_keys(name), DEV_PASSWORD)
     return node_homes

@@ -25,6 +25,7 @@ from node.config import NODE_KEY_FILE, NodeConfig, load_node_key, save_node_key
 from node.consensus.solo import SoloProducer
 from node.genesis import load_genesis
 from node.rpc.jsonrpc import Dispatcher
+from node.rpc.admin import AdminMethods
 from node.rpc.methods import NodeMethods
 from node.rpc.server import RpcServer
 from node.storage.chain import ChainStore
@@ -62,7 +63,8 @@ def bootstrap(config: NodeConfig) -> Node:
         voting = keys is not None and keys.public_key in ledger.validator_keys
         dispatcher = Dispatcher()
         NodeMethods(ledger, keys.address if voting else None, notify, info, verifier).register(dispatcher)
-        rpc = RpcServer(dispatcher, ledger, config.rpc_host, config.rpc_port, info)
+        AdminMethods(ledger, info).register(dispatcher)
+        rpc = RpcServer(dispatcher, ledger, config.rpc_host, config.rpc_port, info, admin_token=config.admin_token)
     except BaseException:
         store.close()
         raise

@@ -74,7 +74,7 @@ class Mempool:
         for asset_code in (transaction.fee_asset, getattr(transaction.body, "asset", transaction.fee_asset)):
             if params.asset(asset_code) is None:
                 raise InvalidTransaction("unknown_asset", f"asset {asset_code!r} is not defined in genesis")
-        min_fee = required_fee(transaction, params.asset(transaction.fee_asset).min_fee)
+        min_fee = required_fee(transaction, state.min_fee(transaction.fee_asset))
         if transaction.fee < min_fee:
             raise InvalidTransaction("fee_too_low", f"fee {transaction.fee} is below the minimum {min_fee}")
         account = state.account(envelope.sender)
@@ -111,6 +111,26 @@ class Mempool:
         totals = self._pending_costs.setdefault(envelope.sender, {})
         for asset, amount in costs_of(envelope).items():
             totals[asset] = totals.get(asset, 0) + amount
+
+    def entries(self, count_max: int) -> list[tuple[Envelope, int]]:
+        """Up to `count_max` (envelope, added_ms) in arrival order, for operators."""
+        found = []
+        for sender, nonce in self._arrival:
+            if len(found) >= count_max:
+                break
+            entry = self._by_sender[sender][nonce]
+            found.append((entry.envelope, entry.added_ms))
+        return found
+
+    def drop(self, tx_hash: bytes) -> bool:
+        """Remove a transaction (and the later nonces of its sender, which could no longer run); True if found."""
+        for sender, pending in list(self._by_sender.items()):
+            for nonce, entry in list(pending.items()):
+                if entry.envelope.hash == tx_hash:
+                    for later in sorted(n for n in pending if n >= nonce):
+                        self._remove(sender, later)
+                    return True
+        return False
 
     def _remove(self, sender: bytes, nonce: int) -> None:
         pending = self._by_sender[sender]

@@ -44,6 +44,9 @@ KEY_SUSPENSION = b"\x08"
 KEY_RISK_RULES = b"\x09"
 KEY_BLOCKED = b"\x0a"
 KEY_SPENDING = b"\x0b"
+KEY_PROPOSAL = b"\x0c"
+KEY_MIN_FEE = b"\x0d"
+KEY_PROPOSAL_INDEX = b"\x0e"
 
 
 # --- records ---------------------------------------------------------------------------
@@ -245,6 +248,42 @@ class Spending:
     window_payments: int
 
 
+@check_schema
+@dataclass(frozen=True, slots=True)
+class MinFee:
+    """A minimum fee governance set for an asset (it replaces the genesis value)."""
+
+    SCHEMA: ClassVar = (AMOUNT,)
+    amount: int
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class ProposalRecord:
+    """A governance proposal and the validator operators who approved it."""
+
+    SCHEMA: ClassVar = (Bytes(max_size=limits.governance_action_bytes_max), ADDRESS,
+                        Seq(ADDRESS, limits.validators_max), UInt(3), U64, U64)
+    action: bytes
+    """The encoded `governance.Action`."""
+    proposer: bytes
+    approvals: tuple[bytes, ...]
+    status: int
+    """1 open, 2 executed, 3 expired (see node/governance.py)."""
+    created_height: int
+    expires_height: int
+    """Approvals are taken while the chain's height is below this."""
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class ProposalIndex:
+    """Ids of the most recent proposals, oldest first (for listing)."""
+
+    SCHEMA: ClassVar = (Seq(HASH, limits.governance_proposals_listed_max),)
+    ids: tuple[bytes, ...]
+
+
 def account_key(address: bytes) -> bytes:
     return KEY_ACCOUNT + address
 
@@ -289,10 +328,22 @@ def spending_key(address: bytes) -> bytes:
     return KEY_SPENDING + address
 
 
+def proposal_key(proposal_id: bytes) -> bytes:
+    return KEY_PROPOSAL + proposal_id
+
+
+def min_fee_key(asset: str) -> bytes:
+    return KEY_MIN_FEE + asset.encode()
+
+
+PROPOSAL_INDEX_KEY = KEY_PROPOSAL_INDEX
+
+
 _RECORD_BY_PREFIX: dict[bytes, type] = {
     KEY_ACCOUNT: Account, KEY_RECHARGE: RechargeRecord, KEY_SUPPLY: Supply, KEY_CONTRACT: ContractRecord,
     KEY_CONTRACT_STORAGE: StorageValue, KEY_ESCROW: EscrowRecord, KEY_DEPLOYER: DeployerGrant,
     KEY_SUSPENSION: Suspension, KEY_RISK_RULES: RiskRules, KEY_BLOCKED: Blocked, KEY_SPENDING: Spending,
+    KEY_PROPOSAL: ProposalRecord, KEY_MIN_FEE: MinFee, KEY_PROPOSAL_INDEX: ProposalIndex,
 }
 _RECORD_BYTES_MAX = limits.contract_source_bytes_max + 1024
 
@@ -549,6 +600,14 @@ class State:
     def is_active_merchant(self, address: bytes) -> bool:
         """A registered merchant that no gateway has suspended."""
         return self.account(address).role == MERCHANT_ROLE and self.get(suspension_key(address)) is None
+
+    def min_fee(self, asset: str) -> int | None:
+        """The asset's current minimum fee (governance's, else genesis'); None for an unknown asset."""
+        params = self.base.params.asset(asset)
+        if params is None:
+            return None
+        override = self.get(min_fee_key(asset))
+        return params.min_fee if override is None else override.amount
 
     def supply(self, asset: str) -> int:
         record = self.get(supply_key(asset))

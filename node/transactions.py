@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from node import crypto, encoding, limits
-from node.encoding import (ADDRESS, AMOUNT, ASSET, CHAIN_ID, HASH, MEMO, PUBLIC_KEY, SIGNATURE, U64, Bool, Bytes,
-                           Struct, Tagged, Text, UInt, check_schema)
+from node.encoding import (ADDRESS, AMOUNT, ASSET, CHAIN_ID, HASH, MEMO, PUBLIC_KEY, SIGNATURE, Bool, Bytes, Struct,
+                           Tagged, Text, UInt, check_schema)
+from node.state import RiskRules
 
 
 class InvalidTransaction(Exception):
@@ -167,14 +168,91 @@ class SetMerchantStatus:
     reason: str
 
 
+# --- governance actions (what validator operators vote on; node/governance.py applies them) ---
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class SetRiskRules:
+    """Replace the chain's risk-control rules."""
+
+    TAG: ClassVar[int] = 1
+    SCHEMA: ClassVar = (Struct(RiskRules),)
+    rules: RiskRules
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class SetBlocked:
+    """Put an account on the blocklist, or take it off."""
+
+    TAG: ClassVar[int] = 2
+    SCHEMA: ClassVar = (ADDRESS, Bool(), MEMO)
+    account: bytes
+    blocked: bool
+    reason: str
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class SetDeployer:
+    """Grant or revoke the permission to deploy contracts."""
+
+    TAG: ClassVar[int] = 3
+    SCHEMA: ClassVar = (ADDRESS, Bool())
+    account: bytes
+    granted: bool
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class SetMinFee:
+    """Change an asset's minimum transaction fee."""
+
+    TAG: ClassVar[int] = 4
+    SCHEMA: ClassVar = (ASSET, AMOUNT)
+    asset: str
+    min_fee: int
+
+
+Action = SetRiskRules | SetBlocked | SetDeployer | SetMinFee
+ACTION_CLASSES: tuple[type, ...] = (SetRiskRules, SetBlocked, SetDeployer, SetMinFee)
+ACTION_NAMES: dict[type, str] = {SetRiskRules: "set_risk_rules", SetBlocked: "set_blocked",
+                                 SetDeployer: "set_deployer", SetMinFee: "set_min_fee"}
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class GovernancePropose:
+    """A validator operator proposes a change; it counts as the proposer's approval. The proposal's id is
+    this transaction's hash."""
+
+    TAG: ClassVar[int] = 10
+    SCHEMA: ClassVar = (Tagged({cls.TAG: cls for cls in ACTION_CLASSES}), UInt(limits.governance_voting_blocks_max))
+    action: Action
+    voting_blocks: int
+    """Approvals are taken for this many blocks after the proposal's."""
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class GovernanceApprove:
+    """A validator operator approves a proposal; with 2f+1 approvals it takes effect in this transaction."""
+
+    TAG: ClassVar[int] = 11
+    SCHEMA: ClassVar = (HASH,)
+    proposal_id: bytes
+
+
 Body = (Transfer | Register | RechargeRequest | RechargePost | RechargeVoid | Withdraw | DeployContract | CallContract
-        | SetMerchantStatus)
+        | SetMerchantStatus | GovernancePropose | GovernanceApprove)
 BODY_CLASSES: tuple[type, ...] = (Transfer, Register, RechargeRequest, RechargePost, RechargeVoid, Withdraw,
-                                  DeployContract, CallContract, SetMerchantStatus)
+                                  DeployContract, CallContract, SetMerchantStatus, GovernancePropose,
+                                  GovernanceApprove)
 KIND_NAMES: dict[type, str] = {
     Transfer: "transfer", Register: "register", RechargeRequest: "recharge_request",
     RechargePost: "recharge_post", RechargeVoid: "recharge_void", Withdraw: "withdraw",
     DeployContract: "contract_deploy", CallContract: "contract_call", SetMerchantStatus: "merchant_status",
+    GovernancePropose: "governance_propose", GovernanceApprove: "governance_approve",
 }
 assert len({cls.TAG for cls in BODY_CLASSES}) == len(BODY_CLASSES)
 
@@ -251,7 +329,8 @@ def open_transaction(raw: bytes, chain_id: str, verify_signature: bool = True) -
     except encoding.DecodeError as error:
         raise InvalidTransaction("malformed", f"malformed transaction: {error}") from error
     transaction = signed.transaction
-    if len(raw) > limits.payment_tx_bytes_max and not isinstance(transaction.body, DeployContract):
+    large_kinds = (DeployContract, GovernancePropose)
+    if len(raw) > limits.payment_tx_bytes_max and not isinstance(transaction.body, large_kinds):
         raise InvalidTransaction("too_large", f"a {kind_name(transaction)} transaction may not exceed "
                                               f"{limits.payment_tx_bytes_max} bytes")
     validate_transaction(transaction, chain_id)
@@ -289,10 +368,27 @@ def validate_transaction(transaction: Transaction, chain_id: str) -> None:
         raise InvalidTransaction("unknown_role", f"role {body.role} is not one of {known}")
     if isinstance(body, Withdraw) and not body.payout_reference:
         raise InvalidTransaction("missing_reference", "a withdrawal needs a payout reference")
+    if isinstance(body, GovernancePropose) and body.voting_blocks == 0:
+        raise InvalidTransaction("zero_voting_blocks", "a proposal needs at least one block of voting")
+    if isinstance(body, GovernancePropose) and isinstance(body.action, SetRiskRules):
+        _validate_risk_rules(body.action.rules)
     if isinstance(body, (DeployContract, CallContract)) and body.gas_limit == 0:
         raise InvalidTransaction("zero_gas", "a contract transaction needs a positive gas limit")
     if isinstance(body, CallContract) and (body.function.startswith("_") or not body.function.isidentifier()):
         raise InvalidTransaction("bad_function", f"{body.function!r} is not a public function name")
+
+
+def _validate_risk_rules(rules: RiskRules) -> None:
+    seen = set()
+    for limit in rules.limits:
+        if limit.role not in ROLE_NAMES:
+            raise InvalidTransaction("unknown_role", f"risk limit for unknown role {limit.role}")
+        if (limit.role, limit.asset) in seen:
+            raise InvalidTransaction("duplicate_limit", f"two risk limits for {ROLE_NAMES[Role(limit.role)]} "
+                                                        f"{limit.asset}")
+        seen.add((limit.role, limit.asset))
+    if rules.velocity_payments_max and rules.velocity_window_ms == 0:
+        raise InvalidTransaction("zero_window", "a velocity limit needs a window of at least 1 ms")
 
 
 def gas_limit_of(transaction: Transaction) -> int:

@@ -89,21 +89,26 @@ class TestChain:
     now_ms: int = 1_700_000_001_000
 
     def commit_pending(self) -> CommittedBlock:
-        """Propose a block from the mempool and commit it with the validator's certificate."""
+        """Propose a block from the mempool and commit it with a quorum of the validators' signatures."""
         height = self.ledger.head.height + 1
         self.now_ms += 1000
         block = self.ledger.prepare_proposal(height, 0, self.validator.address, self.now_ms)
         self.ledger.process_proposal(block)
-        return self.ledger.commit(block, certify(block, self.validator, self.ledger.chain_id))
+        signers = [keys(f"validator-{i}") for i in range(blocks.quorum_size(len(self.ledger.validator_keys)))]
+        return self.ledger.commit(block, certify(block, signers, self.ledger.chain_id))
 
     def submit(self, *raws: bytes) -> list[bytes]:
         return [self.ledger.check_tx(raw) for raw in raws]
 
 
-def certify(block: blocks.Block, validator: crypto.KeyPair, chain_id: str) -> blocks.CommitCertificate:
+def certify(block: blocks.Block, validators: crypto.KeyPair | list[crypto.KeyPair],
+            chain_id: str) -> blocks.CommitCertificate:
+    """A commit certificate signed by `validators` (validator i = the i-th key given)."""
+    signers = validators if isinstance(validators, list) else [validators]
     vote = blocks.CommitVote(block.header.height, block.header.view, blocks.header_hash(block.header))
-    signature = blocks.sign_commit(validator, chain_id, vote)
-    return blocks.CommitCertificate(vote.height, vote.view, vote.block_hash, (blocks.CommitSignature(0, signature),))
+    signatures = tuple(blocks.CommitSignature(index, blocks.sign_commit(signer, chain_id, vote))
+                       for index, signer in enumerate(signers))
+    return blocks.CommitCertificate(vote.height, vote.view, vote.block_hash, signatures)
 
 
 def make_chain(genesis: Genesis | None = None, kv: KeyValueStore | None = None) -> TestChain:
@@ -187,13 +192,15 @@ def node_dispatcher(ledger: Ledger, admitted: list[int]) -> Dispatcher:
 
 
 @contextlib.asynccontextmanager
-async def serve_rpc(ledger: Ledger, dispatcher: Dispatcher | None = None) -> AsyncIterator[RpcHarness]:
+async def serve_rpc(ledger: Ledger, dispatcher: Dispatcher | None = None,
+                    admin_token: str | None = None) -> AsyncIterator[RpcHarness]:
     """A real RpcServer on 127.0.0.1 (port chosen by the OS) and a client session, stopped on exit.
 
     Without `dispatcher`, the node's own methods (NodeMethods) are served.
     """
     admitted: list[int] = []
-    server = RpcServer(dispatcher or node_dispatcher(ledger, admitted), ledger, "127.0.0.1", 0)
+    server = RpcServer(dispatcher or node_dispatcher(ledger, admitted), ledger, "127.0.0.1", 0,
+                       admin_token=admin_token)
     ready = asyncio.Event()
     task = asyncio.create_task(server.run(ready))
     waiter = asyncio.create_task(ready.wait())

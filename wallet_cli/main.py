@@ -515,7 +515,7 @@ def _set_json(click_context: click.Context, _param: click.Parameter, value: bool
         click_context.find_object(Context).as_json = True
 
 
-from wallet_cli import contracts, orders  # noqa: E402,F401  (they register their commands on `main`)
+from wallet_cli import contracts, governance, multisig, orders  # noqa: E402,F401  (they register their commands on `main`)
 
 
 def _leaf_commands(group: click.Group) -> list[click.Command]:

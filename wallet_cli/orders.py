@@ -14,43 +14,29 @@ from typing import Any
 
 import click
 
-from node import crypto, encoding
-from node.transactions import CallContract
+from node import crypto
+from node.contracts import system
 from wallet_cli.main import (Context, WalletFailure, _emit, default_fee_asset, format_amount, main, parse_amount,
-                             pass_ctx, resolve_address, run_command, send, send_options)
+                             pass_ctx, resolve_address, run_command, send_options)
+from wallet_cli.system import call_system, parse_id, query_system
 
 ORDER_GAS = 50_000
 """Gas limit of an order-contract call: create_order uses about 4,000, so this leaves a wide margin (and
 costs 50 minor units of fee on top of the minimum)."""
 
 
-def orders_contract(ctx: Context) -> bytes:
-    for contract in ctx.params().get("contracts", []):
-        if contract["name"] == "orders":
-            return crypto.parse_address(contract["address"])
-    raise WalletFailure("this chain has no orders contract in its genesis")
-
-
 def order_id_bytes(text: str) -> bytes:
-    try:
-        value = bytes.fromhex(text[2:] if text.startswith("0x") else text)
-    except ValueError:
-        value = b""
-    if len(value) != 32:
-        raise WalletFailure(f"{text!r} is not an order id (64 hex digits)")
-    return value
+    return parse_id(text, "an order id")
 
 
 def call_orders(ctx: Context, sender: str, function: str, args: tuple, fee: str | None, fee_asset: str | None,
                 wait: bool, timeout: float, password_file: Path | None, summary: str, describe=None) -> None:
-    body = CallContract(orders_contract(ctx), function, encoding.encode_value(args), ORDER_GAS)
-    send(ctx, sender, body, default_fee_asset(ctx, fee_asset), fee, wait, timeout, password_file, summary, describe)
+    call_system(ctx, system.ORDERS, ORDER_GAS, sender, function, args, fee, default_fee_asset(ctx, fee_asset), wait,
+                timeout, password_file, summary, describe)
 
 
 def query_orders(ctx: Context, function: str, *args: Any) -> Any:
-    from node.rpc.views import value_json
-    contract = crypto.format_address(orders_contract(ctx))
-    return ctx.rpc.call("contract_query", contract, function, [value_json(a) for a in args])["value"]
+    return query_system(ctx, system.ORDERS, function, *args)
 
 
 def new_order_id(_sender: bytes, _nonce: int, result: dict[str, Any]) -> dict[str, Any]:

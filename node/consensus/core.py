@@ -26,7 +26,7 @@ from node.blocks import Block, CommitCertificate, header_hash, quorum_size
 from node.consensus.messages import (Commit, InvalidMessage, NewView, PreparedCertificate, Prepare, PrePrepare,
                                      SignedMessage, SignedViewChange, ViewChange, VoteSignature,
                                      check_prepared_certificate, commit_certificate, sign_message,
-                                     sign_view_change, verify_message)
+                                     verify_message)
 
 
 # --- actions ------------------------------------------------------------------------------------

@@ -159,7 +159,9 @@ class ChainHost:
     # --- money -----------------------------------------------------------------------------
 
     def _host_transfer(self, to: Value, asset: Value, amount: Value) -> None:
-        self._move(self.contract, _address(to, "to"), self._asset(asset), _amount(amount, "amount"))
+        to = _address(to, "to")
+        self._require_not_blocked(to)
+        self._move(self.contract, to, self._asset(asset), _amount(amount, "amount"))
 
     def _host_escrow_hold(self, escrow_id: Value, asset: Value, amount: Value) -> None:
         key = self._escrow_key(escrow_id)
@@ -188,6 +190,8 @@ class ChainHost:
         to, amount = _address(to, "to"), _amount(amount, "amount")
         _require(amount <= record.amount, "escrow_insufficient",
                  f"the escrow holds {record.amount} {record.asset}, less than {amount}")
+        if to != record.payer:  # giving a payer its own money back is never blocked
+            self._require_not_blocked(to)
         self._credit(to, record.asset, amount)
         left = record.amount - amount
         self.state.put(key, EscrowRecord(record.payer, record.asset, left) if left else None)
@@ -206,6 +210,12 @@ class ChainHost:
         if record is None:
             return None
         return {"payer": record.payer, "asset": record.asset, "amount": record.amount}
+
+    def _require_not_blocked(self, recipient: bytes) -> None:
+        try:
+            risk.check_not_blocked(self.state, recipient, "the recipient")
+        except risk.RiskViolation as violation:
+            raise VMFault(violation.code, violation.message) from violation
 
     def _escrow_key(self, escrow_id: Value) -> bytes:
         return escrow_key(self.contract, _encode(escrow_id, limits.contract_storage_key_bytes_max, "escrow id"))

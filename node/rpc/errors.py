@@ -11,6 +11,8 @@ from node.rpc.jsonrpc import RpcError
 NOT_FOUND = 1001
 INVALID_ARGUMENT = 1002
 TOO_MANY = 1003
+UNAUTHORIZED = 1004
+"""An admin method called without the node's admin token (defined with the dispatcher, which checks it)."""
 
 TRANSACTION_REJECTED = 2000
 """Fallback for a rule not listed below."""

@@ -21,6 +21,8 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
+UNAUTHORIZED = 1004
+"""(node.rpc.errors numbering) an admin method called without the admin token."""
 
 
 class RpcError(Exception):
@@ -49,6 +51,15 @@ class MethodSpec:
     function: Method
     params: tuple[str, ...]
     required: int
+    admin: bool = False
+    """Callable only over HTTP with the node's admin token (see `AdminContext`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdminContext:
+    """The context of an HTTP call: whether it presented the node's admin token."""
+
+    admin: bool
 
 
 class Dispatcher:
@@ -58,9 +69,10 @@ class Dispatcher:
         self.on_call: Callable[[str, str], None] | None = None
         """Metrics hook: (method, outcome) after each call."""
 
-    def register(self, name: str, function: Method, params: tuple[str, ...] = (), required: int | None = None) -> None:
+    def register(self, name: str, function: Method, params: tuple[str, ...] = (), required: int | None = None,
+                 admin: bool = False) -> None:
         assert name not in self.methods, name
-        self.methods[name] = MethodSpec(function, params, len(params) if required is None else required)
+        self.methods[name] = MethodSpec(function, params, len(params) if required is None else required, admin)
 
     async def handle_body(self, body: bytes | str, context: Any = None) -> str | None:
         """Response text for a request body, or None when nothing is to be sent (only notifications)."""
@@ -119,6 +131,9 @@ class Dispatcher:
         spec = self.methods.get(method)
         if spec is None:
             raise RpcError(METHOD_NOT_FOUND, f"Method not found: {method}")
+        if spec.admin and not (isinstance(context, AdminContext) and context.admin):
+            raise RpcError(UNAUTHORIZED, f"{method} is an admin method: call it over HTTP with the header "
+                                         "'Authorization: Bearer <admin_token from the node's config>'")
         arguments = _bind(spec, params)
         return await spec.function(context, **arguments)
 

@@ -13,7 +13,9 @@ from node.rpc import errors, views
 from node.rpc.jsonrpc import INVALID_PARAMS, Dispatcher, RpcError
 from node.contracts import runtime, system
 from node.orders import ORDER_STATES, read_order
-from node.state import contract_key, deployer_key, recharge_key, suspension_key
+from node import governance, risk
+from node.state import PROPOSAL_INDEX_KEY, contract_key, deployer_key, proposal_key, recharge_key, suspension_key
+from node.transactions import SetRiskRules
 from node.verifier import BatchVerifier
 from node.transactions import InvalidTransaction, SignedTransaction, transaction_hash
 
@@ -73,6 +75,9 @@ class NodeMethods:
         dispatcher.register("recharge_get", self.recharge_get, ("request_id",))
         dispatcher.register("contract_get", self.contract_get, ("address",))
         dispatcher.register("order_get", self.order_get, ("order_id",))
+        dispatcher.register("governance_get", self.governance_get, ("proposal_id",))
+        dispatcher.register("governance_list", self.governance_list)
+        dispatcher.register("risk_getRules", self.risk_get_rules)
         dispatcher.register("order_list", self.order_list, ("party", "role", "state", "limit", "before"), required=1)
         dispatcher.register("contract_query", self.contract_query,
                             ("address", "function", "args", "caller", "gas_limit"), required=2)
@@ -104,7 +109,8 @@ class NodeMethods:
             "chain_id": params.chain_id,
             "genesis_time_ms": params.genesis_time_ms,
             "fee_account": views.address_text(params.fee_account),
-            "assets": [{"code": a.code, "decimals": a.decimals, "min_fee": a.min_fee} for a in params.assets],
+            "assets": [{"code": a.code, "decimals": a.decimals, "min_fee": self.ledger.state().min_fee(a.code)}
+                       for a in params.assets],
             "contracts": [{"name": c.name, "address": views.address_text(c.address)} for c in params.contracts],
             "limits": {"tx_bytes_max": limits.tx_bytes_max, "payment_tx_bytes_max": limits.payment_tx_bytes_max,
                        "block_txs_max": limits.block_txs_max, "nonce_window_max": limits.nonce_window_max,
@@ -281,6 +287,32 @@ class NodeMethods:
         return {"value": views.value_json(outcome.value), "gas_used": outcome.gas_used,
                 "events": [views.event_json(e) for e in outcome.events]}
 
+
+    # --- governance and risk ------------------------------------------------------------------
+
+    def _proposal_json(self, proposal_id: bytes, record: Any) -> dict[str, Any]:
+        state = self.ledger.state()
+        return views.proposal_json(proposal_id, record, governance.decode_proposal(record),
+                                   governance.status_of(record, self.ledger.head.height),
+                                   governance.approvals_needed(state))
+
+    async def governance_get(self, context: Any, proposal_id: Any) -> dict[str, Any]:
+        key = parse_hash_param(proposal_id, "proposal_id")
+        record = self.ledger.state().get(proposal_key(key))
+        if record is None:
+            raise errors.not_found("governance proposal")
+        return self._proposal_json(key, record)
+
+    async def governance_list(self, context: Any) -> list[dict[str, Any]]:
+        """The most recent proposals, newest first."""
+        state = self.ledger.state()
+        index = state.get(PROPOSAL_INDEX_KEY)
+        ids = reversed(index.ids) if index else ()
+        return [self._proposal_json(proposal_id, state.get(proposal_key(proposal_id))) for proposal_id in ids]
+
+    async def risk_get_rules(self, context: Any) -> dict[str, Any]:
+        rules = risk.rules_of(self.ledger.state())
+        return {key: value for key, value in views.action_json(SetRiskRules(rules)).items() if key != "kind"}
 
     # --- orders -------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 from typing import Any, Callable
@@ -15,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from node import crypto, encoding, limits
 from node.app import CommittedBlock, Ledger
 from node.rpc import errors
-from node.rpc.jsonrpc import INVALID_PARAMS, INVALID_REQUEST, Dispatcher, RpcError
+from node.rpc.jsonrpc import INVALID_PARAMS, INVALID_REQUEST, AdminContext, Dispatcher, RpcError
 from node.rpc.subscriptions import TOPICS, Connection, Subscription, SubscriptionHub
 
 log = logging.getLogger("paychain.rpc")
@@ -93,8 +94,10 @@ class _RejectionCollector:
 
 class RpcServer:
     def __init__(self, dispatcher: Dispatcher, ledger: Ledger, host: str, port: int,
-                 consensus_info: Callable[[], dict[str, Any]] | None = None) -> None:
+                 consensus_info: Callable[[], dict[str, Any]] | None = None, admin_token: str | None = None) -> None:
+        """`admin_token`: what an HTTP call must present to use admin methods (None: admin methods are off)."""
         self.dispatcher = dispatcher
+        self.admin_token = admin_token
         self.ledger = ledger
         self.host = host
         self.port = port
@@ -135,10 +138,16 @@ class RpcServer:
             return _too_large()
         if len(body) > limits.rpc_body_bytes_max:
             return _too_large()
-        response = await self.dispatcher.handle_body(body)
+        response = await self.dispatcher.handle_body(body, AdminContext(self._is_admin(request)))
         if response is None:
             return web.Response(status=204)
         return web.Response(text=response, content_type="application/json")
+
+    def _is_admin(self, request: web.Request) -> bool:
+        presented = request.headers.get("Authorization", "")
+        if self.admin_token is None or not presented.startswith("Bearer "):
+            return False
+        return hmac.compare_digest(presented[len("Bearer "):].encode(), self.admin_token.encode())
 
     async def handle_metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -12,7 +12,9 @@ from node import crypto, encoding, limits
 from node.blocks import Block, CommitCertificate, Event, Header, Receipt
 from node.state import RECHARGE_STATUS_NAMES, Account, ContractRecord, RechargeRecord
 from node.transactions import (ROLE_NAMES, CallContract, DeployContract, RechargePost, RechargeRequest, RechargeVoid,
-                               Register, Role, SetMerchantStatus, Transaction, Transfer, Withdraw, kind_name)
+                               ACTION_NAMES, Action, GovernanceApprove, GovernancePropose, Register, Role, SetBlocked,
+                               SetDeployer, SetMerchantStatus, SetMinFee, SetRiskRules, Transaction, Transfer, Withdraw,
+                               kind_name)
 
 
 def hex0x(data: bytes) -> str:
@@ -88,6 +90,10 @@ def body_json(transaction: Transaction) -> dict[str, Any]:
                 "args": encoded_value_json(body.args), "gas_limit": body.gas_limit}
     if isinstance(body, SetMerchantStatus):
         return {"merchant": address_text(body.merchant), "active": body.active, "reason": body.reason}
+    if isinstance(body, GovernancePropose):
+        return {"action": action_json(body.action), "voting_blocks": body.voting_blocks}
+    if isinstance(body, GovernanceApprove):
+        return {"proposal_id": hex0x(body.proposal_id)}
     raise AssertionError(type(body))
 
 
@@ -116,8 +122,12 @@ _EVENT_FIELDS = {
     "escrow_refunded": ("contract", "to", "asset", "amount"),
     "merchant_suspended": ("merchant", "gateway"),
     "merchant_activated": ("merchant", "gateway"),
+    "proposal_created": ("proposal_id", "proposer", "action"),
+    "proposal_approved": ("proposal_id", "operator"),
+    "proposal_executed": ("proposal_id", "action"),
 }
-_ADDRESS_FIELDS = frozenset({"from", "to", "account", "user", "gateway", "contract", "deployer", "payer", "merchant"})
+_ADDRESS_FIELDS = frozenset({"from", "to", "account", "user", "gateway", "contract", "deployer", "payer", "merchant",
+                             "proposer", "operator"})
 
 
 def event_json(event: Event) -> dict[str, Any]:
@@ -134,7 +144,7 @@ def event_json(event: Event) -> dict[str, Any]:
             values[name] = encoding.decode_uint_be(raw)
         elif name == "role":
             values[name] = role_name(encoding.decode_uint_be(raw))
-        elif name == "asset":
+        elif name in ("asset", "action"):
             values[name] = raw.decode()
         else:
             values[name] = hex0x(raw)
@@ -279,3 +289,34 @@ def order_json(order_id: bytes, order: dict[str, Any]) -> dict[str, Any]:
         else:
             shaped[key] = value_json(value)
     return shaped
+
+
+def action_json(action: Action) -> dict[str, Any]:
+    """A governance action."""
+    shaped: dict[str, Any] = {"kind": ACTION_NAMES[type(action)]}
+    if isinstance(action, SetRiskRules):
+        shaped["limits"] = [{"role": role_name(limit.role), "asset": limit.asset, "per_tx_max": limit.per_tx_max,
+                             "daily_max": limit.daily_max} for limit in action.rules.limits]
+        shaped["velocity_payments_max"] = action.rules.velocity_payments_max
+        shaped["velocity_window_ms"] = action.rules.velocity_window_ms
+    elif isinstance(action, SetBlocked):
+        shaped.update(account=address_text(action.account), blocked=action.blocked, reason=action.reason)
+    elif isinstance(action, SetDeployer):
+        shaped.update(account=address_text(action.account), granted=action.granted)
+    elif isinstance(action, SetMinFee):
+        shaped.update(asset=action.asset, min_fee=action.min_fee)
+    return shaped
+
+
+def proposal_json(proposal_id: bytes, record: Any, body: GovernancePropose, status: str,
+                  approvals_needed: int) -> dict[str, Any]:
+    return {
+        "proposal_id": hex0x(proposal_id),
+        "action": action_json(body.action),
+        "proposer": address_text(record.proposer),
+        "approvals": [address_text(a) for a in record.approvals],
+        "approvals_needed": approvals_needed,
+        "status": status,
+        "created_height": record.created_height,
+        "expires_height": record.expires_height,
+    }

@@ -126,3 +126,54 @@ def _tiny_transfer(network: LocalNetwork) -> bytes:
     nonce = network.rpc.call("account_get", ok(network, "balance", "alice")["address"])["pending_nonce"]
     return sign_transaction(alice, Transaction("paychain-local", alice.public_key, nonce, "CNY", 1,
                                                Transfer(dev_keys("bob").address, "CNY", 1)))
+
+
+def test_governance_risk_limit_takes_effect_on_every_node(shop: LocalNetwork) -> None:
+    proposal = sent(shop, "governance", "propose", "risk-rules", "--limit", "user:CNY:100:0", "--from",
+                    "validator-0")
+    proposal_id = proposal["proposal_id"]
+    for operator in ("validator-1", "validator-2"):
+        sent(shop, "governance", "approve", proposal_id, "--from", operator)
+    assert ok(shop, "governance", "show", proposal_id)["status"] == "executed"
+    height = shop.rpc.call("node_status")["height"]
+    for node in _all_nodes(shop):
+        node.wait_height(height)
+        assert node.rpc.call("risk_getRules")["limits"] == [
+            {"role": "user", "asset": "CNY", "per_tx_max": 10_000, "daily_max": 0}]
+    refused = shop.wallet("transfer", "--from", "dave", "--to", "alice", "--amount", "150", "--asset", "CNY",
+                          "--wait", "--json")
+    assert refused.code == 7 and refused.json()["receipt"]["code"] == "per_tx_limit"
+    order = shop.wallet("pay", "--from", "dave", "--merchant", "shop", "--product", "tea", "--quantity", "5",
+                        "--wait", "--json")  # 62.50 CNY is within the limit
+    assert order.code == 0, order.stdout
+    # Lift the limit again: a proposal with no limits.
+    lifted = sent(shop, "governance", "propose", "risk-rules", "--from", "validator-3")["proposal_id"]
+    for operator in ("validator-0", "validator-1"):
+        sent(shop, "governance", "approve", lifted, "--from", operator)
+    assert shop.rpc.call("risk_getRules")["limits"] == []
+
+
+def _all_nodes(network: LocalNetwork) -> list[LocalNetwork]:
+    from node.localnet import load_processes
+    return [LocalNetwork(network.home, process.rpc_url, process.pid) for process in load_processes(network.home)]
+
+
+def test_cross_border_payment_approved_two_of_three(shop: LocalNetwork, tmp_path) -> None:
+    sent(shop, "multisig", "deposit", "--from", "gateway", "--asset", "USD", "--amount", "1000")
+    quote = tmp_path / "quote.json"
+    ok(shop, "multisig", "quote", "--from", "gateway", "--pay", "100", "--pay-asset", "CNY", "--settle", "14",
+       "--settle-asset", "USD", "--valid-blocks", "50", "--out", str(quote))
+    dave_cny, shop_usd, gateway_cny = balance(shop, "dave"), balance(shop, "shop", "USD"), balance(shop, "gateway")
+    proposed = sent(shop, "multisig", "propose", "--from", "dave", "--merchant", "shop", "--quote", str(quote))
+    proposal_id = proposed["proposal_id"]
+    assert ok(shop, "multisig", "show", proposal_id)["state"] == "proposed"
+    sent(shop, "multisig", "approve", proposal_id, "--from", "shop")  # the second of three approvals
+    assert ok(shop, "multisig", "show", proposal_id)["state"] == "executed"
+    assert balance(shop, "shop", "USD") == shop_usd + 1_400
+    assert balance(shop, "gateway") == gateway_cny + 10_000
+    assert balance(shop, "dave") < dave_cny - 10_000  # the payment and two fees
+    twice = shop.wallet("multisig", "approve", proposal_id, "--from", "gateway", "--wait", "--json")
+    assert twice.code == 7  # executed already: no second settlement
+    reused = shop.wallet("multisig", "propose", "--from", "dave", "--merchant", "shop", "--quote", str(quote),
+                         "--wait", "--json")
+    assert reused.code == 7 and "used" in reused.json()["receipt"]["message"]

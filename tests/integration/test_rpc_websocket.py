@@ -15,9 +15,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from node import crypto, limits
+from node import crypto, encoding, limits
 from node.rpc.errors import SUBSCRIPTION_HTTP, SUBSCRIPTION_LIMIT, SUBSCRIPTION_UNKNOWN_TOPIC
-from tests.support import CHAIN_ID, RPC_WAIT_S, address, hex0x, make_chain, run_async, serve_rpc, transfer
+from node.transactions import CallContract
+from tests.support import (CHAIN_ID, RPC_WAIT_S, address, hex0x, keys, make_chain, make_genesis, run_async, serve_rpc,
+                           sign, transfer)
 
 INVALID_PARAMS = -32602
 
@@ -150,6 +152,40 @@ async def test_account_subscription_notifies_only_transactions_touching_the_addr
     assert first["result"] == {**after_block, "tx_hash": hex0x(received)}
     assert second["result"] == {**after_block, "tx_hash": hex0x(sent)}
     assert bob["balances"]["CNY"] == 100_000 + 300 - 50 - 1
+
+
+@run_async
+async def test_orders_subscription_follows_an_order_and_order_rpc_lists_it() -> None:
+    chain = make_chain(make_genesis(orders=(100, 3, 5)))
+    contract = chain.ledger.params.contract("orders")
+
+    def call(name: str, nonce: int, function: str, *args) -> bytes:
+        return sign(name, nonce, CallContract(contract, function, encoding.encode_value(args), 50_000), fee=51)
+
+    chain.submit(call("merchant", 0, "catalog_add", "tea", "Tea", 300, "CNY", 10, 5))
+    chain.commit_pending()
+    async with serve_rpc(chain.ledger) as rpc:
+        client = await connect(rpc)
+        subscription = await client.subscribe("orders", address("alice"))
+        chain.submit(call("alice", 0, "create_order", keys("merchant").address, "tea", 2, 300, "CNY"))
+        chain.commit_pending()
+        created = await client.next_notification()
+        order_id = created["result"]["order_id"]
+        chain.submit(call("merchant", 1, "ship", bytes.fromhex(order_id[2:]), "SF1"))
+        chain.commit_pending()
+        shipped = await client.next_notification()
+        order = await rpc.result("order_get", [order_id])
+        page = await rpc.result("order_list", {"party": address("merchant"), "role": "merchant"})
+        none = await rpc.result("order_list", {"party": address("alice"), "state": "completed"})
+        missing = await rpc.call("order_get", ["0x" + "00" * 32])
+    assert created["subscription"] == subscription and created["topic"] == "orders"
+    assert (created["result"]["event"], created["result"]["state"]) == ("order_created", "created")
+    assert (shipped["result"]["event"], shipped["result"]["state"]) == ("order_shipped", "shipped")
+    assert shipped["result"]["buyer"] == address("alice") and shipped["result"]["height"] == 3
+    assert order["state"] == "shipped" and order["total"] == 600 and order["tracking"] == "SF1"
+    assert [o["order_id"] for o in page["orders"]] == [order_id] and page["next"] is None
+    assert none["orders"] == []
+    assert missing["error"]["code"] == 1001
 
 
 # --- errors and limits ------------------------------------------------------------------------

@@ -177,3 +177,16 @@ def test_invalid_full_node_allowlist_too_long(home):
     write(home, entries)
     with pytest.raises(InvalidConfig, match="at most"):
         load_config(home)
+
+
+def test_admin_token_round_trips_and_the_config_is_private(home):
+    write_config(home, rpc_port=3000, p2p_port=3001, admin_token="a" * 64)
+    assert load_config(home).admin_token == "a" * 64
+    assert stat.S_IMODE((home / "config.toml").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("token", ["short", "x" * 31, 12345, "é" * 40])
+def test_invalid_admin_token(home, token):
+    write(home, f"admin_token = {json.dumps(token)}\n")
+    with pytest.raises(InvalidConfig, match="admin_token"):
+        load_config(home)

@@ -293,7 +293,7 @@ def test_invalid_tagged_body_not_a_pair():
         decode(Transaction, pack(wire), 1000)
 
 
-@pytest.mark.parametrize("tag", [0, 10, 99, True, "1", None])
+@pytest.mark.parametrize("tag", [0, max(cls.TAG for cls in BODY_CLASSES) + 1, 99, True, "1", None])
 def test_invalid_tagged_body_unknown_kind(tag):
     transfer = encoding.wire_of(Transfer(bytes(20), "CNY", 5))
     wire = ["c", bytes(32), 0, "CNY", 1, [tag, transfer]]

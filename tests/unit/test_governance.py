@@ -1,0 +1,168 @@
+"""Governance (node/governance.py) and the risk rules it sets (node/risk.py), on a real ledger.
+
+Four validators, so 2f+1 = 3 operator approvals enact a proposal; every rule that refuses a
+proposal, an approval or a payment names itself in the receipt.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from node import encoding, governance
+from node.contracts import system
+from node.state import RiskLimit, RiskRules, deployer_key, proposal_key
+from node.transactions import (CallContract, DeployContract, GovernanceApprove, GovernancePropose,
+                               InvalidTransaction, Role, SetBlocked, SetDeployer, SetMinFee, SetRiskRules, Transfer)
+from tests.support import keys, make_chain, make_genesis, sign
+
+OPERATORS = [f"validator-{i}" for i in range(4)]
+USERS = {name: {"CNY": 1_000_000} for name in ["alice", "bob", "carol"] + OPERATORS}
+
+
+class Chain:
+    def __init__(self) -> None:
+        self.chain = make_chain(make_genesis(users=USERS, validators=4, orders=(100, 3, 5)))
+        self.nonces: dict[str, int] = {}
+
+    def send(self, name: str, body, fee: int = 1):
+        nonce = self.nonces.get(name, 0)
+        raw = sign(name, nonce, body, fee=fee)
+        self.chain.submit(raw)
+        self.nonces[name] = nonce + 1
+        committed = self.chain.commit_pending()
+        return committed.receipts[0], committed.envelopes[0].hash
+
+    def enact(self, action, voting_blocks: int = 10) -> bytes:
+        """Propose with operator 0 and approve with 1 and 2: the third approval enacts it."""
+        receipt, proposal_id = self.send("validator-0", GovernancePropose(action, voting_blocks))
+        assert receipt.success, receipt.message
+        for operator in ("validator-1", "validator-2"):
+            receipt, _ = self.send(operator, GovernanceApprove(proposal_id))
+            assert receipt.success, receipt.message
+        assert [e.name for e in receipt.events][-1] == "proposal_executed"
+        return proposal_id
+
+    def pay(self, name: str, amount: int, to: str = "bob"):
+        return self.send(name, Transfer(keys(to).address, "CNY", amount))[0]
+
+    def record(self, proposal_id: bytes):
+        return self.chain.ledger.state().get(proposal_key(proposal_id))
+
+
+@pytest.fixture
+def chain() -> Chain:
+    return Chain()
+
+
+def test_two_thirds_plus_one_operators_enact_a_proposal(chain):
+    rules = RiskRules((RiskLimit(int(Role.USER), "CNY", 1_000, 0),), 0, 0)
+    receipt, proposal_id = chain.send("validator-0", GovernancePropose(SetRiskRules(rules), 10))
+    assert receipt.success and chain.record(proposal_id).status == governance.OPEN
+    chain.send("validator-3", GovernanceApprove(proposal_id))
+    assert chain.record(proposal_id).status == governance.OPEN  # two of four: not yet
+    assert chain.pay("alice", 1_500).success
+    receipt, _ = chain.send("validator-1", GovernanceApprove(proposal_id))
+    assert receipt.success and chain.record(proposal_id).status == governance.EXECUTED
+    refused = chain.pay("alice", 1_500)
+    assert not refused.success and refused.code == "per_tx_limit"
+
+
+@pytest.mark.parametrize("who, code", [("alice", "not_operator")])
+def test_invalid_proposal_from_a_non_operator(chain, who, code):
+    receipt, _ = chain.send(who, GovernancePropose(SetDeployer(keys("carol").address, True), 10))
+    assert not receipt.success and receipt.code == code
+
+
+def test_invalid_approvals(chain):
+    _, proposal_id = chain.send("validator-0", GovernancePropose(SetDeployer(keys("carol").address, True), 3))
+    twice, _ = chain.send("validator-0", GovernanceApprove(proposal_id))
+    assert not twice.success and twice.code == "already_approved"
+    stranger, _ = chain.send("alice", GovernanceApprove(proposal_id))
+    assert not stranger.success and stranger.code == "not_operator"
+    unknown, _ = chain.send("validator-1", GovernanceApprove(b"\x01" * 32))
+    assert not unknown.success and unknown.code == "unknown_proposal"
+    late, _ = chain.send("validator-1", GovernanceApprove(proposal_id))  # voting closed 3 blocks after it opened
+    assert not late.success and late.code == "proposal_expired"
+    record = chain.record(proposal_id)
+    assert governance.status_of(record, chain.chain.ledger.head.height) == "expired"
+    assert chain.chain.ledger.state().get(deployer_key(keys("carol").address)) is None
+
+
+def test_approving_an_executed_proposal_is_refused(chain):
+    proposal_id = chain.enact(SetDeployer(keys("carol").address, True))
+    again, _ = chain.send("validator-3", GovernanceApprove(proposal_id))
+    assert not again.success and again.code == "proposal_closed"
+
+
+def test_deployer_permission_granted_by_governance(chain):
+    source = "def hello():\n    return 1\n"
+    denied, _ = chain.send("carol", DeployContract(source, encoding.encode_value(()), 100_000), fee=101)
+    assert not denied.success and denied.code == "not_deployer"
+    chain.enact(SetDeployer(keys("carol").address, True))
+    deployed, _ = chain.send("carol", DeployContract(source, encoding.encode_value(()), 100_000), fee=101)
+    assert deployed.success
+
+
+def test_blocklist_stops_paying_and_being_paid(chain):
+    chain.enact(SetBlocked(keys("bob").address, True, "sanctions screening"))
+    paid_to = chain.pay("alice", 10, to="bob")
+    assert not paid_to.success and paid_to.code == "blocked" and "recipient" in paid_to.message
+    paid_by = chain.pay("bob", 10, to="alice")
+    assert not paid_by.success and paid_by.code == "blocked" and "sanctions screening" in paid_by.message
+    chain.enact(SetBlocked(keys("bob").address, False, ""))
+    assert chain.pay("alice", 10, to="bob").success
+
+
+def test_daily_and_velocity_limits(chain):
+    chain.enact(SetRiskRules(RiskRules((RiskLimit(int(Role.USER), "CNY", 0, 2_000),), 3, 5_000)))
+    assert chain.pay("alice", 900).success and chain.pay("alice", 900).success
+    daily = chain.pay("alice", 900)
+    assert not daily.success and daily.code == "daily_limit"
+    assert chain.pay("carol", 1).success and chain.pay("carol", 1).success and chain.pay("carol", 1).success
+    fast = chain.pay("carol", 1)
+    assert not fast.success and fast.code == "velocity_limit"
+    for _ in range(5):  # each test block is one second later: the 5-second window closes
+        chain.pay("bob", 1, to="alice")
+    assert chain.pay("carol", 1).success
+
+
+def test_risk_limits_apply_to_order_payments(chain):
+    chain.enact(SetRiskRules(RiskRules((RiskLimit(int(Role.USER), "CNY", 1_000, 0),), 0, 0)))
+    contract = chain.chain.ledger.params.contract(system.ORDERS)
+    chain.send("merchant", CallContract(contract, "catalog_add", encoding.encode_value(
+        ("tv", "Television", 5_000, "CNY", 5, 1)), 50_000), fee=51)
+    order = CallContract(contract, "create_order", encoding.encode_value(
+        (keys("merchant").address, "tv", 1, 5_000, "CNY")), 50_000)
+    receipt, _ = chain.send("alice", order, fee=51)
+    assert not receipt.success and receipt.code == "per_tx_limit"
+    assert chain.chain.ledger.state().escrowed() == {}
+
+
+def test_min_fee_set_by_governance(chain):
+    chain.enact(SetMinFee("CNY", 5))
+    with pytest.raises(InvalidTransaction) as caught:
+        chain.chain.submit(sign("alice", chain.nonces.get("alice", 0), Transfer(keys("bob").address, "CNY", 1), fee=1))
+    assert caught.value.code == "fee_too_low"
+    assert chain.send("alice", Transfer(keys("bob").address, "CNY", 1), fee=5)[0].success
+
+
+@pytest.mark.parametrize("action, code", [
+    (SetMinFee("XAU", 5), "unknown_asset"),
+    (SetRiskRules(RiskRules((RiskLimit(int(Role.USER), "XAU", 1, 1),), 0, 0)), "unknown_asset"),
+])
+def test_invalid_action_against_the_chain(chain, action, code):
+    receipt, _ = chain.send("validator-0", GovernancePropose(action, 10))
+    assert not receipt.success and receipt.code == code
+
+
+@pytest.mark.parametrize("body, code", [
+    (GovernancePropose(SetDeployer(bytes(20), True), 0), "zero_voting_blocks"),
+    (GovernancePropose(SetRiskRules(RiskRules((RiskLimit(0, "CNY", 1, 1),), 0, 0)), 5), "unknown_role"),
+    (GovernancePropose(SetRiskRules(RiskRules((RiskLimit(1, "CNY", 1, 1), RiskLimit(1, "CNY", 2, 2)), 0, 0)), 5),
+     "duplicate_limit"),
+    (GovernancePropose(SetRiskRules(RiskRules((), 5, 0)), 5), "zero_window"),
+])
+def test_invalid_proposal_shape(chain, body, code):
+    with pytest.raises(InvalidTransaction) as caught:
+        chain.chain.submit(sign("validator-0", 0, body))
+    assert caught.value.code == code
