@@ -32,6 +32,24 @@ def show_balances(env: dict[str, str], *names: str) -> None:
         print(f"    {name:<8} {balances}")
 
 
+def shop(env: dict[str, str]) -> None:
+    """The order flow of the system orders contract: catalog, pay into escrow, ship, confirm."""
+    product = f"tea-{os.getpid()}"  # the demo may run again on the same chain
+    print(f"\n== 6. the merchant lists a product ({product}) in its on-chain catalog")
+    wallet("catalog", "add", "--from", "merchant", "--product", product, "--name", "Green tea", "--price", "12.50",
+           "--currency", "CNY", "--stock", "100", "--limit", "5", "--wait", env=env)
+    print("\n== 7. alice buys two: 25.00 CNY wait in escrow")
+    order = wallet("pay", "--from", "alice", "--merchant", "merchant", "--product", product, "--quantity", "2",
+                   "--wait", env=env)
+    print(f"    order {order['order_id']} created in block {order['height']}")
+    print("\n== 8. the merchant ships, alice confirms receipt: the merchant is paid, 1% fee to the fee account")
+    wallet("ship", order["order_id"], "--from", "merchant", "--tracking", "SF-DEMO-1", "--wait", env=env)
+    wallet("confirm", order["order_id"], "--from", "alice", "--wait", env=env)
+    final = wallet("order", order["order_id"], env=env)
+    print(f"    order state: {final['state']}")
+    show_balances(env, "alice", "merchant")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--home", type=Path, default=Path("localnet"))
@@ -61,11 +79,13 @@ def main() -> None:
     print(f"    posted in block {posted['height']}: {posted['receipt']['events'][0]}")
     print("\n== 5. balances after (fees of 0.01 go to the fee account)")
     show_balances(env, "alice", "bob")
+    shop(env)
     blocks = json.loads(subprocess.run([str(BIN / "paychain"), "status", "--rpc", nodes[0].rpc_url, "--json"],
                                        capture_output=True, text=True, check=True).stdout)
     print(f"\n== chain is at height {blocks['height']}, state root {blocks['state_root'][:18]}…")
     print(f"\nThe network keeps running. Try:\n  export PAYWALLET_DIR={home / 'wallet'} PAYCHAIN_RPC={nodes[0].rpc_url}"
           f"\n  .venv/bin/paywallet balance alice\n  .venv/bin/paywallet history alice"
+          f"\n  .venv/bin/paywallet orders alice"
           f"\nStop it with:  .venv/bin/paychain localnet down --home {home}")
 
 
