@@ -28,7 +28,7 @@ from node.execution import BlockContext, apply_block, execute_candidates, open_b
 from node.contracts import system
 from node.mempool import Mempool
 from node.orders import OrderEvent, order_events
-from node.state import CommittedState, State, TreeUpdate
+from node.state import VALIDATOR_EPOCHS_KEY, CommittedState, State, TreeUpdate, ValidatorInfo
 from node.storage.chain import ChainHead, ChainStore, CommitBatch
 from node.transactions import Envelope, InvalidTransaction, open_transaction, transaction_hash
 
@@ -133,7 +133,24 @@ class Ledger:
 
     @property
     def validator_keys(self) -> tuple[bytes, ...]:
-        return self.params.validator_keys
+        """Keys of the validators that certify the next block (genesis', or as governance changed them)."""
+        return tuple(v.public_key for v in self.validators)
+
+    @property
+    def validators(self) -> tuple[ValidatorInfo, ...]:
+        """The validator set for the next block."""
+        return self.state().validators_at(self.head.height + 1)
+
+    @property
+    def known_validators(self) -> tuple[ValidatorInfo, ...]:
+        """The next block's validators and every validator of a change already scheduled (peers to connect to)."""
+        state = self.state()
+        known = {v.public_key: v for v in state.validators_at(self.head.height + 1)}
+        record = state.get(VALIDATOR_EPOCHS_KEY)
+        for epoch in record.epochs if record else ():
+            if epoch.from_height > self.head.height + 1:
+                known.update({v.public_key: v for v in epoch.validators})
+        return tuple(known.values())
 
     @property
     def head(self) -> ChainHead:

@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 from node import crypto, encoding, limits
 from node.encoding import ADDRESS, AMOUNT, ASSET, CHAIN_ID, PUBLIC_KEY, U64, Seq, Struct, Text, UInt, check_schema
 from node.crypto import contract_address
-from node.state import (NO_ADDRESS, Account, Balance, CommittedState, DeployerGrant, State, Supply, account_key,
-                        deployer_key, encode_record, supply_key)
+from node.state import (NO_ADDRESS, Account, Balance, CommittedState, DeployerGrant, State, Supply, ValidatorInfo,
+                        account_key, deployer_key, encode_record, supply_key)
 from node.transactions import ROLE_NAMES, Role, parse_role
 
 
@@ -34,22 +34,6 @@ class AssetParams:
     """Minor units per major unit = 10**decimals (CNY: 2)."""
     min_fee: int
     """Smallest fee, in minor units, a transaction paying in this asset may offer."""
-
-
-@check_schema
-@dataclass(frozen=True, slots=True)
-class ValidatorInfo:
-    SCHEMA: ClassVar = (Text(64, ascii_only=True), PUBLIC_KEY, UInt(3), Text(256, ascii_only=True))
-    name: str
-    public_key: bytes
-    role: int
-    """Who runs it: merchant, gateway or user (a `transactions.Role`)."""
-    p2p_address: str
-    """libp2p multiaddress other validators dial (empty for a single-validator chain)."""
-
-    @property
-    def address(self) -> bytes:
-        return crypto.address_from_public_key(self.public_key)
 
 
 @check_schema

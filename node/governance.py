@@ -9,19 +9,23 @@ enacts it at the same height. What governance can change:
 - `set_risk_rules`: per-transaction and daily limits per role and asset, velocity limits;
 - `set_blocked`: the blocklist;
 - `set_deployer`: who may deploy contracts;
-- `set_min_fee`: an asset's minimum transaction fee.
+- `set_min_fee`: an asset's minimum transaction fee;
+- `add_validator` / `remove_validator`: the validator set, from height h + validator_change_delay_blocks
+  where h is the enacting block, so every node (also one that syncs the blocks later) switches at the
+  same height. The operators and the 2f+1 threshold are always those of the set certifying the block.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from node import blocks, crypto, encoding, limits
+from node import blocks, encoding, limits
 from node.blocks import Event
-from node.state import (PROPOSAL_INDEX_KEY, RISK_RULES_KEY, Blocked, DeployerGrant, MinFee, ProposalIndex,
-                        ProposalRecord, State, blocked_key, deployer_key, min_fee_key, proposal_key)
-from node.transactions import (ACTION_NAMES, Action, GovernanceApprove, GovernancePropose, SetBlocked, SetDeployer,
-                               SetMinFee, SetRiskRules)
+from node.state import (PROPOSAL_INDEX_KEY, RISK_RULES_KEY, VALIDATOR_EPOCHS_KEY, Blocked, DeployerGrant, MinFee,
+                        ProposalIndex, ProposalRecord, State, ValidatorEpoch, ValidatorEpochs, blocked_key,
+                        deployer_key, min_fee_key, proposal_key)
+from node.transactions import (ACTION_NAMES, Action, AddValidator, GovernanceApprove, GovernancePropose,
+                               RemoveValidator, SetBlocked, SetDeployer, SetMinFee, SetRiskRules)
 
 OPEN, EXECUTED, EXPIRED = 1, 2, 3
 STATUS_NAMES = {OPEN: "open", EXECUTED: "executed", EXPIRED: "expired"}
@@ -36,18 +40,18 @@ class GovernanceRejected(Exception):
         self.message = message
 
 
-def operators(state: State) -> tuple[bytes, ...]:
-    """Account addresses of the validator operators."""
-    return tuple(crypto.address_from_public_key(key) for key in state.base.params.validator_keys)
+def operators(state: State, height: int) -> tuple[bytes, ...]:
+    """Account addresses of the operators of the validators certifying block `height`."""
+    return tuple(v.address for v in state.validators_at(height))
 
 
-def approvals_needed(state: State) -> int:
-    return blocks.quorum_size(len(state.base.params.validators))
+def approvals_needed(state: State, height: int) -> int:
+    return blocks.quorum_size(len(state.validators_at(height)))
 
 
 def propose(state: State, proposal_id: bytes, proposer: bytes, body: GovernancePropose, height: int) -> list[Event]:
-    _require_operator(state, proposer)
-    _check_action(state, body.action)
+    _require_operator(state, proposer, height)
+    _check_action(state, body.action, height)
     record = ProposalRecord(encoding.encode(body), proposer, (proposer,), OPEN, height, height + body.voting_blocks)
     events = [Event("proposal_created", (proposal_id, proposer, ACTION_NAMES[type(body.action)].encode()))]
     state.put(proposal_key(proposal_id), record)
@@ -58,7 +62,7 @@ def propose(state: State, proposal_id: bytes, proposer: bytes, body: GovernanceP
 
 
 def approve(state: State, approver: bytes, body: GovernanceApprove, height: int) -> list[Event]:
-    _require_operator(state, approver)
+    _require_operator(state, approver, height)
     record = state.get(proposal_key(body.proposal_id))
     if record is None:
         raise GovernanceRejected("unknown_proposal", "no governance proposal with this id")
@@ -69,7 +73,7 @@ def approve(state: State, approver: bytes, body: GovernanceApprove, height: int)
     if approver in record.approvals:
         raise GovernanceRejected("already_approved", "this operator already approved the proposal")
     action = decode_proposal(record).action
-    _check_action(state, action)
+    _check_action(state, action, height)
     record = dataclasses.replace(record, approvals=record.approvals + (approver,))
     state.put(proposal_key(body.proposal_id), record)
     events = [Event("proposal_approved", (body.proposal_id, approver))]
@@ -82,7 +86,8 @@ def decode_proposal(record: ProposalRecord) -> GovernancePropose:
 
 def _enact_if_approved(state: State, proposal_id: bytes, record: ProposalRecord, action: Action,
                        height: int) -> list[Event]:
-    if len(record.approvals) < approvals_needed(state):
+    current = operators(state, height)
+    if sum(1 for approver in record.approvals if approver in current) < approvals_needed(state, height):
         return []
     _apply(state, action, height)
     state.put(proposal_key(proposal_id), dataclasses.replace(record, status=EXECUTED))
@@ -98,12 +103,29 @@ def _apply(state: State, action: Action, height: int) -> None:
         state.put(deployer_key(action.account), DeployerGrant(height) if action.granted else None)
     elif isinstance(action, SetMinFee):
         state.put(min_fee_key(action.asset), MinFee(action.min_fee))
+    elif isinstance(action, (AddValidator, RemoveValidator)):
+        _change_validators(state, action, height)
     else:
         raise AssertionError(f"unhandled governance action {type(action).__name__}")
 
 
-def _check_action(state: State, action: Action) -> None:
+def _change_validators(state: State, action: AddValidator | RemoveValidator, height: int) -> None:
+    from_height = height + limits.validator_change_delay_blocks
+    current = state.validators_at(from_height)  # a change already scheduled counts
+    if isinstance(action, AddValidator):
+        validators = current + (action.validator,)
+    else:
+        validators = tuple(v for v in current if v.public_key != action.public_key)
+    record = state.get(VALIDATOR_EPOCHS_KEY)
+    epochs = tuple(e for e in (record.epochs if record else ()) if e.from_height != from_height)
+    epochs = (epochs + (ValidatorEpoch(from_height, validators),))[-limits.validator_epochs_max:]
+    state.put(VALIDATOR_EPOCHS_KEY, ValidatorEpochs(epochs))
+
+
+def _check_action(state: State, action: Action, height: int) -> None:
     """Rules an action must meet against the current state (checked at proposal and at each approval)."""
+    if isinstance(action, (AddValidator, RemoveValidator)):
+        _check_validator_change(state, action, height)
     assets = [limit.asset for limit in action.rules.limits] if isinstance(action, SetRiskRules) else (
         [action.asset] if isinstance(action, SetMinFee) else [])
     for asset in assets:
@@ -111,8 +133,22 @@ def _check_action(state: State, action: Action) -> None:
             raise GovernanceRejected("unknown_asset", f"asset {asset!r} is not defined in genesis")
 
 
-def _require_operator(state: State, address: bytes) -> None:
-    if address not in operators(state):
+def _check_validator_change(state: State, action: AddValidator | RemoveValidator, height: int) -> None:
+    keys = [v.public_key for v in state.validators_at(height + limits.validator_change_delay_blocks)]
+    if isinstance(action, AddValidator):
+        if action.validator.public_key in keys:
+            raise GovernanceRejected("already_validator", "this key is already a validator")
+        if len(keys) >= limits.validators_max:
+            raise GovernanceRejected("too_many_validators", f"at most {limits.validators_max} validators")
+    else:
+        if action.public_key not in keys:
+            raise GovernanceRejected("not_validator", "no validator has this key")
+        if len(keys) <= limits.validators_min:
+            raise GovernanceRejected("too_few_validators", f"at least {limits.validators_min} validators must remain")
+
+
+def _require_operator(state: State, address: bytes, height: int) -> None:
+    if address not in operators(state, height):
         raise GovernanceRejected("not_operator", "only a validator operator (a validator's key) may do this")
 
 

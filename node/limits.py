@@ -149,6 +149,13 @@ governance_action_bytes_max = 8 * 1024
 """Largest encoded governance action (risk rules are the biggest)."""
 governance_voting_blocks_max = 100_000
 """Longest a proposal may stay open for approvals, in blocks."""
+validator_epochs_max = 64
+"""Most validator-set changes the chain keeps (older epochs are dropped once a later one has begun)."""
+validators_min = 1
+"""Fewest validators governance may leave (4 tolerate one fault; fewer tolerate none)."""
+validator_change_delay_blocks = 2
+"""A validator-set change approved in block h takes effect from block h + this (so every node, including
+one that learns of it by block sync, switches at the same height)."""
 governance_proposals_listed_max = 256
 """Most recent proposals `governance_list` can show."""
 

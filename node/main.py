@@ -17,7 +17,7 @@ from typing import Any
 
 from node.app import Ledger
 from node.consensus.runner import PbftRunner
-from node.consensus.wal import FileVoteLog, MemoryVoteLog
+from node.consensus.wal import FileVoteLog
 from node.crypto import KeyPair
 from node.p2p.host import LibP2PNetwork
 from node.crypto import format_address
@@ -95,13 +95,16 @@ def _validator_network(config: NodeConfig, ledger: Ledger, keys: KeyPair, verifi
     """PBFT over libp2p: voting if `keys` is a genesis validator's, else a non-voting full node."""
     voting = keys.public_key in ledger.validator_keys
     full_nodes = [peer for peer in config.full_nodes if peer.public_key != keys.public_key]
-    peers = [(v.public_key, v.p2p_address) for v in ledger.params.validators]  # the host skips its own key
+    # The current and any scheduled validators (governance may have changed genesis' set); the host skips
+    # its own key. The runner updates this set when a later block changes the validators.
+    peers = [(v.public_key, v.p2p_address) for v in ledger.known_validators]
     peers += [(peer.public_key, peer.p2p_address) for peer in full_nodes]
     network = LibP2PNetwork(keys, config.p2p_host, config.p2p_port, peers)
-    # A full node never votes, so it has no votes to log.
-    wal = FileVoteLog(config.home / "wal" / "votes.log", ledger.head.height) if voting else MemoryVoteLog()
+    # A full node writes no votes, but governance may make it a validator later: the log is always durable.
+    wal = FileVoteLog(config.home / "wal" / "votes.log", ledger.head.height)
     runner = PbftRunner(ledger, network, keys, wal, base_timeout_ms=config.view_timeout_ms, verifier=verifier,
-                        full_node_keys=[peer.public_key for peer in full_nodes])
+                        full_node_keys=[peer.public_key for peer in full_nodes],
+                        full_node_peers=[(peer.public_key, peer.p2p_address) for peer in full_nodes])
     log.info("%s of a %d-validator network, %d allowlisted full node(s)", "validator" if voting else "full node",
              len(ledger.validator_keys), len(full_nodes))
     return runner, network, runner.notify, runner.info

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable, Iterator
 
 from node import crypto, encoding, limits
-from node.encoding import ADDRESS, AMOUNT, ASSET, HASH, MEMO, U64, Bytes, Seq, Struct, Text, UInt, check_schema
+from node.encoding import (ADDRESS, AMOUNT, ASSET, HASH, MEMO, PUBLIC_KEY, U64, Bytes, Seq, Struct, Text, UInt,
+                           check_schema)
 
 BUCKET_BITS = limits.state_tree_bucket_bits
 BUCKET_COUNT = 1 << BUCKET_BITS
@@ -47,6 +48,7 @@ KEY_SPENDING = b"\x0b"
 KEY_PROPOSAL = b"\x0c"
 KEY_MIN_FEE = b"\x0d"
 KEY_PROPOSAL_INDEX = b"\x0e"
+KEY_VALIDATOR_EPOCHS = b"\x0f"
 
 
 # --- records ---------------------------------------------------------------------------
@@ -250,6 +252,41 @@ class Spending:
 
 @check_schema
 @dataclass(frozen=True, slots=True)
+class ValidatorInfo:
+    SCHEMA: ClassVar = (Text(64, ascii_only=True), PUBLIC_KEY, UInt(3), Text(256, ascii_only=True))
+    name: str
+    public_key: bytes
+    role: int
+    """Who runs it: merchant, gateway or user (a `transactions.Role`)."""
+    p2p_address: str
+    """libp2p multiaddress other validators dial (empty for a single-validator chain)."""
+
+    @property
+    def address(self) -> bytes:
+        return crypto.address_from_public_key(self.public_key)
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class ValidatorEpoch:
+    """The validator set from `from_height` on (until the next epoch)."""
+
+    SCHEMA: ClassVar = (U64, Seq(Struct(ValidatorInfo), limits.validators_max))
+    from_height: int
+    validators: tuple[ValidatorInfo, ...]
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class ValidatorEpochs:
+    """Validator-set changes governance made, oldest first (genesis' set applies before the first)."""
+
+    SCHEMA: ClassVar = (Seq(Struct(ValidatorEpoch), limits.validator_epochs_max),)
+    epochs: tuple[ValidatorEpoch, ...]
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
 class MinFee:
     """A minimum fee governance set for an asset (it replaces the genesis value)."""
 
@@ -337,6 +374,7 @@ def min_fee_key(asset: str) -> bytes:
 
 
 PROPOSAL_INDEX_KEY = KEY_PROPOSAL_INDEX
+VALIDATOR_EPOCHS_KEY = KEY_VALIDATOR_EPOCHS
 
 
 _RECORD_BY_PREFIX: dict[bytes, type] = {
@@ -344,6 +382,7 @@ _RECORD_BY_PREFIX: dict[bytes, type] = {
     KEY_CONTRACT_STORAGE: StorageValue, KEY_ESCROW: EscrowRecord, KEY_DEPLOYER: DeployerGrant,
     KEY_SUSPENSION: Suspension, KEY_RISK_RULES: RiskRules, KEY_BLOCKED: Blocked, KEY_SPENDING: Spending,
     KEY_PROPOSAL: ProposalRecord, KEY_MIN_FEE: MinFee, KEY_PROPOSAL_INDEX: ProposalIndex,
+    KEY_VALIDATOR_EPOCHS: ValidatorEpochs,
 }
 _RECORD_BYTES_MAX = limits.contract_source_bytes_max + 1024
 
@@ -608,6 +647,15 @@ class State:
             return None
         override = self.get(min_fee_key(asset))
         return params.min_fee if override is None else override.amount
+
+    def validators_at(self, height: int) -> tuple[ValidatorInfo, ...]:
+        """The validator set that certifies block `height` (genesis', or the latest epoch begun by then)."""
+        record = self.get(VALIDATOR_EPOCHS_KEY)
+        validators = self.base.params.validators
+        for epoch in record.epochs if record else ():
+            if epoch.from_height <= height:
+                validators = epoch.validators
+        return validators
 
     def supply(self, asset: str) -> int:
         record = self.get(supply_key(asset))

@@ -15,7 +15,7 @@ from typing import ClassVar
 from node import crypto, encoding, limits
 from node.encoding import (ADDRESS, AMOUNT, ASSET, CHAIN_ID, HASH, MEMO, PUBLIC_KEY, SIGNATURE, Bool, Bytes, Struct,
                            Tagged, Text, UInt, check_schema)
-from node.state import RiskRules
+from node.state import RiskRules, ValidatorInfo
 
 
 class InvalidTransaction(Exception):
@@ -214,10 +214,31 @@ class SetMinFee:
     min_fee: int
 
 
-Action = SetRiskRules | SetBlocked | SetDeployer | SetMinFee
-ACTION_CLASSES: tuple[type, ...] = (SetRiskRules, SetBlocked, SetDeployer, SetMinFee)
+@check_schema
+@dataclass(frozen=True, slots=True)
+class AddValidator:
+    """Add a validator (takes effect `limits.validator_change_delay_blocks` after approval)."""
+
+    TAG: ClassVar[int] = 5
+    SCHEMA: ClassVar = (Struct(ValidatorInfo),)
+    validator: ValidatorInfo
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class RemoveValidator:
+    """Remove the validator with this public key (takes effect like AddValidator)."""
+
+    TAG: ClassVar[int] = 6
+    SCHEMA: ClassVar = (PUBLIC_KEY,)
+    public_key: bytes
+
+
+Action = SetRiskRules | SetBlocked | SetDeployer | SetMinFee | AddValidator | RemoveValidator
+ACTION_CLASSES: tuple[type, ...] = (SetRiskRules, SetBlocked, SetDeployer, SetMinFee, AddValidator, RemoveValidator)
 ACTION_NAMES: dict[type, str] = {SetRiskRules: "set_risk_rules", SetBlocked: "set_blocked",
-                                 SetDeployer: "set_deployer", SetMinFee: "set_min_fee"}
+                                 SetDeployer: "set_deployer", SetMinFee: "set_min_fee",
+                                 AddValidator: "add_validator", RemoveValidator: "remove_validator"}
 
 
 @check_schema
@@ -372,6 +393,8 @@ def validate_transaction(transaction: Transaction, chain_id: str) -> None:
         raise InvalidTransaction("zero_voting_blocks", "a proposal needs at least one block of voting")
     if isinstance(body, GovernancePropose) and isinstance(body.action, SetRiskRules):
         _validate_risk_rules(body.action.rules)
+    if isinstance(body, GovernancePropose) and isinstance(body.action, AddValidator):
+        _validate_validator(body.action.validator)
     if isinstance(body, (DeployContract, CallContract)) and body.gas_limit == 0:
         raise InvalidTransaction("zero_gas", "a contract transaction needs a positive gas limit")
     if isinstance(body, CallContract) and (body.function.startswith("_") or not body.function.isidentifier()):
@@ -389,6 +412,14 @@ def _validate_risk_rules(rules: RiskRules) -> None:
         seen.add((limit.role, limit.asset))
     if rules.velocity_payments_max and rules.velocity_window_ms == 0:
         raise InvalidTransaction("zero_window", "a velocity limit needs a window of at least 1 ms")
+
+
+def _validate_validator(validator: ValidatorInfo) -> None:
+    if validator.role not in ROLE_NAMES:
+        raise InvalidTransaction("unknown_role", f"validator role {validator.role} is not one of "
+                                                 f"{', '.join(ROLE_NAMES.values())}")
+    if not validator.name or not validator.p2p_address:
+        raise InvalidTransaction("incomplete_validator", "a validator needs a name and a p2p address")
 
 
 def gas_limit_of(transaction: Transaction) -> int:

@@ -14,8 +14,9 @@ import click
 
 from node import crypto
 from node.state import RiskLimit, RiskRules
-from node.transactions import (Action, GovernanceApprove, GovernancePropose, SetBlocked, SetDeployer, SetMinFee,
-                               SetRiskRules, parse_role)
+from node.state import ValidatorInfo
+from node.transactions import (Action, AddValidator, GovernanceApprove, GovernancePropose, RemoveValidator, SetBlocked,
+                               SetDeployer, SetMinFee, SetRiskRules, parse_role)
 from wallet_cli.main import (Context, WalletFailure, _emit, _memo, default_fee_asset, main, parse_amount, pass_ctx,
                              resolve_address, run_command, send, send_options)
 from wallet_cli.system import parse_id
@@ -122,6 +123,49 @@ def propose_min_fee(ctx: Context, asset: str, amount: str, voting_blocks: int, s
     minor = parse_amount(ctx, amount, asset)
     _propose(ctx, SetMinFee(asset, minor), voting_blocks, sender, fee, fee_asset, wait, timeout, password_file,
              f"propose a minimum fee of {amount} {asset}")
+
+
+@propose.command("add-validator")
+@click.option("--name", "validator_name", required=True, help="The validator's name (ASCII, up to 64 characters).")
+@click.option("--public-key", required=True, help="Its ed25519 public key, 64 hex digits (`paychain keys show`).")
+@click.option("--role", type=click.Choice(["merchant", "gateway", "user"]), required=True,
+              help="Who runs it.")
+@click.option("--p2p-address", required=True, help="host:port (or a libp2p multiaddress) other validators dial.")
+@voting_option
+@send_options
+@pass_ctx
+@run_command
+def propose_add_validator(ctx: Context, validator_name: str, public_key: str, role: str, p2p_address: str,
+                          voting_blocks: int, sender: str, fee: str | None, fee_asset: str | None, wait: bool,
+                          timeout: float, password_file: Path | None) -> None:
+    """Add a validator; from 2 blocks after enactment it votes and 2f+1 counts it."""
+    key = _public_key(public_key)
+    info = ValidatorInfo(validator_name, key, int(parse_role(role)), p2p_address)
+    _propose(ctx, AddValidator(info), voting_blocks, sender, fee, fee_asset, wait, timeout, password_file,
+             f"propose adding validator {validator_name} ({crypto.format_address(crypto.address_from_public_key(key))})")
+
+
+@propose.command("remove-validator")
+@click.option("--public-key", required=True, help="The validator's public key, 64 hex digits.")
+@voting_option
+@send_options
+@pass_ctx
+@run_command
+def propose_remove_validator(ctx: Context, public_key: str, voting_blocks: int, sender: str, fee: str | None,
+                             fee_asset: str | None, wait: bool, timeout: float, password_file: Path | None) -> None:
+    """Remove a validator; from 2 blocks after enactment it no longer votes."""
+    _propose(ctx, RemoveValidator(_public_key(public_key)), voting_blocks, sender, fee, fee_asset, wait, timeout,
+             password_file, f"propose removing validator {public_key}")
+
+
+def _public_key(text: str) -> bytes:
+    try:
+        key = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise WalletFailure(f"{text!r} is not a public key (64 hex digits)")
+    return key
 
 
 def _proposal_id(text: str) -> bytes:

@@ -70,6 +70,8 @@ class Driver:
         self._last_sync_request_ms = -sync_request_interval_ms_min
         self.peer_heights: dict[bytes, int] = {}
         """peer public key -> the height it last reported (Status)."""
+        self.on_validators_changed: Callable[[], None] | None = None
+        """Called after the replica switched to a new validator set (the runner updates the transport)."""
 
     # --- events in ----------------------------------------------------------------------------
 
@@ -227,7 +229,24 @@ class Driver:
         status = Status(self.app.head.height, self.replica.view)
         for peer in self.full_node_keys:  # full nodes follow without polling
             self._send_service(peer, status)
+        if self.app.validator_keys != self.replica.validator_keys:
+            return self._switch_validator_set()
         return self.replica.on_committed(self.app.head.height, self.app.has_pending())
+
+    def _switch_validator_set(self) -> list[Action]:
+        """Governance changed the validators from the next height on: a fresh replica for the new set."""
+        keys = self.app.validator_keys
+        old = self.replica
+        index = keys.index(self.keys.public_key) if self.keys is not None and self.keys.public_key in keys else None
+        log.warning("validator set changes at height %d: %d validators, this node %s", self.app.head.height + 1,
+                    len(keys), "votes" if index is not None else "does not vote")
+        self.replica = Replica(index, self.keys if index is not None else None, old.chain_id, keys,
+                               self.app.head.height + 1, base_timeout_ms=old.base_timeout_ms,
+                               timeout_ms_max=old.timeout_ms_max, resend_ms=old.resend_ms,
+                               persisted=self.wal.replay())
+        if self.on_validators_changed is not None:
+            self.on_validators_changed()
+        return self.replica.start() + self.replica.on_work(self.app.has_pending())
 
     # --- block sync and forwarding ------------------------------------------------------------------
 
@@ -278,7 +297,7 @@ class Driver:
             if certified.block.header.height != self.app.head.height + 1:
                 continue
             try:
-                check_certified_block(certified, self.replica.validator_keys)
+                check_certified_block(certified, self.app.validator_keys)
                 self.app.commit(certified.block, certified.certificate)
             except (InvalidMessage, InvalidBlock) as error:
                 log.warning("block sync: rejected block %d: %s", certified.block.header.height, error)

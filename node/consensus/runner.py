@@ -35,8 +35,12 @@ class NetworkTransport:
 
     def __init__(self, network: Network, validator_keys: Sequence[bytes], own_key: bytes | None) -> None:
         self.network = network
-        self.validators = tuple(key for key in validator_keys if key != own_key)
         self.own_key = own_key
+        self.validators: tuple[bytes, ...] = ()
+        self.set_validators(validator_keys)
+
+    def set_validators(self, validator_keys: Sequence[bytes]) -> None:
+        self.validators = tuple(key for key in validator_keys if key != self.own_key)
 
     def send(self, peer: bytes, data: bytes) -> None:
         if peer != self.own_key:
@@ -75,8 +79,9 @@ class LoopTimers:
 class PbftRunner:
     def __init__(self, app: Application, network: Network, keys: crypto.KeyPair | None, wal: VoteLog,
                  base_timeout_ms: int = 1_000, verifier: BatchVerifier | None = None,
-                 full_node_keys: Sequence[bytes] = ()) -> None:
-        """`keys` not among the validators (or None): a non-voting full node."""
+                 full_node_keys: Sequence[bytes] = (), full_node_peers: Sequence[tuple[bytes, str]] = ()) -> None:
+        """`keys` not among the validators (or None): a non-voting full node. `full_node_peers` are the
+        allowlisted full nodes as (public key, address), kept in the peer set when validators change."""
         validator_keys = app.validator_keys
         own_index = validator_keys.index(keys.public_key) if keys and keys.public_key in validator_keys else None
         self.app = app
@@ -85,9 +90,15 @@ class PbftRunner:
         replica = Replica(own_index, keys, app.chain_id, validator_keys, app.head.height + 1,
                           base_timeout_ms=base_timeout_ms, persisted=wal.replay())
         self.timers = LoopTimers()
-        transport = NetworkTransport(network, validator_keys, keys.public_key if keys else None)
-        self.driver = Driver(replica, app, transport, self.timers, wal, lambda: int(time.time() * 1000), keys,
+        self.transport = NetworkTransport(network, validator_keys, keys.public_key if keys else None)
+        self.driver = Driver(replica, app, self.transport, self.timers, wal, lambda: int(time.time() * 1000), keys,
                              full_node_keys=full_node_keys)
+        self.driver.on_validators_changed = lambda: self.transport.set_validators(self.app.validator_keys)
+        self._full_nodes = tuple(full_node_peers)
+        self._peers = self.peer_addresses()
+        listeners = getattr(app, "listeners", None)
+        if listeners is not None:
+            listeners.append(lambda _committed: self._follow_validator_changes())
         self.timers.driver = self.driver
         self.wal = wal
         self.verifier = verifier
@@ -103,7 +114,7 @@ class PbftRunner:
         replica = self.driver.replica
         primary = replica.primary(replica.height, replica.view)
         return {
-            "mode": "pbft" if self.own_index is not None else "full-node",
+            "mode": "pbft" if self.driver.replica.index is not None else "full-node",
             "view": replica.view,
             "view_changing": replica.view_changing,
             "primary": crypto.format_address(crypto.address_from_public_key(replica.validator_keys[primary])),
@@ -115,6 +126,20 @@ class PbftRunner:
             "bytes_out": self.driver.stats.bytes_out,
             "p2p": self.network.stats(),
         }
+
+    def peer_addresses(self) -> tuple[tuple[bytes, str], ...]:
+        """Everyone to connect to: current and scheduled validators (see Ledger.known_validators), full nodes."""
+        validators = getattr(self.app, "known_validators", None)
+        peers = [(v.public_key, v.p2p_address) for v in validators] if validators is not None else []
+        return tuple(peers) + self._full_nodes
+
+    def _follow_validator_changes(self) -> None:
+        """After a commit: a validator-set change scheduled or begun changes who we connect to."""
+        peers = self.peer_addresses()
+        if peers != self._peers:
+            self._peers = peers
+            log.info("peer set changes: %d validator(s) and full node(s)", len(peers))
+            self.network.update_peers(peers)
 
     @property
     def syncing(self) -> bool:

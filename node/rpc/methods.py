@@ -121,7 +121,7 @@ class NodeMethods:
     async def chain_get_validators(self, context: Any) -> list[dict[str, Any]]:
         return [{"index": i, "name": v.name, "address": views.address_text(v.address),
                  "public_key": views.hex0x(v.public_key), "role": views.role_name(v.role),
-                 "p2p_address": v.p2p_address} for i, v in enumerate(self.ledger.params.validators)]
+                 "p2p_address": v.p2p_address} for i, v in enumerate(self.ledger.validators)]
 
     async def chain_get_block(self, context: Any, block: Any = "latest") -> dict[str, Any]:
         store = self.ledger.store
@@ -294,7 +294,7 @@ class NodeMethods:
         state = self.ledger.state()
         return views.proposal_json(proposal_id, record, governance.decode_proposal(record),
                                    governance.status_of(record, self.ledger.head.height),
-                                   governance.approvals_needed(state))
+                                   governance.approvals_needed(state, self.ledger.head.height + 1))
 
     async def governance_get(self, context: Any, proposal_id: Any) -> dict[str, Any]:
         key = parse_hash_param(proposal_id, "proposal_id")

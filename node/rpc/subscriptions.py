@@ -2,7 +2,10 @@
 
 A connection whose buffer fills (a client that does not read) is closed with a
 policy-violation code rather than letting memory grow: the client reconnects and
-catches up with `chain_getBlock` / `account_getHistory`.
+catches up with `chain_getBlock` / `account_getHistory`. Topics that can match many
+transactions of one block (`tx` without a filter, `orders`) send one notification per block
+with all of them, so the buffer counts blocks and a client that reads is never dropped
+because one block was large.
 """
 
 from __future__ import annotations
@@ -76,12 +79,15 @@ class SubscriptionHub:
                     self._publish_orders(connection, subscription, committed)
 
     def _publish_tx(self, connection: Connection, subscription: Subscription, committed: CommittedBlock) -> None:
-        for index, envelope in enumerate(committed.envelopes):
-            if subscription.filter is None or subscription.filter == envelope.hash:
-                self._push(connection, subscription, {
-                    "hash": views.hex0x(envelope.hash), "status": "committed",
-                    "height": committed.block.header.height, "index": index,
-                    "receipt": views.receipt_json(committed.receipts[index])})
+        items = [{"hash": views.hex0x(envelope.hash), "status": "committed", "height": committed.block.header.height,
+                  "index": index, "receipt": views.receipt_json(committed.receipts[index])}
+                 for index, envelope in enumerate(committed.envelopes)
+                 if subscription.filter is None or subscription.filter == envelope.hash]
+        if subscription.filter is not None:
+            for item in items:
+                self._push(connection, subscription, item)
+        elif items:
+            self._push(connection, subscription, {"height": committed.block.header.height, "transactions": items})
 
     def _publish_account(self, connection: Connection, subscription: Subscription, committed: CommittedBlock,
                          by_account: dict[bytes, list[int]]) -> None:
@@ -97,14 +103,14 @@ class SubscriptionHub:
                 "nonce": account.nonce, "balances": {b.asset: b.amount for b in account.balances}})
 
     def _publish_orders(self, connection: Connection, subscription: Subscription, committed: CommittedBlock) -> None:
-        for event in committed.order_events:
-            if subscription.filter is not None and subscription.filter not in (event.buyer, event.merchant):
-                continue
-            self._push(connection, subscription, {
-                "order_id": views.hex0x(event.order_id), "event": event.name,
-                "state": event.data.get("state", "created"), "buyer": views.address_text(event.buyer),
-                "merchant": views.address_text(event.merchant), "height": committed.block.header.height,
-                "tx_hash": views.hex0x(committed.envelopes[event.tx_index].hash)})
+        orders = [{"order_id": views.hex0x(event.order_id), "event": event.name,
+                   "state": event.data.get("state", "created"), "buyer": views.address_text(event.buyer),
+                   "merchant": views.address_text(event.merchant),
+                   "tx_hash": views.hex0x(committed.envelopes[event.tx_index].hash)}
+                  for event in committed.order_events
+                  if subscription.filter is None or subscription.filter in (event.buyer, event.merchant)]
+        if orders:
+            self._push(connection, subscription, {"height": committed.block.header.height, "orders": orders})
 
     def _push(self, connection: Connection, subscription: Subscription, result: Any) -> None:
         if connection.overflowed:

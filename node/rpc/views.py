@@ -11,10 +11,10 @@ from typing import Any
 from node import crypto, encoding, limits
 from node.blocks import Block, CommitCertificate, Event, Header, Receipt
 from node.state import RECHARGE_STATUS_NAMES, Account, ContractRecord, RechargeRecord
-from node.transactions import (ROLE_NAMES, CallContract, DeployContract, RechargePost, RechargeRequest, RechargeVoid,
-                               ACTION_NAMES, Action, GovernanceApprove, GovernancePropose, Register, Role, SetBlocked,
-                               SetDeployer, SetMerchantStatus, SetMinFee, SetRiskRules, Transaction, Transfer, Withdraw,
-                               kind_name)
+from node.transactions import (ACTION_NAMES, ROLE_NAMES, Action, AddValidator, CallContract, DeployContract,
+                               GovernanceApprove, GovernancePropose, RechargePost, RechargeRequest, RechargeVoid,
+                               Register, RemoveValidator, Role, SetBlocked, SetDeployer, SetMerchantStatus, SetMinFee,
+                               SetRiskRules, Transaction, Transfer, Withdraw, kind_name)
 
 
 def hex0x(data: bytes) -> str:
@@ -305,6 +305,11 @@ def action_json(action: Action) -> dict[str, Any]:
         shaped.update(account=address_text(action.account), granted=action.granted)
     elif isinstance(action, SetMinFee):
         shaped.update(asset=action.asset, min_fee=action.min_fee)
+    elif isinstance(action, AddValidator):
+        shaped.update(name=action.validator.name, public_key=hex0x(action.validator.public_key),
+                      role=role_name(action.validator.role), p2p_address=action.validator.p2p_address)
+    elif isinstance(action, RemoveValidator):
+        shaped.update(public_key=hex0x(action.public_key))
     return shaped
 
 

@@ -12,7 +12,8 @@ from hypothesis import given, settings, strategies as st
 from node import encoding
 from node.blocks import Block, CommitCertificate, CommitSignature, CommitVote, Event, Header, Receipt, Receipts
 from node.encoding import DecodeError, decode, encode, pack
-from node.genesis import AssetParams, ChainParams, ValidatorInfo
+from node.genesis import AssetParams, ChainParams
+from node.state import ValidatorInfo
 from node.state import Account, AccountProof, Balance, ProofEntry, RechargeRecord, Supply
 from node.storage.chain import ChainHead, TxRecord
 from node.transactions import BODY_CLASSES, RechargePost, SignedTransaction, Transaction, Transfer

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import pytest
 
-from node import encoding, governance
+from node import encoding, governance, limits
 from node.contracts import system
-from node.state import RiskLimit, RiskRules, deployer_key, proposal_key
-from node.transactions import (CallContract, DeployContract, GovernanceApprove, GovernancePropose,
-                               InvalidTransaction, Role, SetBlocked, SetDeployer, SetMinFee, SetRiskRules, Transfer)
-from tests.support import keys, make_chain, make_genesis, sign
+from node.state import RiskLimit, RiskRules, ValidatorInfo, deployer_key, proposal_key
+from node.transactions import (AddValidator, CallContract, DeployContract, GovernanceApprove, GovernancePropose,
+                               InvalidTransaction, RemoveValidator, Role, SetBlocked, SetDeployer, SetMinFee,
+                               SetRiskRules, Transfer)
+from node import blocks
+from node.blocks import InvalidBlock
+from tests.support import CHAIN_ID, certify, keys, make_chain, make_genesis, sign
 
 OPERATORS = [f"validator-{i}" for i in range(4)]
 USERS = {name: {"CNY": 1_000_000} for name in ["alice", "bob", "carol"] + OPERATORS}
@@ -166,3 +169,46 @@ def test_invalid_proposal_shape(chain, body, code):
     with pytest.raises(InvalidTransaction) as caught:
         chain.chain.submit(sign("validator-0", 0, body))
     assert caught.value.code == code
+
+
+def test_validator_set_changes_at_a_defined_height(chain):
+    newcomer = keys("validator-4")
+    info = ValidatorInfo("v4", newcomer.public_key, int(Role.USER), "127.0.0.1:1")
+    ledger = chain.chain.ledger
+    assert len(ledger.validator_keys) == 4
+    chain.enact(AddValidator(info))
+    enacted_at = ledger.head.height
+    state = ledger.state()
+    assert len(state.validators_at(enacted_at + 1)) == 4  # the next block is still certified by four
+    assert state.validators_at(enacted_at + limits.validator_change_delay_blocks)[-1] == info
+    assert newcomer.public_key in [v.public_key for v in ledger.known_validators]
+    chain.pay("alice", 1)  # block enacted_at + 1, certified by the four
+    assert len(ledger.validator_keys) == 5  # the next one needs the five: 2f+1 = 4 signatures
+    assert len(ledger.store.get_certificate(ledger.head.height).signatures) == 3
+    assert chain.pay("alice", 1).success
+    assert len(ledger.store.get_certificate(ledger.head.height).signatures) == 4
+    assert governance.approvals_needed(ledger.state(), ledger.head.height + 1) == 4
+    with pytest.raises(InvalidBlock, match="needs 4"):  # three signatures no longer make a block final
+        block = ledger.store.get_block(ledger.head.height)
+        blocks.verify_certificate(certify(block, [keys(f"validator-{i}") for i in range(3)], CHAIN_ID),
+                                  block.header, ledger.validator_keys)
+
+
+def test_invalid_validator_changes(chain):
+    existing = ValidatorInfo("again", keys("validator-1").public_key, int(Role.USER), "127.0.0.1:1")
+    receipt, _ = chain.send("validator-0", GovernancePropose(AddValidator(existing), 10))
+    assert not receipt.success and receipt.code == "already_validator"
+    receipt, _ = chain.send("validator-0", GovernancePropose(RemoveValidator(keys("stranger").public_key), 10))
+    assert not receipt.success and receipt.code == "not_validator"
+    with pytest.raises(InvalidTransaction) as caught:
+        chain.chain.submit(sign("validator-0", chain.nonces["validator-0"], GovernancePropose(
+            AddValidator(ValidatorInfo("", keys("x").public_key, int(Role.USER), "")), 10)))
+    assert caught.value.code == "incomplete_validator"
+
+
+def test_removed_validator_is_no_longer_an_operator(chain):
+    chain.enact(RemoveValidator(keys("validator-3").public_key))
+    chain.pay("alice", 1)
+    chain.pay("alice", 1)  # now three validators certify (2f+1 = 3)
+    receipt, _ = chain.send("validator-3", GovernancePropose(SetDeployer(keys("carol").address, True), 10))
+    assert not receipt.success and receipt.code == "not_operator"
