@@ -48,6 +48,9 @@ class Application(Protocol):
     def waiting_transactions(self, age_ms_min: int, txs_max: int) -> list[bytes]:
         """Pending raw transactions, oldest first, that have waited at least `age_ms_min`."""
 
+    def has_transaction(self, tx_hash: bytes) -> bool:
+        """True if the transaction is in the mempool."""
+
     def check_tx(self, raw: bytes, verified: Envelope | None = None) -> bytes: ...
 
     def prepare_proposal(self, height: int, view: int, proposer: bytes, timestamp_ms: int,
@@ -161,6 +164,9 @@ class Ledger:
 
     def waiting_transactions(self, age_ms_min: int, txs_max: int) -> list[bytes]:
         return self.mempool.waiting_since(age_ms_min, txs_max)
+
+    def has_transaction(self, tx_hash: bytes) -> bool:
+        return tx_hash in self.mempool
 
     def certified_block(self, height: int) -> tuple[Block, CommitCertificate] | None:
         """A committed block with its certificate (for block sync)."""

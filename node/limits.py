@@ -47,10 +47,10 @@ mempool_txs_max = 50_000
 mempool_bytes_max = 64 * 1024 * 1024
 """Most bytes of transactions waiting in the mempool."""
 reforward_age_ms_min = 2_000
-"""A full node forwards a transaction to the validators again once it has waited this long uncommitted
+"""A node forwards a transaction to the validators again once it has waited this long uncommitted
 (the first forward may have been lost while a link was down)."""
 reforward_txs_max = 2_000
-"""Most transactions a full node forwards again per status tick."""
+"""Most transactions a node forwards again per status tick."""
 recent_rejections_max = 10_000
 """Most rejected transaction hashes remembered so `tx_get` can report why."""
 signature_cache_entries_max = 100_000

@@ -140,12 +140,14 @@ class Driver:
             self._broadcast_service(TxBatch(tuple(raws[start:start + limits.rpc_send_batch_txs_max])))
 
     def on_tick(self) -> None:
-        """Periodic: tell peers this node's height; a full node also re-forwards what still waits."""
+        """Periodic: tell peers this node's height, and forward again what has waited too long.
+
+        A forward lost on a link that was down (e.g. just after start) would otherwise strand the
+        transaction: no empty blocks means the primary does not change while nothing happens, and a
+        primary that never got the transaction has no reason to propose.
+        """
         self.send_status()
-        if not self.replica.is_validator:
-            # A validator proposes what it holds when its turn as primary comes; a full node never
-            # does, so a forward lost on a broken link is repeated until the transaction commits.
-            self.forward(self.app.waiting_transactions(limits.reforward_age_ms_min, limits.reforward_txs_max))
+        self.forward(self.app.waiting_transactions(limits.reforward_age_ms_min, limits.reforward_txs_max))
 
     def send_status(self) -> None:
         """Tell every peer, validators and full nodes, this node's height."""

@@ -18,6 +18,7 @@ from node.consensus.core import Replica
 from node.consensus.driver import Driver
 from node.consensus.wal import VoteLog
 from node.consensus.messages import SignedMessage, TxBatch
+from node.transactions import transaction_hash
 from node.p2p.network import Network, PeerEvent, Received
 from node.verifier import BatchVerifier
 
@@ -174,6 +175,12 @@ class PbftRunner:
         message = self.driver.decode_frame(data)
         if message is None:
             return
+        if isinstance(message, TxBatch):
+            # Forwarded again (see Driver.on_tick) or already here from a client: verify only what is new.
+            fresh = tuple(raw for raw in message.transactions if not self.app.has_transaction(transaction_hash(raw)))
+            if not fresh:
+                return
+            message = TxBatch(fresh)
         if isinstance(message, TxBatch) and self.verifier is not None:
             # Verifying forwarded transactions is the heaviest work a replica does: it goes to the
             # worker processes, off the task that runs consensus.
