@@ -97,8 +97,9 @@ def _validator_network(config: NodeConfig, ledger: Ledger, keys: KeyPair, verifi
     full_nodes = [peer for peer in config.full_nodes if peer.public_key != keys.public_key]
     # The current and any scheduled validators (governance may have changed genesis' set); the host skips
     # its own key. The runner updates this set when a later block changes the validators.
-    peers = [(v.public_key, v.p2p_address) for v in ledger.known_validators]
-    peers += [(peer.public_key, peer.p2p_address) for peer in full_nodes]
+    peers = dict((peer.public_key, peer.p2p_address) for peer in full_nodes)
+    peers.update((v.public_key, v.p2p_address) for v in ledger.known_validators)  # a promoted full node: once
+    peers = list(peers.items())
     network = LibP2PNetwork(keys, config.p2p_host, config.p2p_port, peers)
     # A full node writes no votes, but governance may make it a validator later: the log is always durable.
     wal = FileVoteLog(config.home / "wal" / "votes.log", ledger.head.height)

@@ -132,7 +132,7 @@ class PbftRunner:
         """Everyone to connect to: current and scheduled validators (see Ledger.known_validators), full nodes."""
         validators = getattr(self.app, "known_validators", None)
         peers = [(v.public_key, v.p2p_address) for v in validators] if validators is not None else []
-        return tuple(peers) + self._full_nodes
+        return tuple(dict(self._full_nodes + tuple(peers)).items())  # a full node made validator: listed once
 
     def _follow_validator_changes(self) -> None:
         """After a commit: a validator-set change scheduled or begun changes who we connect to."""

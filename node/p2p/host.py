@@ -4,7 +4,8 @@ Owns the libp2p host and everything it does: the identity (the node's ed25519 se
 libp2p key, so a peer id *is* a validator key), the allowlist (a peer not on it is refused
 at the end of the Noise handshake, before any stream exists), one persistent outbound
 stream per peer carrying length-prefixed frames, reconnection with exponential backoff,
-and the bounded queues between the two threads.
+the peer set as it changes while the node runs (`update_peers`), and the bounded queues
+between the two threads.
 
 py-libp2p runs on trio, the node on asyncio, so the host lives in its own thread under
 `trio.run`. The threads meet in three places only, each bounded:
@@ -16,7 +17,11 @@ py-libp2p runs on trio, the node on asyncio, so the host lives in its own thread
   side must hold a credit per item, and `receive` hands credits back, so the queue never
   overflows: when it is full the stream reader waits, yamux stops granting window, and the
   sender's writes block — back-pressure, not loss;
-- counters and link state: plain ints and bools written by trio, read by asyncio.
+- counters and link state: plain ints and bools written by trio, read by asyncio;
+- the configured peers: a `_PeerTable` the asyncio side replaces whole (under the lock) and
+  never changes in place, so either thread reads the current one without a lock and never
+  sees it change size under it. The trio side owns which peer loops run and brings them in
+  line with the table whenever it changes.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import multiaddr
@@ -56,6 +62,9 @@ PROTOCOL_ID = TProtocol("/paychain/consensus/1")
 STREAM_WINDOW_BYTES_MAX: int = YAMUX_WINDOW_BYTES_MAX
 """Most bytes a peer can have in flight to us on its stream: yamux grows a stream's receive
 window while we read fast, up to this, and stops granting window when we stop reading."""
+PEERS_MAX: int = limits.validators_max + limits.full_nodes_max
+"""Most peers one network is configured with at a time: every validator plus every allowlisted full
+node (each costs a link, a peer loop and a send queue of up to p2p_send_queue_frames_max frames)."""
 _PEER_TAG = "paychain-validator"
 _JITTER = 0.2
 """Reconnect waits are cut by up to 20% at random so peers that lost each other do not redial in
@@ -156,6 +165,12 @@ class _SendQueue:
                 self._frames.popleft()
                 self.dropped += 1
 
+    def clear(self) -> None:
+        """Drop every queued frame (counted as dropped)."""
+        with self._lock:
+            self.dropped += len(self._frames)
+            self._frames.clear()
+
     def take(self, bytes_max: int) -> list[bytes]:
         """Trio side: the oldest frames up to `bytes_max` in total (always at least one if any)."""
         taken: list[bytes] = []
@@ -195,19 +210,30 @@ class _Credits:
 
 
 class _Peer:
-    """One allowed peer: identity, where to dial it, its send queue and link state."""
+    """One allowed peer: identity, where to dial it, its send queue and link state.
+
+    A peer that is removed and later added again gets a new `_Peer` (a fresh queue and loop).
+    """
 
     def __init__(self, public_key: bytes, address: str, send_queue_frames_max: int) -> None:
         self.public_key = public_key
         self.peer_id = peer_id_from_public_key(public_key)
         self.dial_address = parse_peer_address(address, self.peer_id)
+        """Replaced (asyncio side) when `update_peers` moves the peer; read by trio at each dial."""
         self.outbox = _SendQueue(send_queue_frames_max)
         self.connected = False
         """Our outbound stream to it is open (written by trio, read by asyncio)."""
         self.last_seen_ms = 0
+        # Trio side only, from here on.
         self.inbound_scope: trio.CancelScope | None = None
         self.redial: trio.Event | None = None
-        """Set (trio side) when the peer reaches us, to cut a reconnect wait short."""
+        """Set when the peer reaches us or moves, to cut a reconnect wait short (made when its loop starts)."""
+        self.scope: trio.CancelScope | None = None
+        """Cancelled when the peer is removed: ends its loop (made when its loop starts)."""
+        self.retired: trio.Event | None = None
+        """Set once, after removal, its connections are closed and its going is reported."""
+        self.reported_connected = False
+        """The last PeerEvent delivered for it said connected: removal must then report it gone."""
 
     @property
     def display_address(self) -> str:
@@ -216,16 +242,45 @@ class _Peer:
         return f"{self.dial_address}/p2p/{self.peer_id.to_base58()}"
 
 
+@dataclass(frozen=True, slots=True)
+class _PeerTable:
+    """The configured peers at one moment. Never changed in place: `update_peers` swaps in a new one."""
+
+    by_key: dict[bytes, _Peer]
+    """Peers by public key, in configuration order."""
+    by_id: dict[ID, _Peer]
+    """The same peers by libp2p peer id (what the Noise handshake and a stream name)."""
+
+    @staticmethod
+    def of(peers: dict[bytes, _Peer]) -> _PeerTable:
+        return _PeerTable(peers, {peer.peer_id: peer for peer in peers.values()})
+
+
+def _parse_peers(own_key: bytes, peers: Sequence[tuple[bytes, str]], send_queue_frames_max: int) -> dict[bytes, _Peer]:
+    """The peers of a configuration, by key (our own key skipped); raises ValueError for a bad one."""
+    parsed: dict[bytes, _Peer] = {}
+    for public_key, address in peers:
+        if public_key == own_key:
+            continue
+        if public_key in parsed:
+            raise ValueError(f"peer {public_key.hex()} is listed twice")
+        parsed[public_key] = _Peer(public_key, address, send_queue_frames_max)
+    if len(parsed) > PEERS_MAX:
+        raise ValueError(f"{len(parsed)} peers is over the limit of {PEERS_MAX}")
+    return parsed
+
+
 class _AllowlistNoise(NoiseTransport):
     """Noise that ends the handshake with any peer whose authenticated id is not allowed.
 
     Checking here, right after the handshake proves the remote key, means a refused peer
     never gets a muxer, a stream or an identify exchange — its connection is closed.
+    `is_allowed` reads the current peer table, so a change of the peers applies to the next handshake.
     """
 
-    def __init__(self, key_pair: Any, allowed: Collection[ID], on_refused: Callable[[ID], None]) -> None:
+    def __init__(self, key_pair: Any, is_allowed: Callable[[ID], bool], on_refused: Callable[[ID], None]) -> None:
         super().__init__(key_pair, noise_privkey=create_new_x25519_key_pair().private_key)
-        self._allowed = allowed
+        self._is_allowed = is_allowed
         self._on_refused = on_refused
 
     async def secure_inbound(self, conn: IRawConnection) -> ISecureConn:
@@ -236,7 +291,7 @@ class _AllowlistNoise(NoiseTransport):
 
     async def _admit(self, secure_conn: ISecureConn) -> ISecureConn:
         remote = secure_conn.get_remote_peer()
-        if remote in self._allowed:
+        if self._is_allowed(remote):
             return secure_conn
         self._on_refused(remote)
         await secure_conn.close()
@@ -258,24 +313,24 @@ class LibP2PNetwork:
                  receive_queue_frames_max: int = limits.p2p_receive_queue_frames_max) -> None:
         """`peers` are (public key, address) pairs: the genesis validators plus any allowlisted full
         nodes. Our own key may be among them and is skipped. An empty address means the peer is
-        accepted but never dialled (it reaches us; our stream to it then reuses its connection)."""
+        accepted but never dialled (it reaches us; our stream to it then reuses its connection).
+        At most PEERS_MAX peers; `update_peers` changes them later."""
         assert frame_bytes_max > 0 and send_queue_frames_max > 0 and receive_queue_frames_max > 0
         self._keys = keys
         self._listen_multiaddr = tcp_multiaddr(listen_host, listen_port)
         self._frame_bytes_max = frame_bytes_max
-        self._peers: dict[bytes, _Peer] = {}
-        for public_key, address in peers:
-            if public_key == keys.public_key:
-                continue
-            if public_key in self._peers:
-                raise ValueError(f"peer {public_key.hex()} is listed twice")
-            self._peers[public_key] = _Peer(public_key, address, send_queue_frames_max)
-        self._peers_by_id = {peer.peer_id: peer for peer in self._peers.values()}
+        self._send_queue_frames_max = send_queue_frames_max
+        self._table = _PeerTable.of(_parse_peers(keys.public_key, peers, send_queue_frames_max))
+        """Replaced, never changed in place, by the asyncio side under the lock; read by both threads."""
         self._counters = dict.fromkeys(
-            ("sent_frames", "received_frames", "refused_peers", "bad_frames", "link_errors"), 0)
+            ("sent_frames", "received_frames", "refused_peers", "refused_frames", "bad_frames", "link_errors"), 0)
 
         # asyncio side
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue(receive_queue_frames_max)
+        self._removed_peers_dropped_frames = 0
+        """Frames dropped for peers no longer configured (so `dropped_frames` never goes down)."""
+        self._unrouted_frames = 0
+        """Frames sent to a key that is not a configured peer (any more)."""
         self._credits_to_return = 0
         self._credit_batch = max(1, min(256, receive_queue_frames_max // 4))
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -290,6 +345,12 @@ class LibP2PNetwork:
         self._trio_scope: trio.CancelScope | None = None
         self._stop_requested = False
         self._host: IHost | None = None
+        self._nursery: trio.Nursery | None = None
+        """Where the peer loops run, while the host serves (trio side)."""
+        self._running: dict[bytes, _Peer] = {}
+        """Trio side: the peers whose loop runs, by key (at most PEERS_MAX)."""
+        self._retiring: dict[bytes, _Peer] = {}
+        """Trio side: the last removed peer of each key still closing its connections."""
 
     # --- the Network port (asyncio thread) ----------------------------------------------------
 
@@ -320,24 +381,56 @@ class LibP2PNetwork:
         await self._stop_thread()
 
     def send(self, peer: bytes, message: bytes) -> None:
-        """Queue `message` for one peer; never blocks. A full queue drops its oldest frame (counted)."""
-        target = self._peers.get(peer)
-        if target is None:
-            raise ValueError(f"{peer.hex()} is not a configured peer")
+        """Queue `message` for one peer; never blocks. A full queue drops its oldest frame (counted).
+
+        A key that is not a configured peer (it may just have been removed) gets nothing: counted
+        as `unrouted_frames`."""
         self._check_size(message)
+        target = self._table.by_key.get(peer)
+        if target is None:
+            self._unrouted_frames += 1
+            return
         self._queue_frame(target, message)
 
     def broadcast(self, message: bytes) -> None:
         """`send` to every configured peer."""
         self._check_size(message)
-        for peer in self._peers.values():
+        for peer in self._table.by_key.values():
             self._queue_frame(peer, message)
+
+    def update_peers(self, peers: Sequence[tuple[bytes, str]]) -> None:
+        """Make the configured peers exactly `peers` ((public key, address) pairs; our own key is skipped).
+
+        Takes effect at once on this side: `send`, `peers()` and the Noise allowlist see the new set,
+        and a removed peer's queued frames are dropped (counted). The trio thread then, soon, starts a
+        loop for each new peer, and for each removed one ends its loop and streams, closes its
+        connections and reports PeerEvent(key, False) if it was connected. A peer whose address
+        changed keeps its queue and link; the next dial uses the new address. Idempotent.
+        Raises ValueError (and changes nothing) for a bad address, a key listed twice or more than
+        PEERS_MAX peers."""
+        wanted = _parse_peers(self._keys.public_key, peers, self._send_queue_frames_max)
+        with self._lock:
+            current = self._table.by_key
+            # A peer that stays keeps its `_Peer` (queue, link, loop); only its dial address may change.
+            moved = [kept for public_key, kept in current.items()
+                     if public_key in wanted and kept.dial_address != wanted[public_key].dial_address]
+            for kept in moved:
+                kept.dial_address = wanted[kept.public_key].dial_address
+            removed = [peer for public_key, peer in current.items() if public_key not in wanted]
+            self._table = _PeerTable.of({public_key: current.get(public_key, fresh)
+                                         for public_key, fresh in wanted.items()})
+        for peer in removed:
+            peer.outbox.clear()
+            self._removed_peers_dropped_frames += peer.outbox.dropped
+        # Before the thread starts this is a no-op: the host then starts from the new table.
+        self._call_in_trio(self._apply_peers, moved)
 
     async def receive(self) -> Delivery:
         """The next frame from an authenticated peer, or a change of our link to a peer.
 
         PeerEvent(key, True) comes when our stream to that peer opens (what is sent from then
-        on reaches it: the moment to retransmit), PeerEvent(key, False) when that stream fails.
+        on reaches it: the moment to retransmit), PeerEvent(key, False) when that stream fails
+        or, if it was up, when the peer is removed.
         """
         item = await self._queue.get()
         # Hand the places back to the trio side in batches: one cross-thread call per item would
@@ -351,15 +444,18 @@ class LibP2PNetwork:
     def peers(self) -> list[PeerInfo]:
         """Every configured peer; `connected` means our outbound stream to it is open."""
         return [PeerInfo(peer.public_key, peer.display_address, peer.connected, peer.last_seen_ms)
-                for peer in self._peers.values()]
+                for peer in self._table.by_key.values()]
 
     def stats(self) -> dict[str, int]:
         """Counters since start, plus current queue depths and connected peers."""
+        peers = self._table.by_key.values()
         counts = dict(self._counters)
-        counts["dropped_frames"] = sum(peer.outbox.dropped for peer in self._peers.values())
-        counts["queued_frames"] = sum(len(peer.outbox) for peer in self._peers.values())
+        counts["unrouted_frames"] = self._unrouted_frames
+        counts["dropped_frames"] = self._removed_peers_dropped_frames + sum(peer.outbox.dropped for peer in peers)
+        counts["queued_frames"] = sum(len(peer.outbox) for peer in peers)
         counts["receive_queue_frames"] = self._queue.qsize()
-        counts["connected_peers"] = sum(peer.connected for peer in self._peers.values())
+        counts["connected_peers"] = sum(peer.connected for peer in peers)
+        counts["configured_peers"] = len(peers)
         return counts
 
     def _check_size(self, message: bytes) -> None:
@@ -433,8 +529,6 @@ class LibP2PNetwork:
     # --- trio thread: host -------------------------------------------------------------------------
 
     async def _trio_main(self) -> None:
-        for peer in self._peers.values():
-            peer.redial = trio.Event()
         host = self._make_host()
         host.set_stream_handler(PROTOCOL_ID, self._handle_inbound_stream)
         async with host.run([self._listen_multiaddr]):
@@ -453,19 +547,24 @@ class LibP2PNetwork:
         if not host.get_network().listeners:
             raise P2PError(f"cannot listen on {self._listen_multiaddr}")
         self._host = host
-        async with trio.open_nursery() as nursery:
-            self._publish_trio_handles(nursery.cancel_scope)
-            for peer in self._peers.values():
-                nursery.start_soon(self._peer_loop, peer)
-            nursery.start_soon(trio.sleep_forever)
-            self._post(self._on_started)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                # Publish first, then read the table: an `update_peers` that missed the token
+                # changed the table before this reads it.
+                self._publish_trio_handles(nursery.cancel_scope)
+                self._apply_peers()
+                nursery.start_soon(trio.sleep_forever)
+                self._post(self._on_started)
+        finally:
+            self._nursery = None
 
     def _make_host(self) -> IHost:
         # The libp2p identity is the validator key itself: its 32-byte seed makes the same ed25519
         # key, so a peer id proves which validator (or allowlisted node) is on the other end.
         key_pair = create_new_key_pair(self._keys.seed)
         assert key_pair.public_key.to_bytes() == self._keys.public_key
-        noise = _AllowlistNoise(key_pair, frozenset(self._peers_by_id), self._count_refused)
+        noise = _AllowlistNoise(key_pair, self._is_allowed, self._count_refused)
         host = new_host(
             key_pair=key_pair,
             sec_opt={NOISE_PROTOCOL_ID: noise},  # Noise only: the default list also offers plaintext
@@ -479,9 +578,10 @@ class LibP2PNetwork:
         )
         swarm: Any = host.get_network()
         swarm.retry_config = RetryConfig(max_retries=0)  # our backoff decides when to dial again
-        for peer in self._peers.values():
-            swarm.protect(peer.peer_id, _PEER_TAG)  # never pruned by the connection manager
         return host
+
+    def _is_allowed(self, peer_id: ID) -> bool:
+        return peer_id in self._table.by_id
 
     def _publish_trio_handles(self, scope: trio.CancelScope) -> None:
         with self._lock:
@@ -499,6 +599,64 @@ class LibP2PNetwork:
         self._counters["refused_peers"] += 1
         # Debug, not info: a stranger can connect as often as it likes; the counter is the signal.
         log.debug("refused peer %s: not on the allowlist", peer_id)
+
+    # --- trio thread: the peer set ------------------------------------------------------------------
+
+    def _apply_peers(self, moved: Sequence[_Peer] = ()) -> None:
+        """Bring the running peer loops in line with the peer table (idempotent).
+
+        Runs as a `run_sync_soon` callback, where an exception would crash trio: it must not raise.
+        """
+        nursery, host = self._nursery, self._host
+        if nursery is None or host is None:
+            return  # not serving yet (`_serve` applies the table when it starts) or any more
+        swarm: Any = host.get_network()
+        configured = self._table.by_key
+        for public_key, peer in list(self._running.items()):
+            if configured.get(public_key) is not peer:
+                del self._running[public_key]
+                self._retiring[public_key] = peer
+                swarm.unprotect(peer.peer_id, _PEER_TAG)
+                assert peer.scope is not None
+                peer.scope.cancel()
+                if peer.inbound_scope is not None:
+                    peer.inbound_scope.cancel()
+        for public_key, peer in configured.items():
+            if public_key not in self._running:
+                self._running[public_key] = peer
+                swarm.protect(peer.peer_id, _PEER_TAG)  # never pruned by the connection manager
+                peer.scope, peer.redial, peer.retired = trio.CancelScope(), trio.Event(), trio.Event()
+                nursery.start_soon(self._run_peer, peer, self._retiring.get(public_key))
+        for peer in moved:
+            if peer.dial_address is None:
+                host.get_peerstore().clear_addrs(peer.peer_id)  # never dial it: forget the old address
+            if peer.redial is not None:
+                peer.redial.set()  # dial the new address now, not after the backoff
+
+    async def _run_peer(self, peer: _Peer, previous: _Peer | None) -> None:
+        """Serve `peer` until it is removed, then close its connections and report it gone.
+
+        `previous` is an earlier `_Peer` of the same key still being removed: it finishes first, so its
+        closing cannot cut this one's new connection and its PeerEvent(False) comes before ours.
+        """
+        assert peer.scope is not None and peer.retired is not None
+        try:
+            with peer.scope:
+                if previous is not None:
+                    await _wait_retired(previous)
+                await self._peer_loop(peer)
+            if previous is not None:
+                await _wait_retired(previous)
+            assert self._host is not None
+            await _close_connections(self._host, peer.peer_id)
+            if peer.reported_connected:
+                await self._deliver([PeerEvent(peer.public_key, False)])
+                peer.reported_connected = False
+            log.info("removed peer %s", peer.peer_id)
+        finally:
+            peer.retired.set()
+            if self._retiring.get(peer.public_key) is peer:
+                del self._retiring[peer.public_key]
 
     # --- trio thread: outbound -------------------------------------------------------------------
 
@@ -519,11 +677,12 @@ class LibP2PNetwork:
         """Our stream to `peer`, over its existing connection or a new dial; None if it failed."""
         assert self._host is not None
         swarm: Any = self._host.get_network()
-        if peer.dial_address is not None:
+        dial_address = peer.dial_address  # once: `update_peers` may replace it meanwhile
+        if dial_address is not None:
             # Dial the configured address only (identify may have added others), and clear
             # libp2p's own 60 s "all addresses failed" block: our backoff decides.
             self._host.get_peerstore().clear_addrs(peer.peer_id)
-            self._host.get_peerstore().add_addrs(peer.peer_id, [peer.dial_address], 0)
+            self._host.get_peerstore().add_addrs(peer.peer_id, [dial_address], 0)
         swarm.unblock_peer(peer.peer_id)
         try:
             with trio.fail_after(limits.p2p_connect_timeout_ms_max / 1000):
@@ -537,6 +696,7 @@ class LibP2PNetwork:
         peer.connected = True
         try:
             await self._deliver([PeerEvent(peer.public_key, True)])
+            peer.reported_connected = True
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write_frames, peer, stream, nursery.cancel_scope)
                 nursery.start_soon(self._wait_until_closed, stream, nursery.cancel_scope)
@@ -544,6 +704,7 @@ class LibP2PNetwork:
             peer.connected = False
             await _reset_quietly(stream)
         await self._deliver([PeerEvent(peer.public_key, False)])
+        peer.reported_connected = False
 
     async def _write_frames(self, peer: _Peer, stream: INetStream, done: trio.CancelScope) -> None:
         try:
@@ -582,10 +743,15 @@ class LibP2PNetwork:
 
     async def _handle_inbound_stream(self, stream: INetStream) -> None:
         """Read frames a peer sends us on its outbound stream and deliver them to asyncio."""
-        peer = self._peers_by_id.get(stream.muxed_conn.peer_id)
-        if peer is None:  # Noise refuses unknown peers first; this guards any path around it
-            self._count_refused(stream.muxed_conn.peer_id)
+        peer_id = stream.muxed_conn.peer_id
+        peer = self._table.by_id.get(peer_id)
+        if peer is None:
+            # Noise refuses unknown peers first. This one passed it before it was removed (or found
+            # a path around it): its connection goes too.
+            self._count_refused(peer_id)
             await _reset_quietly(stream)
+            assert self._host is not None
+            await _close_connections(self._host, peer_id)
             return
         with trio.CancelScope() as scope:
             # One inbound stream per peer: a newer one replaces the old, which bounds what a
@@ -593,8 +759,8 @@ class LibP2PNetwork:
             if peer.inbound_scope is not None:
                 peer.inbound_scope.cancel()
             peer.inbound_scope = scope
-            assert peer.redial is not None
-            peer.redial.set()  # it is up: stop waiting out a backoff before dialling it
+            if peer.redial is not None:  # None: just added, its loop starts soon and dials at once
+                peer.redial.set()  # it is up: stop waiting out a backoff before dialling it
             try:
                 await self._read_frames(peer, stream)
             except FrameTooLarge as error:
@@ -614,6 +780,10 @@ class LibP2PNetwork:
             if not chunk:
                 return
             messages = decoder.feed(chunk)
+            if messages and self._table.by_key.get(peer.public_key) is not peer:
+                # Removed while its stream was open: nothing more from it reaches consensus.
+                self._counters["refused_frames"] += len(messages)
+                return
             if messages:
                 peer.last_seen_ms = time.time_ns() // 1_000_000
                 self._counters["received_frames"] += len(messages)
@@ -637,11 +807,17 @@ class LibP2PNetwork:
         log.debug("%s on the stream with %s failed: %r", operation, peer.peer_id, error)
 
 
-async def _close_connections(host: IHost) -> None:
-    """Close every connection at once: py-libp2p closes them one by one, ~0.2 s each (fixed sleeps)."""
+async def _close_connections(host: IHost, peer_id: ID | None = None) -> None:
+    """Close every connection (to `peer_id` only, if given) at once: py-libp2p closes them one by one,
+    ~0.2 s each (fixed sleeps)."""
     async with trio.open_nursery() as nursery:
-        for connection in host.get_network().get_connections():
+        for connection in host.get_network().get_connections(peer_id):
             nursery.start_soon(_close_connection, connection)
+
+
+async def _wait_retired(peer: _Peer) -> None:
+    assert peer.retired is not None
+    await peer.retired.wait()
 
 
 async def _close_connection(connection: Any) -> None:

@@ -1,7 +1,8 @@
 """The in-memory twin of the libp2p `Network`: peers in one event loop, faults from one seed.
 
 A `MemoryHub` joins `MemoryNetwork`s the way the real transport joins hosts — each network
-knows an allowlist of peer keys and refuses frames from anyone else — and injects what a real
+knows an allowlist of peer keys, which `update_peers` changes, and refuses frames from anyone
+else — and injects what a real
 network does to frames: loss, duplication, random delay (so reordering), and partitions that
 cut links until healed. All randomness comes from the hub's seeded generator. Used by tests
 that run the real asyncio consensus runner without sockets; the deterministic simulator in
@@ -76,17 +77,24 @@ class MemoryHub:
 
 
 class MemoryNetwork:
-    """The `Network` port over a `MemoryHub` (see node/p2p/network.py for the contract)."""
+    """The `Network` port over a `MemoryHub` (see node/p2p/network.py for the contract).
+
+    A link is up while the hub links the two networks and each allows the other (as a Noise
+    handshake needs both sides to admit the other).
+    """
 
     def __init__(self, hub: MemoryHub, public_key: bytes, peers: Sequence[bytes],
                  receive_queue_frames_max: int = limits.p2p_receive_queue_frames_max) -> None:
         self.hub = hub
         self.public_key = public_key
         self.allowed = tuple(peer for peer in dict.fromkeys(peers) if peer != public_key)
+        """The configured peers; replaced whole by `update_peers`."""
+        self._addresses: dict[bytes, str] = dict.fromkeys(self.allowed, "memory")
         self._inbox: asyncio.Queue[Received | PeerEvent] = asyncio.Queue(receive_queue_frames_max)
         self._connected: dict[bytes, bool] = {peer: False for peer in self.allowed}
         self._last_seen_ms: dict[bytes, int] = {}
-        self._counters = dict.fromkeys(("sent_frames", "received_frames", "refused_peers", "dropped_frames"), 0)
+        self._counters = dict.fromkeys(
+            ("sent_frames", "received_frames", "refused_peers", "dropped_frames", "unrouted_frames"), 0)
 
     async def run(self) -> None:
         self.hub.networks[self.public_key] = self
@@ -101,6 +109,7 @@ class MemoryNetwork:
         if len(message) > limits.p2p_frame_bytes_max:
             raise ValueError(f"frame of {len(message)} bytes exceeds p2p_frame_bytes_max")
         if peer not in self._connected:
+            self._counters["unrouted_frames"] += 1
             return
         self._counters["sent_frames"] += 1
         self.hub.carry(self.public_key, peer, message)
@@ -109,11 +118,31 @@ class MemoryNetwork:
         for peer in self.allowed:
             self.send(peer, message)
 
+    def update_peers(self, peers: Sequence[tuple[bytes, str]]) -> None:
+        """As `Network.update_peers`; an address is only shown by `peers()`."""
+        wanted: dict[bytes, str] = {}
+        for public_key, address in peers:
+            if public_key == self.public_key:
+                continue
+            if public_key in wanted:
+                raise ValueError(f"peer {public_key.hex()} is listed twice")
+            wanted[public_key] = address
+        for peer in [peer for peer in self._connected if peer not in wanted]:
+            del self._addresses[peer]
+            self._last_seen_ms.pop(peer, None)
+            if self._connected.pop(peer):
+                self._put(PeerEvent(peer, False))
+        for peer, address in wanted.items():
+            self._connected.setdefault(peer, False)
+            self._addresses[peer] = address
+        self.allowed = tuple(wanted)
+        self.hub._announce()  # links to new peers come up, and the removed peers see theirs go down
+
     async def receive(self) -> Received | PeerEvent:
         return await self._inbox.get()
 
     def peers(self) -> list[PeerInfo]:
-        return [PeerInfo(peer, "memory", connected, self._last_seen_ms.get(peer, 0))
+        return [PeerInfo(peer, self._addresses[peer], connected, self._last_seen_ms.get(peer, 0))
                 for peer, connected in self._connected.items()]
 
     def stats(self) -> dict[str, int]:

@@ -71,8 +71,8 @@ class _ConsensusCollector:
             dropped.add_metric([reason], count)
         sent = CounterMetricFamily("paychain_consensus_messages_sent", "Consensus messages sent")
         sent.add_metric([], info.get("messages_out", 0))
-        p2p = GaugeMetricFamily("paychain_p2p", "Transport counters (refused_peers: dials refused at the Noise "
-                                "handshake for not being on the allowlist; dropped_frames: send-queue overflow)",
+        p2p = GaugeMetricFamily("paychain_p2p", "Transport counters (refused_peers: dials refused for not being "
+                                "a current validator or allowlisted full node; dropped_frames: send-queue overflow)",
                                 labels=["counter"])
         for counter, count in sorted(info.get("p2p", {}).items()):
             p2p.add_metric([counter], count)

@@ -25,7 +25,7 @@ import pytest
 
 from node.crypto import KeyPair
 from node.p2p.frames import FrameDecoder, FrameTooLarge, encode_frame, encode_frames
-from node.p2p.host import STREAM_WINDOW_BYTES_MAX, LibP2PNetwork, P2PError, peer_id_from_public_key
+from node.p2p.host import PEERS_MAX, STREAM_WINDOW_BYTES_MAX, LibP2PNetwork, P2PError, peer_id_from_public_key
 from node.p2p.network import PeerEvent, Received
 from tests.support import free_port, keys, run_async
 
@@ -96,14 +96,31 @@ async def until(condition: Callable[[], bool], what: str) -> None:
         await asyncio.sleep(0.01)
 
 
-async def next_frame(net: LibP2PNetwork, events: list[PeerEvent] | None = None) -> Received:
-    """The next frame `net` receives; peer events on the way are set aside in `events`."""
+async def next_of_kind(net: LibP2PNetwork, kind: type, aside: list | None = None):
+    """The next item of `kind` that `net` delivers; other items on the way are set aside in `aside`."""
     while True:
         item = await asyncio.wait_for(net.receive(), WAIT_S)
-        if isinstance(item, Received):
+        if isinstance(item, kind):
             return item
-        if events is not None:
-            events.append(item)
+        if aside is not None:
+            aside.append(item)
+
+
+async def next_frame(net: LibP2PNetwork, events: list[PeerEvent] | None = None) -> Received:
+    """The next frame `net` receives; peer events on the way are set aside in `events`."""
+    return await next_of_kind(net, Received, events)
+
+
+async def expect_frame(net: LibP2PNetwork, sender: Node, message: bytes,
+                       events: list[PeerEvent] | None = None) -> None:
+    """Assert the next frame `net` receives is `message` from `sender` (peer events go to `events`)."""
+    frame = await next_frame(net, events)
+    assert (frame.sender, frame.message) == (sender.public_key, message)
+
+
+async def next_event(net: LibP2PNetwork, frames: list[Received] | None = None) -> PeerEvent:
+    """The next peer event `net` delivers; frames on the way are set aside in `frames`."""
+    return await next_of_kind(net, PeerEvent, frames)
 
 
 async def no_frame_within(net: LibP2PNetwork, seconds: float) -> None:
@@ -212,6 +229,135 @@ async def test_a_peer_not_on_the_allowlist_is_refused_and_counted() -> None:
         assert not net_outsider.peers()[0].connected
         assert net_outsider.stats()["queued_frames"] == 1, "the frame never left the outsider"
         assert [peer.public_key for peer in net_a.peers()] == [b.public_key]
+
+
+# --- a changing peer set --------------------------------------------------------------------------
+
+def connected_keys(net: LibP2PNetwork) -> set[bytes]:
+    return {peer.public_key for peer in net.peers() if peer.connected}
+
+
+@run_async
+async def test_a_peer_added_while_running_is_admitted_and_reached_both_ways() -> None:
+    a, b, c = make_nodes(3)
+    net_a, net_b = network(a, [a, b]), network(b, [a, b])
+    net_c = network(c, [a, c])  # c allows a from the start; a does not know c yet
+    async with running() as started:
+        await started.start(net_a, net_b, net_c)
+        net_c.send(a.public_key, b"let me in")
+        await until(lambda: net_a.stats()["refused_peers"] >= 1, "a refuses c at the handshake")
+        net_a.send(c.public_key, b"not a peer yet")
+        assert net_a.stats()["unrouted_frames"] == 1
+        await until(lambda: connected_keys(net_a) == {b.public_key}, "a links to b")
+
+        net_a.update_peers(allowlist([a, b, c]))
+        assert [peer.public_key for peer in net_a.peers()] == [b.public_key, c.public_key]
+        net_a.send(c.public_key, b"welcome")
+        assert (await next_frame(net_c)).message == b"welcome"
+        await expect_frame(net_a, c, b"let me in")  # c's queued frame gets through now
+        await until(lambda: connected_keys(net_a) == {b.public_key, c.public_key}, "a links to b and c")
+
+        net_b.send(a.public_key, b"b carries on")
+        await expect_frame(net_a, b, b"b carries on")
+        assert net_b.stats()["link_errors"] == 0 and connected_keys(net_b) == {a.public_key}
+
+
+@run_async
+async def test_a_removed_peer_is_cut_off_and_refused_while_the_others_carry_on() -> None:
+    a, b, c = make_nodes(3)
+    net_a, net_b, net_c = (network(node, [a, b, c]) for node in (a, b, c))
+    async with running() as started:
+        await started.start(net_a, net_b, net_c)
+        await until(lambda: connected_keys(net_a) == {b.public_key, c.public_key}, "a links to b and c")
+        await until(lambda: a.public_key in connected_keys(net_c), "c links to a")
+        net_c.send(a.public_key, b"c before")
+        events: list[PeerEvent] = []
+        await expect_frame(net_a, c, b"c before", events)
+
+        net_a.update_peers(allowlist([a, b]))
+        assert [peer.public_key for peer in net_a.peers()] == [b.public_key], "at once, on the asyncio side"
+        frames: list[Received] = []
+        while (event := await next_event(net_a, frames)) != PeerEvent(c.public_key, False):
+            events.append(event)
+        assert all(event.connected for event in events)
+        await until(lambda: a.public_key not in connected_keys(net_c), "c sees a close the connection")
+
+        # a sends c nothing more; c's frames and redials are refused at the handshake.
+        net_a.send(c.public_key, b"to c after removal")
+        net_a.broadcast(b"to everyone after removal")
+        refused_before = net_a.stats()["refused_peers"]
+        net_c.send(a.public_key, b"c after removal")
+        await until(lambda: net_a.stats()["refused_peers"] > refused_before, "a refuses c's redial")
+        assert net_a.stats()["unrouted_frames"] == 1
+
+        # b is unaffected: frames flow both ways over the link it had all along.
+        assert (await next_frame(net_b)).message == b"to everyone after removal"
+        net_b.send(a.public_key, b"b after")
+        await expect_frame(net_a, b, b"b after", events)
+        await no_frame_within(net_a, 0.5)
+        await no_frame_within(net_c, 0.1)
+        assert frames == [] and PeerEvent(b.public_key, False) not in events
+        assert connected_keys(net_a) == {b.public_key} and net_a.stats()["connected_peers"] == 1
+        assert net_c.stats()["queued_frames"] == 1, "c's frame never left it"
+
+
+@run_async
+async def test_a_peer_whose_address_changes_is_dialled_at_the_new_one_with_its_queue_kept() -> None:
+    a, b = make_nodes(2)
+    nobody_listens = free_port()
+    net_a = LibP2PNetwork(a.keys, "127.0.0.1", a.port, [(b.public_key, f"127.0.0.1:{nobody_listens}")])
+    net_b = LibP2PNetwork(b.keys, "127.0.0.1", b.port, [(a.public_key, "")])  # b never dials a
+    async with running() as started:
+        await started.start(net_a, net_b)
+        net_a.send(b.public_key, b"queued while b was unreachable")
+        await asyncio.sleep(1.0)  # a fails a few times at the old address
+        assert not net_a.peers()[0].connected and net_a.stats()["sent_frames"] == 0
+
+        net_a.update_peers(allowlist([b]))
+        assert str(b.port) in net_a.peers()[0].address
+        assert (await next_frame(net_b)).message == b"queued while b was unreachable"
+        net_b.send(a.public_key, b"reply")
+        await expect_frame(net_a, b, b"reply")
+
+
+@run_async
+async def test_peers_set_before_run_are_the_initial_set() -> None:
+    a, b = make_nodes(2)
+    net_a, net_b = network(a, [a]), network(b, [a, b])
+    net_a.update_peers(allowlist([a, b]))
+    net_a.send(b.public_key, b"hello")
+    async with running() as started:
+        await started.start(net_a, net_b)
+        assert (await next_frame(net_b)).message == b"hello"
+        net_b.send(a.public_key, b"hello back")
+        assert (await next_frame(net_a)).message == b"hello back"
+
+
+@run_async
+async def test_changing_the_peers_again_and_again_while_sending_ends_with_a_working_set() -> None:
+    a, b, c = make_nodes(3)
+    net_a, net_b, net_c = (network(node, [a, b, c]) for node in (a, b, c))
+    async with running() as started:
+        await started.start(net_a, net_b, net_c)
+        for round_index in range(30):
+            net_a.update_peers(allowlist([a, b] if round_index % 2 == 0 else [a, b, c]))
+            net_a.broadcast(b"round %d" % round_index)
+            net_a.send(c.public_key, b"to c")
+            assert net_a.stats()["configured_peers"] == len(net_a.peers()) == 1 + round_index % 2
+            await asyncio.sleep(0.02 * (round_index % 3))  # sometimes before, sometimes after a link comes up
+
+        await until(lambda: connected_keys(net_a) == {b.public_key, c.public_key}, "a links to b and c")
+        net_a.send(c.public_key, b"settled")
+        while (await next_frame(net_c)).message != b"settled":
+            pass
+        net_c.send(a.public_key, b"c is back")
+        events: list[PeerEvent] = []
+        await expect_frame(net_a, c, b"c is back", events)
+        # Per peer, links are reported up and down in turn however the changes interleaved.
+        for key in (b.public_key, c.public_key):
+            states = [event.connected for event in events if event.public_key == key]
+            assert states == [index % 2 == 0 for index in range(len(states))], (key == c.public_key, states)
+        assert [event for event in events if event.public_key == b.public_key] == [PeerEvent(b.public_key, True)]
 
 
 # --- restart ----------------------------------------------------------------------------------------
@@ -421,13 +567,45 @@ def test_invalid_send_over_the_frame_limit() -> None:
     assert net_a.stats()["queued_frames"] == 1
 
 
-def test_invalid_send_to_a_peer_that_is_not_configured() -> None:
+def test_a_frame_for_a_key_that_is_not_a_peer_is_dropped_and_counted() -> None:
     a, b, stranger = make_nodes(3)
     net_a = network(a, [a, b])
-    with pytest.raises(ValueError, match="not a configured peer"):
-        net_a.send(stranger.public_key, b"hello")
-    with pytest.raises(ValueError, match="not a configured peer"):
-        net_a.send(a.public_key, b"to myself")
+    net_a.send(stranger.public_key, b"hello")
+    net_a.send(a.public_key, b"to myself")
+    assert net_a.stats()["unrouted_frames"] == 2 and net_a.stats()["queued_frames"] == 0
+
+
+def test_removing_a_peer_drops_its_queued_frames_and_re_adding_it_starts_afresh() -> None:
+    a, b, c = make_nodes(3)
+    net_a = network(a, [a, b, c])
+    for index in range(3):
+        net_a.send(c.public_key, bytes([index]))
+    net_a.send(b.public_key, b"for b")
+    net_a.update_peers(allowlist([a, b]))
+    assert net_a.stats()["queued_frames"] == 1 and net_a.stats()["dropped_frames"] == 3
+    net_a.send(c.public_key, b"after removal")
+    assert net_a.stats()["unrouted_frames"] == 1
+    net_a.update_peers(allowlist([a, b, c]))
+    net_a.update_peers(allowlist([a, b, c]))  # idempotent
+    assert [peer.public_key for peer in net_a.peers()] == [b.public_key, c.public_key]
+    assert net_a.stats()["queued_frames"] == 1 and net_a.stats()["dropped_frames"] == 3, "counters never go down"
+
+
+def test_invalid_update_peers_changes_nothing() -> None:
+    a, b, c = make_nodes(3)
+    net_a = network(a, [a, b])
+    before = net_a.peers()
+    with pytest.raises(ValueError, match="listed twice"):
+        net_a.update_peers(allowlist([b, c, c]))
+    with pytest.raises(ValueError):
+        net_a.update_peers([(c.public_key, "127.0.0.1:port")])
+    too_many = [(keys(f"p2p-many-{index}").public_key, "") for index in range(PEERS_MAX + 1)]
+    with pytest.raises(ValueError, match="over the limit"):
+        net_a.update_peers(too_many)
+    net_a.update_peers(too_many[:PEERS_MAX])
+    assert len(net_a.peers()) == PEERS_MAX
+    net_a.update_peers(allowlist([b]))
+    assert net_a.peers() == before
 
 
 def test_a_full_send_queue_drops_the_oldest_frame() -> None:
