@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from node import crypto, encoding, limits
-from node.encoding import ADDRESS, AMOUNT, ASSET, CHAIN_ID, PUBLIC_KEY, U64, Seq, Struct, Text, UInt, check_schema
+from node.encoding import ADDRESS, AMOUNT, ASSET, CHAIN_ID, U64, Seq, Struct, Text, UInt, check_schema
 from node.crypto import contract_address
 from node.state import (NO_ADDRESS, Account, Balance, CommittedState, DeployerGrant, State, Supply, ValidatorInfo,
                         account_key, deployer_key, encode_record, supply_key)
