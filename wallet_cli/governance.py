@@ -159,13 +159,7 @@ def propose_remove_validator(ctx: Context, public_key: str, voting_blocks: int, 
 
 
 def _public_key(text: str) -> bytes:
-    try:
-        key = bytes.fromhex(text.removeprefix("0x"))
-    except ValueError:
-        key = b""
-    if len(key) != 32:
-        raise WalletFailure(f"{text!r} is not a public key (64 hex digits)")
-    return key
+    return parse_id(text, "a public key")
 
 
 def _proposal_id(text: str) -> bytes:

@@ -72,40 +72,27 @@ def pay(ctx: Context, merchant: str, product_id: str, quantity: int, price: str 
                 f"pay {total} for {quantity} x {product['name']} ({product_id}) into escrow", new_order_id)
 
 
-@main.command("confirm")
-@click.argument("order_id")
-@send_options
-@pass_ctx
-@run_command
-def confirm(ctx: Context, order_id: str, sender: str, fee: str | None, fee_asset: str | None, wait: bool,
-            timeout: float, password_file: Path | None) -> None:
-    """Buyer: confirm receipt of a shipped order; the merchant is paid from escrow."""
-    call_orders(ctx, sender, "confirm", (order_id_bytes(order_id),), fee, fee_asset, wait, timeout, password_file,
-                f"confirm receipt of order {order_id}")
+ORDER_ACTIONS = (
+    (main, "confirm", "confirm", "confirm receipt of",
+     "Buyer: confirm receipt of a shipped order; the merchant is paid from escrow."),
+    (main, "cancel", "cancel", "cancel", "Buyer or merchant: cancel an order not yet shipped; the buyer gets the "
+                                         "escrow back."),
+    (main, "settle", "settle", "settle", "Anyone: complete a shipped order whose confirmation window passed, or "
+                                         "expire one never shipped."),
+)
+"""(group, command, contract function, verb for the summary, help) of commands that take only an order id."""
 
 
-@main.command("cancel")
-@click.argument("order_id")
-@send_options
-@pass_ctx
-@run_command
-def cancel(ctx: Context, order_id: str, sender: str, fee: str | None, fee_asset: str | None, wait: bool,
-           timeout: float, password_file: Path | None) -> None:
-    """Buyer or merchant: cancel an order not yet shipped; the buyer gets the escrow back."""
-    call_orders(ctx, sender, "cancel", (order_id_bytes(order_id),), fee, fee_asset, wait, timeout, password_file,
-                f"cancel order {order_id}")
-
-
-@main.command("settle")
-@click.argument("order_id")
-@send_options
-@pass_ctx
-@run_command
-def settle(ctx: Context, order_id: str, sender: str, fee: str | None, fee_asset: str | None, wait: bool,
-           timeout: float, password_file: Path | None) -> None:
-    """Anyone: complete a shipped order whose confirmation window passed, or expire one never shipped."""
-    call_orders(ctx, sender, "settle", (order_id_bytes(order_id),), fee, fee_asset, wait, timeout, password_file,
-                f"settle order {order_id}")
+def _order_command(group: click.Group, name: str, function: str, verb: str, help_text: str) -> None:
+    @group.command(name, help=help_text)
+    @click.argument("order_id")
+    @send_options
+    @pass_ctx
+    @run_command
+    def command(ctx: Context, order_id: str, sender: str, fee: str | None, fee_asset: str | None, wait: bool,
+                timeout: float, password_file: Path | None) -> None:
+        call_orders(ctx, sender, function, (order_id_bytes(order_id),), fee, fee_asset, wait, timeout,
+                    password_file, f"{verb} order {order_id}")
 
 
 @main.group("refund")
@@ -126,18 +113,6 @@ def refund_request(ctx: Context, order_id: str, reason: str, sender: str, fee: s
                 password_file, f"ask for a refund of order {order_id}")
 
 
-@refund.command("approve")
-@click.argument("order_id")
-@send_options
-@pass_ctx
-@run_command
-def refund_approve(ctx: Context, order_id: str, sender: str, fee: str | None, fee_asset: str | None, wait: bool,
-                   timeout: float, password_file: Path | None) -> None:
-    """Merchant: approve a refund request; the buyer gets the escrow back."""
-    call_orders(ctx, sender, "approve_refund", (order_id_bytes(order_id),), fee, fee_asset, wait, timeout,
-                password_file, f"approve the refund of order {order_id}")
-
-
 @refund.command("reject")
 @click.argument("order_id")
 @click.option("--reason", required=True, help="Why (kept on chain).")
@@ -149,6 +124,12 @@ def refund_reject(ctx: Context, order_id: str, reason: str, sender: str, fee: st
     """Merchant: reject a refund request; the merchant is paid from escrow."""
     call_orders(ctx, sender, "reject_refund", (order_id_bytes(order_id), reason), fee, fee_asset, wait, timeout,
                 password_file, f"reject the refund of order {order_id}")
+
+
+for _group, _name, _function, _verb, _help in ORDER_ACTIONS + (
+        (refund, "approve", "approve_refund", "approve the refund of",
+         "Merchant: approve a refund request; the buyer gets the escrow back."),):
+    _order_command(_group, _name, _function, _verb, _help)
 
 
 # --- selling ------------------------------------------------------------------------------------

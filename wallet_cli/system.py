@@ -20,7 +20,7 @@ def system_contract(ctx: Context, name: str) -> bytes:
 
 
 def parse_id(text: str, what: str) -> bytes:
-    """A 32-byte id (order, proposal) from hex, with or without 0x."""
+    """32 bytes (an order or proposal id, a public key) from hex, with or without 0x."""
     try:
         value = bytes.fromhex(text.removeprefix("0x"))
     except ValueError:

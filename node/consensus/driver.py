@@ -269,7 +269,7 @@ class Driver:
         elif isinstance(message, SyncRequest):
             self._answer_sync(sender, message)
         elif isinstance(message, SyncResponse):
-            self._apply_sync(message)
+            self._apply_sync(sender, message)
         elif isinstance(message, TxBatch):
             for raw in message.transactions:
                 try:
@@ -294,7 +294,8 @@ class Driver:
         if blocks:
             self._send_service(sender, SyncResponse(tuple(blocks)))
 
-    def _apply_sync(self, response: SyncResponse) -> None:
+    def _apply_sync(self, sender: bytes, response: SyncResponse) -> None:
+        applied = False
         for certified in response.blocks:
             if certified.block.header.height != self.app.head.height + 1:
                 continue
@@ -305,7 +306,13 @@ class Driver:
                 log.warning("block sync: rejected block %d: %s", certified.block.header.height, error)
                 return self._drop("bad_sync_block")
             self.stats.synced_blocks += 1
+            applied = True
             self.execute(self._after_commit())
+        if applied and self.peer_heights.get(sender, 0) > self.app.head.height:
+            # The sender has more: ask again now rather than at its next Status (a node that follows by
+            # sync, like a full node, would otherwise trail by the blocks of one request interval).
+            self._last_sync_request_ms = -sync_request_interval_ms_min
+            self._request_sync(sender)
 
     def _broadcast_service(self, message: ServiceMessage) -> None:
         self._transmit(None, encode_service(message))

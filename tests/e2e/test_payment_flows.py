@@ -177,3 +177,39 @@ def test_cross_border_payment_approved_two_of_three(shop: LocalNetwork, tmp_path
     reused = shop.wallet("multisig", "propose", "--from", "dave", "--merchant", "shop", "--quote", str(quote),
                          "--wait", "--json")
     assert reused.code == 7 and "used" in reused.json()["receipt"]["message"]
+
+
+COUNTER = '''
+def init(start):
+    storage_put("count", start)
+
+
+def bump(n):
+    if n <= 0:
+        revert("n must be positive")
+    storage_put("count", storage_get("count") + n)
+    emit("bumped", {"by": n})
+
+
+def count():
+    return storage_get("count")
+'''
+
+
+def test_developer_deploys_calls_and_queries_a_contract(shop: LocalNetwork, tmp_path) -> None:
+    source = tmp_path / "counter.py"
+    source.write_text(COUNTER)
+    deployed = sent(shop, "contract", "deploy", str(source), "--args", "[5]", "--gas", "200000", "--from",
+                    "developer")
+    address = deployed["contract"]
+    assert deployed["receipt"]["success"] and deployed["receipt"]["events"][0]["name"] == "contract_deployed"
+    shown = ok(shop, "contract", "show", address)
+    assert shown["functions"] == ["bump", "count", "init"] and shown["source"] == COUNTER
+    called = sent(shop, "contract", "call", address, "bump", "--args", "[3]", "--from", "alice")
+    assert called["receipt"]["events"][0] == {"name": "bumped", "contract": address, "data": {"by": 3}}
+    assert ok(shop, "contract", "query", address, "count")["value"] == 8
+    reverted = shop.wallet("contract", "call", address, "bump", "--args", "[0]", "--from", "alice", "--wait",
+                           "--json")
+    assert reverted.code == 7 and reverted.json()["receipt"]["code"] == "reverted"
+    denied = shop.wallet("contract", "deploy", str(source), "--args", "[1]", "--from", "alice", "--wait", "--json")
+    assert denied.code == 7 and denied.json()["receipt"]["code"] == "not_deployer"

@@ -173,8 +173,8 @@ class Simulator:
                 self.twin = SimNode(self, validator, f"v{validator}-twin", validator)
         self.client_nonces = [0] * USERS
         self.client_waiting: dict[int, bytes] = {}
-        self.accepted_by: dict[str, list[bytes]] = {}
-        """node name -> hashes of the client transactions it admitted."""
+        self.accepted_by: dict[str, list[tuple[bytes, int]]] = {}
+        """node name -> (hash, simulated ms) of the client transactions it admitted."""
         self.crashed_at: dict[int, int] = {}
         for validator, crash_ms, restart_ms in self.plan.crashes:
             self.schedule(crash_ms, ("crash", self.nodes[validator]))
@@ -327,7 +327,7 @@ class Simulator:
             return
         self.client_nonces[user] += 1
         self.client_waiting[user] = result
-        self.accepted_by.setdefault(target.name, []).append(result)
+        self.accepted_by.setdefault(target.name, []).append((result, self.now_ms))
 
     # --- checks ----------------------------------------------------------------------------
 
