@@ -99,7 +99,9 @@ def touched_accounts(envelope: Envelope, receipt: Receipt, order_events: Sequenc
     merchant of every order the transaction moved."""
     accounts = [envelope.sender]
     for event in receipt.events:
-        for value in event.fields:
+        # A contract's own event is (contract, data): only the contract is an account there.
+        fields = event.fields if event.name in blocks.NATIVE_EVENTS else event.fields[:1]
+        for value in fields:
             if len(value) == 20 and value not in accounts:
                 accounts.append(value)
     for order_event in order_events:

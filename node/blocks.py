@@ -58,6 +58,14 @@ class Event:
     fields: tuple[bytes, ...]
 
 
+NATIVE_EVENTS = frozenset({
+    "transfer", "registered", "recharge_requested", "recharge_voided", "mint", "burn", "contract_deployed",
+    "escrow_held", "escrow_released", "escrow_refunded", "merchant_suspended", "merchant_activated",
+    "proposal_created", "proposal_approved", "proposal_executed",
+})
+"""Events the ledger itself emits (their 20-byte fields are accounts); a contract may not use these names."""
+
+
 @check_schema
 @dataclass(frozen=True, slots=True)
 class Receipt:

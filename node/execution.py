@@ -291,9 +291,13 @@ def apply_block(state: State, block: Block,
     context = BlockContext(header.height, header.timestamp_ms)
     receipts = []
     gas_used = 0
+    contracts: set[bytes] = set()
     for index, envelope in enumerate(envelopes):
         if gas_used + gas_limit_of(envelope.transaction) > limits.block_gas_max:
             raise InvalidBlock(f"transaction {index}'s gas limit does not fit the block's remaining gas")
+        if not _fits_contracts(contracts, envelope):
+            raise InvalidBlock(f"transaction {index} makes the block touch more than {limits.block_contracts_max} "
+                               "contracts")
         try:
             receipts.append(apply_transaction(new_state, envelope, context))
         except InvalidTransaction as error:
@@ -302,6 +306,16 @@ def apply_block(state: State, block: Block,
     if blocks.receipts_root(receipts) != header.receipts_root:
         raise InvalidBlock("receipts root does not match execution")
     return new_state, tuple(receipts)
+
+
+def _fits_contracts(contracts: set[bytes], envelope: Envelope) -> bool:
+    """Add the contract `envelope` deploys or calls to `contracts`; False if that passes the block's limit."""
+    body = envelope.transaction.body
+    if isinstance(body, CallContract):
+        contracts.add(body.contract)
+    elif isinstance(body, DeployContract):
+        contracts.add(envelope.hash)  # a new contract: its own entry
+    return len(contracts) <= limits.block_contracts_max
 
 
 def open_block_transactions(block: Block, chain_id: str,
@@ -331,11 +345,15 @@ def execute_candidates(state: State, candidates: Iterable[Envelope], context: Bl
     skipped: list[tuple[Envelope, str]] = []
     size = 0
     gas = 0
+    contracts: set[bytes] = set()
     for envelope in candidates:
         if len(included) >= txs_max or size + len(envelope.raw) > bytes_max:
             break
         if gas + gas_limit_of(envelope.transaction) > limits.block_gas_max:
             continue  # waits for a later block
+        if not _fits_contracts(set(contracts), envelope):
+            continue
+        _fits_contracts(contracts, envelope)
         try:
             receipts.append(apply_transaction(new_state, envelope, context))
         except InvalidTransaction as error:

@@ -195,6 +195,11 @@ block_gas_max = 20_000_000
 """Most contract gas one block may use. A transaction goes in only if its gas limit fits what the block's
 earlier transactions left, so executing any block costs at most this much gas (about 1-2 s of VM time at
 the measured 10-20 Mgas/s); an order-contract call uses about 4,000."""
+block_contracts_max = 16
+"""Most distinct contracts one block may deploy or call. Parsing a contract that is not in memory costs
+up to ~50 ms and is not metered by gas (gas must not depend on a node's cache), so this bounds it per block."""
+rpc_contract_loads_per_s_max = 20
+"""Most contracts RPC queries may parse per second (those not in memory); beyond it they are refused."""
 gas_per_fee_unit = 1_000
 """A contract transaction's fee must cover the asset's minimum fee plus one minor unit per this much
 gas of its gas limit."""

@@ -420,6 +420,12 @@ def _validate_validator(validator: ValidatorInfo) -> None:
                                                  f"{', '.join(ROLE_NAMES.values())}")
     if not validator.name or not validator.p2p_address:
         raise InvalidTransaction("incomplete_validator", "a validator needs a name and a p2p address")
+    host, separator, port = validator.p2p_address.rpartition(":")
+    if (not separator or not port.isdigit() or not 0 < int(port) <= 65_535 or not host.strip("[]")
+            or any(c.isspace() or c == "/" for c in host)):
+        # Every node dials it: an address the transport cannot parse would stop them all at the switch.
+        raise InvalidTransaction("bad_p2p_address", "a validator added by governance needs a host:port "
+                                                    "address")
 
 
 def gas_limit_of(transaction: Transaction) -> int:

@@ -137,10 +137,14 @@ class PbftRunner:
     def _follow_validator_changes(self) -> None:
         """After a commit: a validator-set change scheduled or begun changes who we connect to."""
         peers = self.peer_addresses()
-        if peers != self._peers:
-            self._peers = peers
-            log.info("peer set changes: %d validator(s) and full node(s)", len(peers))
+        if peers == self._peers:
+            return
+        self._peers = peers
+        log.info("peer set changes: %d validator(s) and full node(s)", len(peers))
+        try:
             self.network.update_peers(peers)
+        except ValueError:  # runs inside the commit: log it, never break the commit that triggered it
+            log.exception("the transport refused the new peer set; keeping the previous one")
 
     @property
     def syncing(self) -> bool:

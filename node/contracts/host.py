@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from node import crypto, encoding, limits, risk
-from node.blocks import Event
+from node.blocks import NATIVE_EVENTS, Event
 from node.contracts.vm import Value, VMFault
 from node.state import (EscrowRecord, Overlay, StorageValue, contract_storage_key, escrow_key)
 
@@ -249,6 +249,7 @@ class ChainHost:
     def _host_emit(self, name: Value, data: Value) -> None:
         _require(type(name) is str and 0 < len(name) <= 32 and name.isascii() and name.isidentifier(),
                  "bad_argument", "an event name is an identifier of 1..32 ASCII characters")
+        _require(name not in NATIVE_EVENTS, "reserved_event_name", f"{name!r} is an event of the ledger itself")
         _require(self._emitted < limits.contract_events_max, "too_many_events",
                  f"a call may emit at most {limits.contract_events_max} events")
         self._emitted += 1

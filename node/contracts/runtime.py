@@ -59,6 +59,11 @@ def program_of(record: ContractRecord) -> Program:
     return program
 
 
+def is_loaded(code_hash: bytes) -> bool:
+    """True if the contract with this code hash is parsed and in memory."""
+    return code_hash in _programs
+
+
 def decode_args(data: bytes, gas_limit: int) -> tuple[Value, ...]:
     try:
         args = encoding.decode_value(data, limits.contract_args_bytes_max)

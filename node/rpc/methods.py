@@ -59,6 +59,8 @@ class NodeMethods:
         self.on_admitted = on_admitted
         self.consensus_info = consensus_info or (lambda: {"view": 0, "primary": None, "peers": [], "syncing": False})
         self.started_s = time.time()
+        self._loads_window_start = 0.0
+        self._loads_in_window = 0
 
     def register(self, dispatcher: Dispatcher) -> None:
         dispatcher.register("node_status", self.node_status)
@@ -253,11 +255,23 @@ class NodeMethods:
 
     # --- contracts ----------------------------------------------------------------------------
 
+    def _allow_contract_load(self, code_hash: bytes) -> None:
+        """Parsing a contract not in memory takes up to ~50 ms on the event loop: at most a few per second."""
+        if runtime.is_loaded(code_hash):
+            return
+        now = time.monotonic()
+        if now - self._loads_window_start >= 1.0:
+            self._loads_window_start, self._loads_in_window = now, 0
+        if self._loads_in_window >= limits.rpc_contract_loads_per_s_max:
+            raise RpcError(errors.TOO_MANY, "too many contracts to load right now; retry in a second")
+        self._loads_in_window += 1
+
     async def contract_get(self, context: Any, address: Any) -> dict[str, Any]:
         contract = parse_address_param(address)
         record = self.ledger.state().get(contract_key(contract))
         if record is None:
             raise errors.not_found("contract")
+        self._allow_contract_load(record.code_hash)
         return views.contract_json(contract, record, runtime.program_of(record).public_functions())
 
     async def contract_query(self, context: Any, address: Any, function: Any, args: Any = None, caller: Any = None,
@@ -278,6 +292,9 @@ class NodeMethods:
         except (views.InvalidValue, encoding.EncodeError) as error:
             raise RpcError(INVALID_PARAMS, f"Invalid params: {error}") from error
         who = bytes(20) if caller is None else parse_address_param(caller, "caller")
+        record = self.ledger.state().get(contract_key(contract))
+        if record is not None:
+            self._allow_contract_load(record.code_hash)
         head = self.ledger.head
         try:
             outcome = runtime.call(self.ledger.state(), who, contract, function, encoded, gas_limit, head.height,

@@ -88,6 +88,8 @@ def make_sim_genesis(n: int) -> Genesis:
                    "role": ("merchant", "gateway", "user")[min(i, 2)], "p2p_address": ""} for i in range(n)]
     accounts = [{"address": crypto.format_address(keys(f"user-{u}").address), "role": "user",
                  "balances": {"CNY": 1_000_000}} for u in range(USERS)]
+    accounts += [{"address": crypto.format_address(keys(f"validator-{i}").address), "role": "user",
+                  "balances": {"CNY": 10_000}} for i in range(n)]  # operators, to pay governance fees
     return parse_genesis(genesis_document("paychain-sim", GENESIS_TIME_MS, [{"code": "CNY", "decimals": 2,
                                                                              "min_fee": 1}],
                                           keys("fees").address, validators, accounts))
@@ -114,9 +116,10 @@ class SimNode:
         self.ledger = Ledger(ChainStore(self.kv, self.sim.genesis), Mempool(clock_ms=self.sim.wall_ms),
                              clock_ms=self.sim.wall_ms)
         self.ledger.listeners.append(lambda committed: self.sim.on_commit(self, committed))
-        voting_keys = self.keys if self.index is not None else None
-        self.replica = Replica(self.index, voting_keys, self.sim.genesis.params.chain_id,
-                               self.sim.genesis.params.validator_keys, self.ledger.head.height + 1,
+        validator_keys = self.ledger.validator_keys  # genesis', or as governance changed them
+        index = validator_keys.index(self.keys.public_key) if self.keys.public_key in validator_keys else None
+        self.replica = Replica(index, self.keys if index is not None else None, self.sim.genesis.params.chain_id,
+                               validator_keys, self.ledger.head.height + 1,
                                base_timeout_ms=500, resend_ms=300, persisted=self.wal.replay())
         full_node_keys = [key for key in self.sim.full_node_keys if key != self.keys.public_key]
         self.driver = Driver(self.replica, self.ledger, SimTransport(self), SimTimers(self), self.wal,
@@ -133,7 +136,7 @@ class SimTransport:
         self.node.sim.transmit(self.node, peer, data)
 
     def broadcast(self, data: bytes) -> None:
-        for target in self.node.sim.genesis.params.validator_keys:
+        for target in self.node.driver.replica.validator_keys:  # the current set
             if target != self.node.keys.public_key:
                 self.node.sim.transmit(self.node, target, data)
 
@@ -165,6 +168,7 @@ class Simulator:
         self.alternatives: dict[bytes, bytes] = {}
         """An equivocating primary's block hash -> the other block it sent for the same view."""
         self.full_node_keys = [keys("full-node-0").public_key]
+        self._genesis_index = {key: i for i, key in enumerate(self.genesis.params.validator_keys)}
         self.nodes = [SimNode(self, i, f"v{i}", i) for i in range(n)]
         self.full_nodes = [SimNode(self, None, "full-node-0", n)]
         self.twin: SimNode | None = None
@@ -218,7 +222,7 @@ class Simulator:
         if mode is None or mode == "twins" or not isinstance(signed, SignedMessage):
             return [(data, target)]  # service frames are not signed: the transport names their sender
         message = signed.message
-        target_index = self.genesis.params.validator_keys.index(target)
+        target_index = self._genesis_index.get(target, 0)
         chain_id = self.genesis.params.chain_id
         if mode == "withhold" and isinstance(message, (Prepare, Commit, ViewChange)):
             return []
@@ -333,7 +337,8 @@ class Simulator:
 
     def on_commit(self, node: SimNode, committed: CommittedBlock) -> None:
         height = committed.block.header.height
-        blocks.verify_certificate(committed.certificate, committed.block.header, self.genesis.params.validator_keys)
+        validators = node.ledger.state().validators_at(height)
+        blocks.verify_certificate(committed.certificate, committed.block.header, [v.public_key for v in validators])
         if not self.honest(node) and self.plan.byzantine.get(node.index) != "twins":
             return
         known = self.committed.get(height)

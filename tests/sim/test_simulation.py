@@ -9,7 +9,10 @@ import pytest
 
 from node import limits
 from node.consensus.runner import status_interval_ms
-from tests.sim.simulator import BYZANTINE_MODES, GENESIS_TIME_MS, FaultPlan, run_seed
+from node.state import ValidatorInfo
+from node.transactions import AddValidator, GovernanceApprove, GovernancePropose, Transaction, sign_transaction
+from tests.sim.simulator import BYZANTINE_MODES, GENESIS_TIME_MS, FaultPlan, Simulator, run_seed
+from tests.support import keys
 
 SEEDS_N4 = 150
 SEEDS_N7 = 50
@@ -87,3 +90,31 @@ def test_full_node_follows_by_block_sync_and_forwards_what_it_is_sent():
                 if not store.get_tx(tx_hash) and sent_ms < sim.now_ms - recent_ms]
     assert via_full_node and any(store.get_tx(tx_hash) for tx_hash, _ in via_full_node)
     assert stranded == []
+
+
+def _operator_tx(sim, operator: int, body) -> bytes:
+    signer = keys(f"validator-{operator}")
+    return sign_transaction(signer, Transaction("paychain-sim", signer.public_key, 0, "CNY", 1, body))
+
+
+def test_governance_makes_the_full_node_a_validator_and_it_carries_the_quorum():
+    sim = Simulator(21, n=4, plan=FaultPlan(delay_ms=(1, 20)))
+    full_node = sim.full_nodes[0]
+    sim.run(1_000)
+    info = ValidatorInfo("fn", full_node.keys.public_key, 1, "sim:full-node-0")
+    [proposal_id] = sim.nodes[0].driver.submit([_operator_tx(sim, 0, GovernancePropose(AddValidator(info), 100))])
+    sim.run(2_000)
+    for operator in (1, 2):
+        sim.nodes[operator].driver.submit([_operator_tx(sim, operator, GovernanceApprove(proposal_id))])
+    sim.run(4_000)
+    assert full_node.driver.replica.index == 4 and len(sim.nodes[0].driver.replica.validator_keys) == 5
+    # With five validators 2f+1 = 4: crash validator 3 and the chain moves only if the newcomer votes.
+    sim.schedule(0, ("crash", sim.nodes[3]))
+    sim.run(4_000)
+    before = max(sim.honest_heights()) + 1  # a block may have been certified with validator 3 in flight
+    sim.run(9_000)
+    sim.check_ledgers()
+    top = min(sim.honest_heights())
+    assert top > before + 3
+    store = sim.nodes[0].ledger.store
+    assert all(4 in {s.validator_index for s in store.get_certificate(h).signatures} for h in range(before + 1, top))

@@ -206,3 +206,21 @@ def test_query_is_read_only(harness):
         harness.query(address, "bump", 1)
     assert caught.value.code == "read_only"
     assert harness.query(address, "count") == 0
+
+
+def test_a_block_touches_at_most_block_contracts_max_contracts():
+    chain = make_chain(make_genesis(deployers=("alice",)))
+    count = limits.block_contracts_max + 1
+    source = "def ping():\n    return 1\n"
+    deploys = [sign("alice", nonce, DeployContract(source + "#" + str(nonce) + "\n", encoding.encode_value(()),
+                                                   100_000), fee=101) for nonce in range(count)]
+    chain.submit(*deploys)
+    first = chain.commit_pending()
+    assert len(first.receipts) == limits.block_contracts_max  # the last deploy waits for the next block
+    second = chain.commit_pending()
+    assert len(second.receipts) == 1 and all(r.success for r in first.receipts + second.receipts)
+    addresses = [crypto.contract_address(keys("alice").address, nonce) for nonce in range(count)]
+    chain.submit(*[sign("bob", nonce, CallContract(address, "ping", encoding.encode_value(()), 10_000), fee=11)
+                   for nonce, address in enumerate(addresses)])
+    assert len(chain.commit_pending().receipts) == limits.block_contracts_max
+    assert len(chain.commit_pending().receipts) == 1

@@ -212,3 +212,11 @@ def test_removed_validator_is_no_longer_an_operator(chain):
     chain.pay("alice", 1)  # now three validators certify (2f+1 = 3)
     receipt, _ = chain.send("validator-3", GovernancePropose(SetDeployer(keys("carol").address, True), 10))
     assert not receipt.success and receipt.code == "not_operator"
+
+
+@pytest.mark.parametrize("address", ["not-a-multiaddr", "/ip4/1.2.3.4/tcp/1", "host:99999", ":1", "a b:1"])
+def test_invalid_validator_address(chain, address):
+    info = ValidatorInfo("v4", keys("validator-4").public_key, int(Role.USER), address)
+    with pytest.raises(InvalidTransaction) as caught:
+        chain.chain.submit(sign("validator-0", 0, GovernancePropose(AddValidator(info), 10)))
+    assert caught.value.code == "bad_p2p_address"

@@ -16,7 +16,8 @@ from node import encoding, limits
 from node.contracts import runtime, system
 from node.orders import read_order
 from node.state import KEY_ACCOUNT
-from node.transactions import CallContract, InvalidTransaction, Register, Role, SetMerchantStatus, Transfer
+from node.transactions import (CallContract, DeployContract, InvalidTransaction, Register, Role, SetMerchantStatus,
+                               Transfer)
 from tests.support import keys, make_chain, make_genesis, sign
 
 FEE_BPS, CONFIRM_BLOCKS, SHIP_BLOCKS = 100, 3, 5
@@ -291,3 +292,31 @@ def test_a_merchant_registered_by_a_gateway_can_sell():
     assert shop.add_product("dora", "pie", 500, 5, 2).success
     receipt, order_id = shop.buy("alice", 1, 500, "pie", "dora")
     assert receipt.success and shop.order(order_id)["merchant"] == dora
+
+
+def test_an_unanswered_refund_request_is_refunded_by_settle(shop):
+    before = shop.balance("alice")
+    _, order_id = shop.buy()
+    shop.call("merchant", "ship", order_id, "SF1")
+    shop.call("alice", "request_refund", order_id, "never arrived")
+    early = shop.call("carol", "settle", order_id)
+    assert not early.success and "deadline has not passed" in early.message
+    shop.idle_blocks(CONFIRM_BLOCKS)
+    assert shop.call("carol", "settle", order_id).success
+    assert shop.order(order_id)["state"] == "refunded" and shop.state().escrowed() == {}
+    # alice paid two call fees and the idle blocks paid her 1 each
+    assert shop.balance("alice") == before - 2 * CALL_FEE + CONFIRM_BLOCKS and shop.money_conserved()
+
+
+def test_invalid_event_name_of_the_ledger_itself():
+    from node.contracts import runtime
+    chain = make_chain(make_genesis(deployers=("alice",)))
+    source = 'def fake():\n    emit("transfer", {"amount": 1})\n'
+    chain.submit(sign("alice", 0, DeployContract(source, encoding.encode_value(()), 100_000), fee=101))
+    deployed = chain.commit_pending()
+    address = deployed.receipts[0].events[0].fields[0]
+    head = chain.ledger.head
+    with pytest.raises(runtime.ContractFailed) as caught:
+        runtime.call(chain.ledger.state(), bytes(20), address, "fake", encoding.encode_value(()), 100_000,
+                     head.height, head.timestamp_ms, read_only=False)
+    assert caught.value.code == "reserved_event_name"
