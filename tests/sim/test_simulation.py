@@ -101,7 +101,7 @@ def test_governance_makes_the_full_node_a_validator_and_it_carries_the_quorum():
     sim = Simulator(21, n=4, plan=FaultPlan(delay_ms=(1, 20)))
     full_node = sim.full_nodes[0]
     sim.run(1_000)
-    info = ValidatorInfo("fn", full_node.keys.public_key, 1, "sim:full-node-0")
+    info = ValidatorInfo("fn", full_node.keys.public_key, 1, "127.0.0.1:9")
     [proposal_id] = sim.nodes[0].driver.submit([_operator_tx(sim, 0, GovernancePropose(AddValidator(info), 100))])
     sim.run(2_000)
     for operator in (1, 2):
