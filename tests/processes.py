@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -14,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from node.localnet import DEV_PASSWORD, load_processes, wait_healthy
-from tests.support import free_port
 from wallet_cli.rpc_client import RpcClient
 
 BIN = Path(sys.executable).parent
@@ -72,19 +72,31 @@ def paychain(*args: str) -> CliResult:
 
 
 def localnet_up(home: Path) -> LocalNetwork:
-    result = paychain("localnet", "up", "--home", str(home), "--validators", "1", "--base-port", str(free_port()),
+    base_port = free_port_range(2)
+    result = paychain("localnet", "up", "--home", str(home), "--validators", "1", "--base-port", str(base_port),
                       "--json")
     assert result.code == 0, result.stderr
     node = result.json()["nodes"][0]
     return LocalNetwork(home, node["rpc_url"], node["pid"])
 
 
+def _ephemeral_port_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port_range(count: int) -> int:
-    """A base port with `count` consecutive free ports after it (best effort, loopback only)."""
+    """A base port with `count` consecutive free ports after it (best effort, loopback only).
+
+    Chosen below the kernel's ephemeral range: ports there are handed out to outgoing connections
+    (the nodes' own dials among them), which could take one between this check and a node's listen.
+    """
+    ephemeral_low, _ = _ephemeral_port_range()
     for _ in range(50):
-        base = free_port()
-        if base + count >= 65000:
-            continue
+        base = random.randrange(10_000, max(10_001, ephemeral_low - count))
         try:
             sockets = []
             for port in range(base, base + count):

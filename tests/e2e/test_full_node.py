@@ -20,8 +20,7 @@ from node.config import write_config
 from node.localnet import dev_keys
 from node.transactions import Transaction, Transfer, sign_transaction
 from tests.e2e.test_validator_network import committed_hashes, status
-from tests.processes import LocalNetwork, kill_hard, localnet_down, start_node, validator_network_up
-from tests.support import free_port
+from tests.processes import LocalNetwork, free_port_range, kill_hard, localnet_down, start_node, validator_network_up
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +100,8 @@ def test_node_not_on_the_allowlist_is_refused(network, tmp_path) -> None:
     outsider_home = tmp_path / "outsider"
     outsider_home.mkdir()
     shutil.copy(validators[0].home / "genesis.json", outsider_home / "genesis.json")
-    rpc_port, p2p_port = free_port(), free_port()
+    rpc_port = free_port_range(2)
+    p2p_port = rpc_port + 1
     write_config(outsider_home, rpc_port=rpc_port, p2p_port=p2p_port)  # no key: it makes one on first start
     rpc_url = f"http://127.0.0.1:{rpc_port}/rpc"
     refused_before = sum(metric(v, "paychain_p2p", "refused_peers") for v in validators)

@@ -18,8 +18,7 @@ import pytest
 from node.config import save_node_key, write_config
 from node.localnet import dev_keys
 from tests.e2e.test_validator_network import status
-from tests.processes import LocalNetwork, kill_hard, localnet_down, start_node, validator_network_up
-from tests.support import free_port
+from tests.processes import LocalNetwork, free_port_range, kill_hard, localnet_down, start_node, validator_network_up
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +58,8 @@ def test_governance_adds_a_validator_that_then_votes(network, tmp_path) -> None:
     home = tmp_path / "newcomer"
     home.mkdir()
     shutil.copy(network[0].home / "genesis.json", home / "genesis.json")
-    rpc_port, p2p_port = free_port(), free_port()
+    rpc_port = free_port_range(2)
+    p2p_port = rpc_port + 1
     write_config(home, rpc_port=rpc_port, p2p_port=p2p_port)
     save_node_key(home / "validator_key.json", newcomer_keys)
     newcomer = LocalNetwork(home, f"http://127.0.0.1:{rpc_port}/rpc", 0)
