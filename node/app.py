@@ -51,6 +51,10 @@ class Application(Protocol):
     def has_transaction(self, tx_hash: bytes) -> bool:
         """True if the transaction is in the mempool."""
 
+    @property
+    def known_validators(self) -> tuple[ValidatorInfo, ...]:
+        """The next block's validators and those of any change already scheduled (whom to connect to)."""
+
     def check_tx(self, raw: bytes, verified: Envelope | None = None) -> bytes: ...
 
     def prepare_proposal(self, height: int, view: int, proposer: bytes, timestamp_ms: int,

@@ -295,7 +295,7 @@ def apply_block(state: State, block: Block,
     for index, envelope in enumerate(envelopes):
         if gas_used + gas_limit_of(envelope.transaction) > limits.block_gas_max:
             raise InvalidBlock(f"transaction {index}'s gas limit does not fit the block's remaining gas")
-        if not _fits_contracts(contracts, envelope):
+        if not _fits_contracts(contracts, _contract_of(envelope)):
             raise InvalidBlock(f"transaction {index} makes the block touch more than {limits.block_contracts_max} "
                                "contracts")
         try:
@@ -308,14 +308,22 @@ def apply_block(state: State, block: Block,
     return new_state, tuple(receipts)
 
 
-def _fits_contracts(contracts: set[bytes], envelope: Envelope) -> bool:
-    """Add the contract `envelope` deploys or calls to `contracts`; False if that passes the block's limit."""
+def _contract_of(envelope: Envelope) -> bytes | None:
+    """The contract a transaction calls, its own hash for a deploy (a new contract), else None."""
     body = envelope.transaction.body
     if isinstance(body, CallContract):
-        contracts.add(body.contract)
-    elif isinstance(body, DeployContract):
-        contracts.add(envelope.hash)  # a new contract: its own entry
-    return len(contracts) <= limits.block_contracts_max
+        return body.contract
+    return envelope.hash if isinstance(body, DeployContract) else None
+
+
+def _fits_contracts(contracts: set[bytes], contract: bytes | None) -> bool:
+    """Count `contract` into the block's `contracts`, unless that passes the block's limit (then False)."""
+    if contract is None or contract in contracts:
+        return True
+    if len(contracts) >= limits.block_contracts_max:
+        return False
+    contracts.add(contract)
+    return True
 
 
 def open_block_transactions(block: Block, chain_id: str,
@@ -351,9 +359,8 @@ def execute_candidates(state: State, candidates: Iterable[Envelope], context: Bl
             break
         if gas + gas_limit_of(envelope.transaction) > limits.block_gas_max:
             continue  # waits for a later block
-        if not _fits_contracts(set(contracts), envelope):
-            continue
-        _fits_contracts(contracts, envelope)
+        if not _fits_contracts(contracts, _contract_of(envelope)):
+            continue  # waits for a later block
         try:
             receipts.append(apply_transaction(new_state, envelope, context))
         except InvalidTransaction as error:

@@ -70,8 +70,9 @@ class Driver:
         self._last_sync_request_ms = -sync_request_interval_ms_min
         self.peer_heights: dict[bytes, int] = {}
         """peer public key -> the height it last reported (Status)."""
-        self.on_validators_changed: Callable[[], None] | None = None
-        """Called after the replica switched to a new validator set (the runner updates the transport)."""
+        self.on_committed: Callable[[], None] | None = None
+        """Called after each commit, once the replica follows the next height's validators (the runner
+        updates the transport's validators and peers)."""
 
     # --- events in ----------------------------------------------------------------------------
 
@@ -136,8 +137,17 @@ class Driver:
         return results
 
     def forward(self, raws: Sequence[bytes]) -> None:
-        for start in range(0, len(raws), limits.rpc_send_batch_txs_max):
-            self._broadcast_service(TxBatch(tuple(raws[start:start + limits.rpc_send_batch_txs_max])))
+        """TxBatches to every validator, each within a frame (deploys are far larger than payments)."""
+        batch: list[bytes] = []
+        size = 0
+        for raw in raws:
+            if batch and (len(batch) == limits.rpc_send_batch_txs_max or size + len(raw) > limits.block_bytes_max):
+                self._broadcast_service(TxBatch(tuple(batch)))
+                batch, size = [], 0
+            batch.append(raw)
+            size += len(raw)
+        if batch:
+            self._broadcast_service(TxBatch(tuple(batch)))
 
     def on_tick(self) -> None:
         """Periodic: tell peers this node's height, and forward again what has waited too long.
@@ -232,8 +242,12 @@ class Driver:
         for peer in self.full_node_keys:  # full nodes follow without polling
             self._send_service(peer, status)
         if self.app.validator_keys != self.replica.validator_keys:
-            return self._switch_validator_set()
-        return self.replica.on_committed(self.app.head.height, self.app.has_pending())
+            actions = self._switch_validator_set()
+        else:
+            actions = self.replica.on_committed(self.app.head.height, self.app.has_pending())
+        if self.on_committed is not None:
+            self.on_committed()
+        return actions
 
     def _switch_validator_set(self) -> list[Action]:
         """Governance changed the validators from the next height on: a fresh replica for the new set."""
@@ -246,8 +260,6 @@ class Driver:
                                self.app.head.height + 1, base_timeout_ms=old.base_timeout_ms,
                                timeout_ms_max=old.timeout_ms_max, resend_ms=old.resend_ms,
                                persisted=self.wal.replay())
-        if self.on_validators_changed is not None:
-            self.on_validators_changed()
         return self.replica.start() + self.replica.on_work(self.app.has_pending())
 
     # --- block sync and forwarding ------------------------------------------------------------------

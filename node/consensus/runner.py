@@ -87,19 +87,15 @@ class PbftRunner:
         own_index = validator_keys.index(keys.public_key) if keys and keys.public_key in validator_keys else None
         self.app = app
         self.network = network
-        self.own_index = own_index
         replica = Replica(own_index, keys, app.chain_id, validator_keys, app.head.height + 1,
                           base_timeout_ms=base_timeout_ms, persisted=wal.replay())
         self.timers = LoopTimers()
         self.transport = NetworkTransport(network, validator_keys, keys.public_key if keys else None)
         self.driver = Driver(replica, app, self.transport, self.timers, wal, lambda: int(time.time() * 1000), keys,
                              full_node_keys=full_node_keys)
-        self.driver.on_validators_changed = lambda: self.transport.set_validators(self.app.validator_keys)
+        self.driver.on_committed = self._follow_validator_changes
         self._full_nodes = tuple(full_node_peers)
         self._peers = self.peer_addresses()
-        listeners = getattr(app, "listeners", None)
-        if listeners is not None:
-            listeners.append(lambda _committed: self._follow_validator_changes())
         self.timers.driver = self.driver
         self.wal = wal
         self.verifier = verifier
@@ -130,12 +126,12 @@ class PbftRunner:
 
     def peer_addresses(self) -> tuple[tuple[bytes, str], ...]:
         """Everyone to connect to: current and scheduled validators (see Ledger.known_validators), full nodes."""
-        validators = getattr(self.app, "known_validators", None)
-        peers = [(v.public_key, v.p2p_address) for v in validators] if validators is not None else []
-        return tuple(dict(self._full_nodes + tuple(peers)).items())  # a full node made validator: listed once
+        peers = tuple((v.public_key, v.p2p_address) for v in self.app.known_validators)
+        return tuple(dict(self._full_nodes + peers).items())  # a full node made validator: listed once
 
     def _follow_validator_changes(self) -> None:
-        """After a commit: a validator-set change scheduled or begun changes who we connect to."""
+        """After a commit: a validator-set change scheduled or begun changes whom we send to and connect to."""
+        self.transport.set_validators(self.app.validator_keys)
         peers = self.peer_addresses()
         if peers == self._peers:
             return

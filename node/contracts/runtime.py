@@ -64,7 +64,7 @@ def is_loaded(code_hash: bytes) -> bool:
     return code_hash in _programs
 
 
-def decode_args(data: bytes, gas_limit: int) -> tuple[Value, ...]:
+def decode_args(data: bytes) -> tuple[Value, ...]:
     try:
         args = encoding.decode_value(data, limits.contract_args_bytes_max)
     except encoding.DecodeError as error:
@@ -91,7 +91,7 @@ def deploy(state: State, deployer: bytes, nonce: int, source: str, init_args: by
     address = crypto.contract_address(deployer, nonce)
     if state.get(contract_key(address)) is not None:
         raise ContractFailed("contract_exists", "a contract already lives at this address", fixed)
-    args = decode_args(init_args, gas_limit)
+    args = decode_args(init_args)
     overlay = Overlay(state)
     overlay.put(contract_key(address), ContractRecord(program.code_hash, source, deployer, height))
     value, gas_used, events = None, fixed, ()
@@ -118,7 +118,7 @@ def call(state: State, caller: bytes, contract: bytes, function: str, args_data:
         raise ContractFailed("unknown_function", f"the contract has no public function {function!r}", fixed)
     if function == "init":
         raise ContractFailed("init_only_at_deploy", "init runs once, when the contract is deployed", fixed)
-    args = decode_args(args_data, gas_limit)
+    args = decode_args(args_data)
     overlay = Overlay(state)
     value, gas_used, events = _run(overlay, program, contract, caller, function, args, gas_limit, fixed, height,
                                    time_ms, read_only)

@@ -17,6 +17,7 @@ from node.app import Ledger
 from node.config import LOG_LEVELS
 from node.rpc import errors, views
 from node.rpc.jsonrpc import INVALID_PARAMS, Dispatcher, RpcError
+from node.rpc.methods import parse_hash_param
 from node.transactions import kind_name
 
 log = logging.getLogger("paychain.admin")
@@ -44,7 +45,6 @@ class AdminMethods:
         return {"txs": len(mempool), "bytes": mempool.bytes, "oldest": oldest}
 
     async def admin_drop_transaction(self, context: Any, hash: Any) -> dict[str, Any]:
-        from node.rpc.methods import parse_hash_param
         tx_hash = parse_hash_param(hash, "hash")
         if not self.ledger.mempool.drop(tx_hash):
             raise errors.not_found("pending transaction")

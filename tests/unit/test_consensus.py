@@ -147,3 +147,30 @@ def test_the_primary_asks_for_a_proposal_only_when_there_is_work():
     primary = Replica(1, VALIDATORS[1], CHAIN_ID, VALIDATOR_KEYS, height=1)
     assert not any(isinstance(a, RequestProposal) for a in primary.start())
     assert any(isinstance(a, RequestProposal) for a in primary.on_work(True))
+
+
+def test_forwarded_transactions_are_split_so_every_batch_fits_a_frame():
+    from node import limits
+    from node.consensus.driver import Driver
+    from node.consensus.messages import TxBatch, decode_frame
+    from node.consensus.wal import MemoryVoteLog
+
+    class Sent:
+        frames: list[bytes] = []
+
+        def send(self, peer, data):
+            pass
+
+        def broadcast(self, data):
+            self.frames.append(data)
+
+    transport = Sent()
+    app = type("App", (), {"chain_id": CHAIN_ID})()
+    driver = Driver(Replica(0, VALIDATORS[0], CHAIN_ID, VALIDATOR_KEYS, 1), app, transport, None,
+                    MemoryVoteLog(), lambda: 0, VALIDATORS[0])
+    big = [bytes([i % 256]) * limits.tx_bytes_max for i in range(700)]  # 700 deploy-sized transactions
+    driver.forward(big)
+    batches = [decode_frame(frame) for frame in transport.frames]
+    assert all(isinstance(b, TxBatch) for b in batches) and len(batches) > 1
+    assert [raw for b in batches for raw in b.transactions] == big
+    assert all(len(frame) <= limits.p2p_frame_bytes_max for frame in transport.frames)
