@@ -129,6 +129,25 @@ def test_refund_approved_returns_the_escrow(shop):
     assert shop.balance("alice") == before - 2 * CALL_FEE and shop.money_conserved()
 
 
+def test_merchant_refund_of_a_shipped_order_returns_the_escrow(shop):
+    before = shop.balance("alice")
+    _, order_id = shop.buy()
+    shop.call("merchant", "ship", order_id, "SF1")
+    assert shop.call("merchant", "refund", order_id, "out of stock after all").success
+    order = shop.order(order_id)
+    assert order["state"] == "refunded" and order["refund_reason"] == "out of stock after all"
+    assert shop.balance("alice") == before - CALL_FEE and shop.money_conserved()
+
+
+def test_invalid_merchant_refund(shop):
+    _, order_id = shop.buy()
+    refused = shop.call("merchant", "refund", order_id, "x")
+    assert not refused.success and "only a shipped order is refunded" in refused.message
+    shop.call("merchant", "ship", order_id, "SF1")
+    by_buyer = shop.call("alice", "refund", order_id, "x")
+    assert not by_buyer.success and "only the merchant may refund" in by_buyer.message
+
+
 def test_refund_rejected_pays_the_merchant(shop):
     _, order_id = shop.buy()
     shop.call("merchant", "ship", order_id, "SF1")
@@ -246,10 +265,10 @@ class OrderLifecycle(RuleBasedStateMachine):
     @precondition(lambda self: self.orders)
     @rule(pick=st.integers(0, 10**6), actor=st.sampled_from(["alice", "bob", "carol", "merchant", "kiosk"]),
           action=st.sampled_from(["ship", "confirm", "cancel", "request_refund", "approve_refund", "reject_refund",
-                                  "settle"]))
+                                  "refund", "settle"]))
     def act(self, pick, actor, action):
         order_id = self.orders[pick % len(self.orders)]
-        args = {"ship": ("SF",), "request_refund": ("why",), "reject_refund": ("no",)}.get(action, ())
+        args = {"ship": ("SF",), "request_refund": ("why",), "reject_refund": ("no",), "refund": ("sorry",)}.get(action, ())
         try:
             receipt = self.shop.call(actor, action, order_id, *args)
         except InvalidTransaction as error:
