@@ -18,6 +18,7 @@ import click
 from node import crypto
 from node.config import InvalidConfig, load_config, load_node_key, save_node_key
 from node.genesis import InvalidGenesis, genesis_document, load_genesis, parse_genesis
+from gateway.cli import gateway_group
 from node.localnet_cli import localnet_group
 from node.storage.kv import StoreError
 
@@ -216,6 +217,7 @@ def _status_text(data: dict[str, Any]) -> str:
 
 
 main.add_command(localnet_group)
+main.add_command(gateway_group)
 
 if __name__ == "__main__":
     main()

@@ -29,8 +29,12 @@ def localnet_group() -> None:
                    "follow by block sync and forward transactions sent to them.")
 @click.option("--fresh", is_flag=True, help="Delete this home's existing local network first (chain data and "
                                             "dev wallets) and create a new one.")
+@click.option("--gateway/--no-gateway", "with_gateway", default=True, show_default=True,
+              help="Also run the payment gateway (on the RPC port after the nodes') and the demo merchant's "
+                   "webhook receiver (the port after that).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def up(home: Path, validators: int, full_nodes: int, base_port: int, fresh: bool, as_json: bool) -> None:
+def up(home: Path, validators: int, full_nodes: int, base_port: int, fresh: bool, with_gateway: bool,
+       as_json: bool) -> None:
     """Create the network (first time only) and start its nodes in the background."""
     home = home.resolve()
     running = [p for p in localnet.load_processes(home) if localnet.is_our_node(p)]
@@ -66,20 +70,47 @@ def up(home: Path, validators: int, full_nodes: int, base_port: int, fresh: bool
     try:
         for process in processes:
             localnet.wait_healthy(process.rpc_url, process.pid)
+        if with_gateway:
+            processes += _start_gateway(home, processes[:validators], base_port, validators + full_nodes)
+            localnet.save_processes(home, processes)
     except (RuntimeError, TimeoutError) as error:
         for process in processes:
             localnet.stop_node(process)
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
     data = {"home": str(home), "created": fresh, "wallet": str(home / "wallet"), "dev_password": DEV_PASSWORD,
-            "nodes": [{"name": p.name, "pid": p.pid, "rpc_url": p.rpc_url} for p in processes]}
+            "nodes": [{"name": p.name, "pid": p.pid, "rpc_url": p.rpc_url} for p in processes
+                      if p.name not in GATEWAY_PROCESSES]}
+    if with_gateway:
+        gateway_url = processes[-2].rpc_url.rstrip("/")
+        data["gateway"] = {"url": gateway_url, "merchant_api_key_file": str(home / "gateway" / "merchant_api_key"),
+                           "webhook_receiver": processes[-1].rpc_url + "events",
+                           "webhook_log": str(home / "gateway" / "receiver.log")}
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
     click.echo(f"{'created' if fresh else 'restarted'} local network in {home}")
     for process in processes:
-        click.echo(f"  {process.name}  pid {process.pid}  rpc {process.rpc_url}")
+        click.echo(f"  {process.name}  pid {process.pid}  {process.rpc_url}")
     click.echo(f"dev wallets in {home / 'wallet'} (password: {DEV_PASSWORD})")
+
+
+GATEWAY_PROCESSES = ("gateway", "webhook-receiver")
+
+
+def _start_gateway(home: Path, validators: list[localnet.NodeProcess], base_port: int,
+                   slot: int) -> list[localnet.NodeProcess]:
+    """Start the gateway and the demo webhook receiver on the two ports after the nodes' (home made once)."""
+    from gateway import localnet as gateway_localnet
+    port = localnet.rpc_port_of(base_port, slot)
+    folder = home / "gateway"
+    if not (folder / "config.toml").exists():
+        chain_id = json.loads((home / "genesis.json").read_text())["chain_id"]
+        gateway_localnet.create_gateway_home(home, chain_id, [p.rpc_url for p in validators], port, port + 1)
+    started = [gateway_localnet.start_receiver(folder, port + 1), gateway_localnet.start_gateway(folder, port)]
+    for process in started:
+        localnet.wait_healthy(process.rpc_url, process.pid)
+    return [started[1], started[0]]
 
 
 @localnet_group.command("down")
@@ -107,6 +138,9 @@ def status(home: Path, as_json: bool) -> None:
     for process in localnet.load_processes(home.resolve()):
         row = {"name": process.name, "pid": process.pid, "rpc_url": process.rpc_url,
                "running": localnet.is_our_node(process)}
+        if process.name in GATEWAY_PROCESSES:
+            rows.append(row)
+            continue
         try:
             row["status"] = RpcClient(process.rpc_url, timeout_s=3).call("node_status")
         except RpcUnavailable as error:
@@ -151,5 +185,7 @@ def _remove_local_network(home: Path) -> None:
         shutil.rmtree(node_home)
     for name in ("genesis.json", "localnet.json"):
         (home / name).unlink(missing_ok=True)
+    if (home / "gateway").is_dir():
+        shutil.rmtree(home / "gateway")
     if (home / "wallet").is_dir():
         shutil.rmtree(home / "wallet")

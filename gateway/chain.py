@@ -1,0 +1,149 @@
+"""What the gateway reads from and writes to a region's chain: parameters, catalog, transactions.
+
+Shoppers sign in their browser, so for them the gateway only *prepares* the canonical
+transaction bytes (the page signs exactly those, and `check_signed` makes sure the signed
+transaction is the one prepared). Transactions the gateway signs itself — recharge posting
+with its own key, and ship/cancel/refund for merchants who delegated their key — go through a
+`Signer`, which serialises each key's nonces so concurrent calls do not collide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.nodes import ChainError, RegionClient
+from node import crypto, encoding, limits
+from node.contracts import system
+from node.transactions import (Body, CallContract, InvalidTransaction, RechargePost, RechargeRequest, Transaction,
+                               open_transaction, required_fee, sign_transaction)
+
+ORDER_GAS = 50_000
+"""Gas limit of an orders-contract call (create_order uses about 4,500)."""
+CATALOG_CACHE_S = 5.0
+CATALOG_CACHE_ENTRIES_MAX = 10_000
+NONCE_RULES = ("nonce_used", "nonce_taken", "nonce_too_far", "bad_nonce")
+
+
+@dataclass(frozen=True, slots=True)
+class ChainParams:
+    chain_id: str
+    orders_contract: bytes
+    min_fees: dict[str, int]
+    decimals: dict[str, int]
+
+
+class ChainView:
+    """One region's chain: cached parameters and catalog entries, transaction building."""
+
+    def __init__(self, client: RegionClient) -> None:
+        self.client = client
+        self._params: ChainParams | None = None
+        self._catalog: OrderedDict[tuple[str, str], tuple[float, Any]] = OrderedDict()
+
+    async def params(self) -> ChainParams:
+        if self._params is None:
+            answer = await self.client.call("chain_getParams")
+            contracts = {c["name"]: crypto.parse_address(c["address"]) for c in answer.get("contracts", [])}
+            if system.ORDERS not in contracts:
+                raise ChainError(0, f"chain {answer['chain_id']} has no orders contract")
+            self._params = ChainParams(answer["chain_id"], contracts[system.ORDERS],
+                                       {a["code"]: a["min_fee"] for a in answer["assets"]},
+                                       {a["code"]: a["decimals"] for a in answer["assets"]})
+        return self._params
+
+    async def catalog_entry(self, merchant: str, product_id: str, fresh: bool = False) -> dict[str, Any] | None:
+        """The merchant's catalog entry for `product_id` (cached for a few seconds unless `fresh`), or None."""
+        key = (merchant, product_id)
+        cached = self._catalog.get(key)
+        if cached is not None and not fresh and time.monotonic() - cached[0] < CATALOG_CACHE_S:
+            return cached[1]
+        params = await self.params()
+        answer = await self.client.call("contract_query", crypto.format_address(params.orders_contract),
+                                        "catalog_get", [{"address": merchant}, product_id])
+        entry = answer["value"]
+        if entry is None:
+            return None  # not cached: a product the merchant adds now can be sold at once
+        self._catalog[key] = (time.monotonic(), entry)
+        self._catalog.move_to_end(key)
+        while len(self._catalog) > CATALOG_CACHE_ENTRIES_MAX:
+            self._catalog.popitem(last=False)
+        return entry
+
+    async def pending_nonce(self, address: bytes) -> int:
+        return (await self.client.call("account_get", crypto.format_address(address)))["pending_nonce"]
+
+    async def account(self, address: bytes) -> dict[str, Any]:
+        return await self.client.call("account_get", crypto.format_address(address))
+
+    async def order_call(self, public_key: bytes, nonce: int, function: str, args: tuple,
+                         fee_asset: str) -> Transaction:
+        params = await self.params()
+        body = CallContract(params.orders_contract, function, encoding.encode_value(args), ORDER_GAS)
+        return self.with_least_fee(Transaction(params.chain_id, public_key, nonce, fee_asset, 0, body), params)
+
+    async def recharge_request(self, public_key: bytes, nonce: int, gateway: bytes, asset: str, amount: int,
+                               reference: str) -> Transaction:
+        params = await self.params()
+        body = RechargeRequest(gateway, asset, amount, reference)
+        return self.with_least_fee(Transaction(params.chain_id, public_key, nonce, asset, 0, body), params)
+
+    @staticmethod
+    def with_least_fee(transaction: Transaction, params: ChainParams) -> Transaction:
+        if transaction.fee_asset not in params.min_fees:
+            raise InvalidTransaction("unknown_asset", f"the chain has no asset {transaction.fee_asset}")
+        return dataclasses.replace(transaction, fee=required_fee(transaction, params.min_fees[transaction.fee_asset]))
+
+
+def prepared_payload(transaction: Transaction) -> bytes:
+    """The bytes the shopper's browser signs."""
+    return encoding.encode(transaction)
+
+
+def check_signed(signed: bytes, prepared: bytes, chain_id: str) -> str:
+    """The hash of `signed` if it is exactly the prepared transaction with a valid signature; raises otherwise."""
+    if len(signed) > limits.payment_tx_bytes_max:
+        raise InvalidTransaction("too_large", "the signed transaction is too large")
+    envelope = open_transaction(signed, chain_id)
+    if encoding.encode(envelope.transaction) != prepared:
+        raise InvalidTransaction("not_prepared", "the signed transaction is not the one this checkout prepared")
+    return "0x" + envelope.hash.hex()
+
+
+class Signer:
+    """Signs and sends transactions for one key, one at a time, tracking its next nonce."""
+
+    def __init__(self, keys: crypto.KeyPair) -> None:
+        self.keys = keys
+        self._lock = asyncio.Lock()
+        self._next_nonce: int | None = None
+
+    async def send(self, chain: ChainView, body_of: Body, fee_asset: str) -> str:
+        async with self._lock:
+            params = await chain.params()
+            nonce = await chain.pending_nonce(self.keys.address)
+            if self._next_nonce is not None:
+                nonce = max(nonce, self._next_nonce)
+            transaction = chain.with_least_fee(
+                Transaction(params.chain_id, self.keys.public_key, nonce, fee_asset, 0, body_of), params)
+            try:
+                tx_hash = await chain.client.send_transaction(sign_transaction(self.keys, transaction))
+            except ChainError as error:
+                if error.rule in NONCE_RULES:
+                    self._next_nonce = None
+                raise
+            self._next_nonce = nonce + 1
+            return tx_hash
+
+    async def call_orders(self, chain: ChainView, function: str, args: tuple, fee_asset: str) -> str:
+        params = await chain.params()
+        body = CallContract(params.orders_contract, function, encoding.encode_value(args), ORDER_GAS)
+        return await self.send(chain, body, fee_asset)
+
+    async def post_recharge(self, chain: ChainView, request_id: bytes, reference: str, fee_asset: str) -> str:
+        return await self.send(chain, RechargePost(request_id, reference), fee_asset)
+

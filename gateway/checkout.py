@@ -1,0 +1,294 @@
+"""The shopper's side: checkout and recharge pages, and the JSON API their scripts use (`/api/…`).
+
+The shopper's key never reaches the gateway: `prepare` returns the canonical bytes of the
+transaction for the shopper's public key and current nonce, the page decrypts the keystore
+and signs them in the browser, and `submit` checks that what came back is a validly signed
+transaction of the expected kind and content (for a checkout: `create_order` with this
+payment's merchant, one of its options and quantity, and the bound buyer if any) before
+sending it to a healthy node of the payment's region.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from gateway import payments
+from gateway.api import invalid, json_body, services_of
+from gateway.chain import ChainView, check_signed, prepared_payload
+from gateway.nodes import ChainError, NodeUnavailable
+from gateway.payments import PaymentError
+from gateway.security import CSRF_COOKIE, new_csrf_token, set_cookie
+from gateway.services import Services
+from gateway.store import recharge_key, recharge_queue_key
+from node import crypto, encoding, limits
+from node.transactions import CallContract, InvalidTransaction, RechargeRequest, open_transaction
+
+WEB_FOLDER = Path(__file__).resolve().parent / "web"
+RECHARGE_AMOUNT_MAX = 10**12
+"""Largest recharge accepted from the page, in minor units."""
+
+routes = web.RouteTableDef()
+
+
+# --- pages -------------------------------------------------------------------------------------
+
+def _page(request: web.Request, name: str, payment_id: str = "") -> web.Response:
+    token = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
+    html = (WEB_FOLDER / name).read_text()
+    html = html.replace("{{csrf_token}}", token).replace("{{payment_id}}", payment_id)
+    response = web.Response(text=html, content_type="text/html")
+    set_cookie(response, CSRF_COOKIE, token, request.secure, 12 * 3600)
+    return response
+
+
+@routes.get("/checkout/{payment_id}")
+async def checkout_page(request: web.Request) -> web.Response:
+    payment_id = request.match_info["payment_id"]
+    if services_of(request).store.payment(payment_id) is None:
+        raise PaymentError(404, "not_found", "no such checkout")
+    return _page(request, "checkout.html", payment_id)
+
+
+@routes.get("/recharge")
+async def recharge_page(request: web.Request) -> web.Response:
+    return _page(request, "recharge.html")
+
+
+# --- checkout API ------------------------------------------------------------------------------
+
+def _payment(services: Services, request: web.Request) -> dict[str, Any]:
+    services.guard.check_public(request)
+    payment = services.store.payment(request.match_info["payment_id"])
+    if payment is None:
+        raise PaymentError(404, "not_found", "no such checkout")
+    return payment
+
+
+def _checkout_view(payment: dict[str, Any]) -> dict[str, Any]:
+    return {"id": payment["id"], "state": payment["state"],
+            "merchant": {"address": payment["merchant"], "name": payment.get("merchant_name", "")},
+            "options": payment["options"], "chosen": payment["chosen"], "expires_at": payment["expires_at"],
+            "chain_id": payment["chain_id"], "region": payment["region"], "buyer": payment["buyer"],
+            "order_id": payment["order_id"], "tx_hash": payment["tx_hash"], "error": payment["error"]}
+
+
+@routes.get("/api/checkout/{payment_id}")
+async def checkout_info(request: web.Request) -> web.Response:
+    return web.json_response(_checkout_view(_payment(services_of(request), request)))
+
+
+def _require_payable(payment: dict[str, Any]) -> None:
+    if payment["state"] in payments.PAYABLE_STATES and payment["expires_at"] <= time.time():
+        raise PaymentError(410, "checkout_expired", "this checkout has expired; nothing was charged")
+    if payment["state"] == payments.EXPIRED:
+        raise PaymentError(410, "checkout_expired", "this checkout has expired; nothing was charged")
+    if payment["state"] not in payments.PAYABLE_STATES:
+        raise PaymentError(409, "not_payable", f"this checkout is {payment['state']}; it cannot be paid now")
+
+
+def _option(payment: dict[str, Any], product_id: Any) -> dict[str, Any]:
+    for option in payment["options"]:
+        if option["product_id"] == product_id:
+            return option
+    raise invalid("product_id: choose one of this checkout's options")
+
+
+def _public_key(value: Any) -> bytes:
+    try:
+        key = encoding.parse_hex(value, "public_key", crypto.PUBLIC_KEY_BYTES)
+    except encoding.DecodeError as error:
+        raise invalid(f"public_key: 64 hex digits ({error})") from error
+    if len(key) != crypto.PUBLIC_KEY_BYTES:
+        raise invalid("public_key: 64 hex digits")
+    return key
+
+
+async def _chain_call(coroutine):
+    try:
+        return await coroutine
+    except NodeUnavailable as error:
+        raise PaymentError(503, "chain_unavailable", "no node of this network answers; try again shortly") from error
+    except ChainError as error:
+        raise PaymentError(422, "chain_rejected", error.message) from error
+
+
+@routes.post("/api/checkout/{payment_id}/prepare")
+async def checkout_prepare(request: web.Request) -> web.Response:
+    services = services_of(request)
+    payment = _payment(services, request)
+    body = await json_body(request)
+    _require_payable(payment)
+    option = _option(payment, body.get("product_id"))
+    public_key = _public_key(body.get("public_key"))
+    buyer = crypto.address_from_public_key(public_key)
+    if payment["buyer"] is not None and crypto.format_address(buyer) != payment["buyer"]:
+        raise PaymentError(403, "wrong_buyer", "this checkout is for another buyer's wallet")
+    chain = services.chain(payment["region"])
+    account = await _chain_call(chain.account(buyer))
+    balance = account["balances"].get(option["currency"], 0)
+    params = await _chain_call(chain.params())
+    fee = params.min_fees.get(option["currency"], 0)
+    if balance < option["total"] + fee:
+        raise PaymentError(402, "insufficient_funds",
+                           f"your wallet holds {balance} minor units of {option['currency']}, the total with the fee "
+                           f"is more; recharge first. Nothing was charged.")
+    args = (crypto.parse_address(payment["merchant"]), option["product_id"], payment["quantity"],
+            option["unit_price"], option["currency"])
+    transaction = await _chain_call(chain.order_call(public_key, account["pending_nonce"], "create_order", args,
+                                                     option["currency"]))
+    return web.json_response({"payload": prepared_payload(transaction).hex(), "chain_id": transaction.chain_id,
+                              "fee": transaction.fee, "fee_asset": transaction.fee_asset, "nonce": transaction.nonce,
+                              "summary": f"pay {option['total']} {option['currency']} minor units for "
+                                         f"{payment['quantity']} x {option['name']} into escrow"})
+
+
+@routes.post("/api/checkout/{payment_id}/submit")
+async def checkout_submit(request: web.Request) -> web.Response:
+    services = services_of(request)
+    payment = _payment(services, request)
+    body = await json_body(request)
+    _require_payable(payment)
+    signed = _signed_bytes(body.get("signed"))
+    chain = services.chain(payment["region"])
+    params = await _chain_call(chain.params())
+    envelope = _open(signed, params.chain_id)
+    option = _check_order_call(payment, envelope, params.orders_contract)
+    expected = prepared_payload(await chain.order_call(
+        envelope.transaction.sender_public_key, envelope.transaction.nonce, "create_order",
+        (crypto.parse_address(payment["merchant"]), option["product_id"], payment["quantity"], option["unit_price"],
+         option["currency"]), option["currency"]))
+    tx_hash = _checked(signed, expected, params.chain_id)
+    await _chain_call(chain.client.send_transaction(signed))
+    changed = services.book.record_submitted(payment, tx_hash, option, crypto.format_address(envelope.sender))
+    return web.json_response({"tx_hash": tx_hash, "state": changed["state"]})
+
+
+def _signed_bytes(value: Any) -> bytes:
+    try:
+        return encoding.parse_hex(value, "signed", limits.payment_tx_bytes_max)
+    except encoding.DecodeError as error:
+        raise invalid(f"signed: the signed transaction as hex ({error})") from error
+
+
+def _open(signed: bytes, chain_id: str):
+    try:
+        return open_transaction(signed, chain_id)
+    except InvalidTransaction as error:
+        raise PaymentError(422, "invalid_transaction", error.message) from error
+
+
+def _checked(signed: bytes, expected: bytes, chain_id: str) -> str:
+    try:
+        return check_signed(signed, expected, chain_id)
+    except InvalidTransaction as error:
+        raise PaymentError(422, "invalid_transaction", error.message) from error
+
+
+def _check_order_call(payment: dict[str, Any], envelope, orders_contract: bytes) -> dict[str, Any]:
+    body = envelope.transaction.body
+    if not isinstance(body, CallContract) or body.contract != orders_contract or body.function != "create_order":
+        raise PaymentError(422, "invalid_transaction", "the signed transaction is not this checkout's order")
+    if payment["buyer"] is not None and crypto.format_address(envelope.sender) != payment["buyer"]:
+        raise PaymentError(403, "wrong_buyer", "this checkout is for another buyer's wallet")
+    args = encoding.decode_value(body.args, limits.contract_args_bytes_max)
+    return _option(payment, args[1] if isinstance(args, tuple) and len(args) == 5 else None)
+
+
+# --- recharge ----------------------------------------------------------------------------------
+
+@routes.get("/api/recharge/options")
+async def recharge_options(request: web.Request) -> web.Response:
+    services = services_of(request)
+    services.guard.check_public(request)
+    assets: set[str] = set()
+    for chain in services.chains.values():
+        try:
+            assets |= set((await chain.params()).min_fees)
+        except (NodeUnavailable, ChainError):
+            continue
+    return web.json_response({"regions": [r.name for r in services.config.regions], "assets": sorted(assets),
+                              "gateway_address": crypto.format_address(services.config.keys.address),
+                              "chain_ids": {r.name: r.chain_id for r in services.config.regions},
+                              "auto_confirm": services.config.recharge_auto_confirm})
+
+
+def _region_chain(services: Services, region: Any) -> ChainView:
+    if region not in services.chains:
+        raise invalid(f"region: one of {', '.join(sorted(services.chains))}")
+    return services.chain(region)
+
+
+@routes.post("/api/recharge/prepare")
+async def recharge_prepare(request: web.Request) -> web.Response:
+    services = services_of(request)
+    services.guard.check_public(request)
+    body = await json_body(request)
+    chain = _region_chain(services, body.get("region"))
+    public_key = _public_key(body.get("public_key"))
+    amount = body.get("amount")
+    if type(amount) is not int or not 1 <= amount <= RECHARGE_AMOUNT_MAX:
+        raise invalid(f"amount: a whole number of minor units from 1 to {RECHARGE_AMOUNT_MAX}")
+    asset = body.get("asset")
+    params = await _chain_call(chain.params())
+    if asset not in params.min_fees:
+        raise invalid(f"asset: one of {', '.join(sorted(params.min_fees))}")
+    account = await _chain_call(chain.account(crypto.address_from_public_key(public_key)))
+    if not account["registered"]:
+        raise PaymentError(403, "not_registered", "this wallet is not registered (KYC) on this network yet")
+    transaction = await _chain_call(chain.recharge_request(
+        public_key, account["pending_nonce"], services.config.keys.address, asset, amount, "recharge page"))
+    return web.json_response({"payload": prepared_payload(transaction).hex(), "chain_id": params.chain_id,
+                              "fee": transaction.fee, "fee_asset": transaction.fee_asset,
+                              "request_summary": f"recharge {amount} minor units of {asset} through the gateway"})
+
+
+@routes.post("/api/recharge/submit")
+async def recharge_submit(request: web.Request) -> web.Response:
+    services = services_of(request)
+    services.guard.check_public(request)
+    body = await json_body(request)
+    region = body.get("region")
+    chain = _region_chain(services, region)
+    signed = _signed_bytes(body.get("signed"))
+    params = await _chain_call(chain.params())
+    envelope = _open(signed, params.chain_id)
+    request_body = envelope.transaction.body
+    if not isinstance(request_body, RechargeRequest) or request_body.gateway != services.config.keys.address:
+        raise PaymentError(422, "invalid_transaction", "the signed transaction is not a recharge request to this gateway")
+    tx_hash = "0x" + envelope.hash.hex()
+    await _chain_call(chain.client.send_transaction(signed))
+    record = {"tx_hash": tx_hash, "region": region, "user": crypto.format_address(envelope.sender),
+              "asset": request_body.asset, "amount": request_body.amount, "state": "submitted",
+              "submitted_at": time.time(), "error": None}
+    puts = [(recharge_key(tx_hash), record)]
+    if services.config.recharge_auto_confirm:
+        puts.append((recharge_queue_key(tx_hash), tx_hash))
+    services.store.write(puts)
+    return web.json_response({"tx_hash": tx_hash, "state": "submitted"})
+
+
+@routes.get("/api/recharge/{tx_hash}")
+async def recharge_status(request: web.Request) -> web.Response:
+    services = services_of(request)
+    services.guard.check_public(request)
+    record = services.store.get(recharge_key(request.match_info["tx_hash"]))
+    if record is None:
+        raise PaymentError(404, "not_found", "no recharge with this transaction hash went through this gateway")
+    chain = services.chain(record["region"])
+    state, error = record["state"], record["error"]
+    if state != "failed":
+        try:
+            on_chain = await chain.client.call("recharge_get", record["tx_hash"])
+            state = {"pending": "requested", "posted": "posted", "voided": "voided"}.get(on_chain["status"], state)
+        except ChainError:
+            pass  # not in a block yet
+        except NodeUnavailable as error_unavailable:
+            raise PaymentError(503, "chain_unavailable", str(error_unavailable)) from error_unavailable
+    account = await _chain_call(chain.account(crypto.parse_address(record["user"])))
+    return web.json_response({"tx_hash": record["tx_hash"], "state": state, "asset": record["asset"],
+                              "amount": record["amount"], "balance": account["balances"].get(record["asset"], 0),
+                              "error": error})

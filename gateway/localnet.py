@@ -1,0 +1,89 @@
+"""The local network's gateway: its home folder (config, dev keys, the demo merchant's API key and webhook
+secret) and its two processes (the gateway and the demo merchant's webhook receiver).
+
+    <home>/gateway/config.toml          one region "local" with every validator's RPC endpoint
+    <home>/gateway/gateway_key.json     the dev gateway account's key (attestations, recharge posting)
+    <home>/gateway/merchant_key.json    the dev merchant's key, delegated for ship / cancel / refund
+    <home>/gateway/merchant_api_key     the demo merchant's API key (mode 0600)
+    <home>/gateway/webhook_secret       the demo merchant's webhook secret (mode 0600)
+    <home>/gateway/gateway.log, receiver.log
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from gateway.config import hash_api_key
+from node import crypto
+from node.config import save_node_key
+from node.localnet import NodeProcess, dev_keys
+
+DEMO_MERCHANT_NAME = "Demo Tea Shop"
+REGION = "local"
+
+
+def write_secret(path: Path, text: str) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text + "\n")
+
+
+def create_gateway_home(home: Path, chain_id: str, node_rpc_urls: list[str], port: int, receiver_port: int) -> Path:
+    folder = home / "gateway"
+    folder.mkdir(parents=True, exist_ok=True)
+    save_node_key(folder / "gateway_key.json", dev_keys("gateway"))
+    save_node_key(folder / "merchant_key.json", dev_keys("merchant"))
+    api_key = "sk_dev_" + secrets.token_urlsafe(24)
+    webhook_secret = secrets.token_urlsafe(32)
+    write_secret(folder / "merchant_api_key", api_key)
+    write_secret(folder / "webhook_secret", webhook_secret)
+    nodes = ", ".join(f'"{url}"' for url in node_rpc_urls)
+    config = f'''# The local network's payment gateway (dev keys: never for production).
+[gateway]
+listen_host = "127.0.0.1"
+listen_port = {port}
+public_url = "http://127.0.0.1:{port}"
+data_dir = "data"
+key_file = "gateway_key.json"
+default_region = "{REGION}"
+checkout_ttl_s = 900
+recharge_auto_confirm = true   # no bank on a local network: every recharge request is posted at once
+
+[[regions]]
+name = "{REGION}"
+chain_id = "{chain_id}"
+nodes = [{nodes}]
+
+[[merchants]]
+name = "{DEMO_MERCHANT_NAME}"
+address = "{crypto.format_address(dev_keys("merchant").address)}"
+api_key_sha256 = "{hash_api_key(api_key).hex()}"
+webhook_url = "http://127.0.0.1:{receiver_port}/webhook"
+webhook_secret = "{webhook_secret}"
+signing_key_file = "merchant_key.json"
+'''
+    (folder / "config.toml").write_text(config)
+    return folder
+
+
+def _start(folder: Path, name: str, arguments: list[str], log_name: str, url: str) -> NodeProcess:
+    log = open(folder / log_name, "ab")
+    process = subprocess.Popen([sys.executable, "-m", "node.cli", "gateway", *arguments], stdout=log,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    log.close()
+    return NodeProcess(name, folder, process.pid, url)
+
+
+def start_gateway(folder: Path, port: int) -> NodeProcess:
+    return _start(folder, "gateway", ["run", "--config", str(folder / "config.toml")], "gateway.log",
+                  f"http://127.0.0.1:{port}/")
+
+
+def start_receiver(folder: Path, port: int) -> NodeProcess:
+    return _start(folder, "webhook-receiver", ["demo-receiver", "--port", str(port), "--secret-file",
+                                               str(folder / "webhook_secret")], "receiver.log",
+                  f"http://127.0.0.1:{port}/")

@@ -1,0 +1,70 @@
+"""The merchant's browser pages: log in with the API key (a session cookie), sales analytics, log out.
+
+The analytics page's script reads `/v1/analytics`, `/v1/payments` and `/v1/analytics.csv` with the
+session cookie; forms post with a CSRF token (the login form with the CSRF cookie's double
+submit, later requests with the session's own token from the page's meta tag).
+"""
+
+from __future__ import annotations
+
+import html
+
+from aiohttp import web
+
+from gateway.api import services_of
+from gateway.checkout import WEB_FOLDER
+from gateway.payments import PaymentError
+from gateway.security import (CSRF_COOKIE, SESSION_COOKIE, SESSION_TTL_S, new_csrf_token, same_token,
+                              set_cookie)
+
+routes = web.RouteTableDef()
+
+
+def _html(name: str, replacements: dict[str, str]) -> str:
+    text = (WEB_FOLDER / name).read_text()
+    for key, value in replacements.items():
+        text = text.replace("{{" + key + "}}", value)
+    return text
+
+
+@routes.get("/merchant")
+async def merchant_page(request: web.Request) -> web.Response:
+    services = services_of(request)
+    session = services.guard.session_of(request)
+    if session is None:
+        token = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
+        response = web.Response(text=_html("merchant_login.html", {"csrf_token": token, "message": ""}),
+                                content_type="text/html")
+        set_cookie(response, CSRF_COOKIE, token, request.secure, 12 * 3600)
+        return response
+    return web.Response(text=_html("merchant.html", {"csrf_token": session.csrf_token,
+                                                     "merchant_name": html.escape(session.merchant.name),
+                                                     "merchant_address": session.merchant.address_text}),
+                        content_type="text/html")
+
+
+@routes.post("/merchant/login")
+async def merchant_login(request: web.Request) -> web.Response:
+    services = services_of(request)
+    if not services.guard.public_rate.allow(request.remote):
+        raise PaymentError(429, "rate_limited", "too many requests from this address; slow down")
+    form = await request.post()
+    if not same_token(form.get("csrf_token"), request.cookies.get(CSRF_COOKIE)):
+        raise PaymentError(403, "csrf_failed", "the form's CSRF token is missing or stale; reload the page")
+    session_id, _ = services.guard.login(str(form.get("api_key", "")).strip())
+    response = web.HTTPSeeOther("/merchant")
+    set_cookie(response, SESSION_COOKIE, session_id, request.secure, int(SESSION_TTL_S))
+    raise response
+
+
+@routes.post("/merchant/logout")
+async def merchant_logout(request: web.Request) -> web.Response:
+    services = services_of(request)
+    session = services.guard.session_of(request)
+    form = await request.post()
+    if session is None or not same_token(form.get("csrf_token"), session.csrf_token):
+        raise PaymentError(403, "csrf_failed", "the form's CSRF token is missing or stale; reload the page")
+    services.guard.logout(request)
+    response = web.HTTPSeeOther("/merchant")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    raise response

@@ -1,0 +1,116 @@
+"""Wires the gateway together (`bootstrap`) and runs it: HTTP server, node health checks, chain followers,
+webhook sender — one TaskGroup, stopped together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from gateway import api, checkout, merchant_pages, openapi
+from gateway.chain import ChainView, Signer
+from gateway.config import GatewayConfig
+from gateway.follower import Follower
+from gateway.nodes import NodePool
+from gateway.payments import PaymentBook
+from gateway.security import REQUEST_BYTES_MAX, Guard, errors_and_headers
+from gateway.services import Services
+from gateway.store import GatewayStore
+from gateway.webhooks import WebhookSender
+
+log = logging.getLogger("paychain.gateway")
+
+WEBHOOK_RETRY_BASE_S = 2.0
+HTTP_CONNECTIONS_MAX = 200
+"""Outgoing connections (to nodes and webhook receivers) at once."""
+
+
+def bootstrap(config: GatewayConfig, session: aiohttp.ClientSession, webhook_retry_base_s: float) -> Services:
+    store = GatewayStore.open(config.data_dir / "gateway.db")
+    merchants = {merchant.address_text: merchant for merchant in config.merchants}
+    book = PaymentBook(store, merchants)
+    nodes = NodePool(config.regions, session)
+    sender = WebhookSender(store, merchants, session, webhook_retry_base_s)
+    book.on_delivery_queued = sender.wake
+    return Services(config=config, store=store, book=book, nodes=nodes,
+                    chains={name: ChainView(client) for name, client in nodes.regions.items()},
+                    gateway_signer=Signer(config.keys),
+                    merchant_signers={m.address_text: Signer(m.signing_keys) for m in config.merchants
+                                      if m.signing_keys is not None},
+                    guard=Guard(config), webhooks=sender, session=session)
+
+
+def make_app(services: Services) -> web.Application:
+    app = web.Application(middlewares=[errors_and_headers], client_max_size=REQUEST_BYTES_MAX)
+    app["services"] = services
+    app["idempotency_in_flight"] = set()
+    app.add_routes(api.routes)
+    app.add_routes(checkout.routes)
+    app.add_routes(merchant_pages.routes)
+    app.router.add_get("/openapi.json", openapi.handle_openapi)
+    app.router.add_get("/healthz", handle_health)
+    app.router.add_static("/static/", checkout.WEB_FOLDER, append_version=False)
+    return app
+
+
+async def handle_health(request: web.Request) -> web.Response:
+    services: Services = request.app["services"]
+    regions = [client.health() for client in services.nodes.regions.values()]
+    healthy = all(any(node["healthy"] for node in region["nodes"]) for region in regions)
+    return web.json_response({"healthy": healthy, "regions": regions}, status=200 if healthy else 503)
+
+
+async def serve(config: GatewayConfig, webhook_retry_base_s: float = WEBHOOK_RETRY_BASE_S,
+                ready: asyncio.Event | None = None) -> None:
+    """Run the gateway until cancelled."""
+    connector = aiohttp.TCPConnector(limit=HTTP_CONNECTIONS_MAX)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        services = bootstrap(config, session, webhook_retry_base_s)
+        runner = web.AppRunner(make_app(services), access_log_format='%a "%r" %s %b %Tfs')
+        await runner.setup()
+        site = web.TCPSite(runner, config.listen_host, config.listen_port)
+        try:
+            await site.start()
+            log.info("gateway listening on http://%s:%d (public URL %s)", config.listen_host, config.listen_port,
+                     config.public_url)
+            if ready is not None:
+                ready.set()
+            async with asyncio.TaskGroup() as group:
+                group.create_task(services.nodes.run())
+                group.create_task(services.webhooks.run())
+                for region, client in services.nodes.regions.items():
+                    follower = Follower(client, services.chains[region], services.book, services.store,
+                                        services.gateway_signer, config.recharge_auto_confirm)
+                    group.create_task(follower.run())
+        finally:
+            await runner.cleanup()
+            services.store.close()
+
+
+def run_gateway(config_path: Path) -> None:
+    from gateway.config import load_gateway_config
+    config = load_gateway_config(config_path)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(_serve_until_signalled(config))
+
+
+async def _serve_until_signalled(config: GatewayConfig) -> None:
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signal_number, task.cancel)
+    try:
+        await serve(config)
+    except asyncio.CancelledError:
+        log.info("gateway stopped")
+
+
+def describe(config: GatewayConfig) -> dict[str, Any]:
+    return {"listen": f"{config.listen_host}:{config.listen_port}", "public_url": config.public_url,
+            "regions": [r.name for r in config.regions], "merchants": len(config.merchants)}

@@ -1,0 +1,199 @@
+"""The gateway's own records in LevelDB (plyvel): payments, idempotency keys, webhook deliveries, sales figures.
+
+These are the gateway's bookkeeping, not consensus data, so values are JSON; every key is made
+here and nowhere else. Each change is one atomic, synced write batch.
+
+    p/<payment id>                                   payment record
+    m/<merchant>/<created µs, 20 digits>/<id>        a merchant's payments, oldest first (listing, paging)
+    open/<payment id>                                payments not yet final (reconciliation after a lost feed)
+    sub/<payment id>                                 payments whose transaction was sent, not yet in a block
+    exp/<expires µs, 20 digits>/<payment id>         payable payments by expiry time (expiry sweep)
+    i/<merchant>/<idempotency key>                   {request_hash, payment_id}
+    t/<tx hash>                                      payment id of a submitted transaction
+    o/<order id>                                     payment id of an on-chain order
+    d/<delivery id>                                  webhook delivery record
+    dm/<merchant>/<created µs>/<delivery id>         a merchant's delivery log
+    due/<due µs, 20 digits>/<delivery id>            deliveries waiting for their next attempt
+    r/<tx hash>                                      recharge submitted through the recharge page
+    rq/<tx hash>                                     recharges the gateway still has to post (auto-confirm)
+    a/<merchant>/<day>                               that day's sales figures (see gateway/analytics.py)
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from node.storage.kv import KeyValueStore, LevelDbStore, MemoryStore
+
+Record = dict[str, Any]
+
+
+def _encode(record: Record) -> bytes:
+    return json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _decode(raw: bytes) -> Record:
+    return json.loads(raw)
+
+
+def _micros_key(micros: int) -> str:
+    return f"{micros:020d}"
+
+
+def payment_key(payment_id: str) -> bytes:
+    return b"p/" + payment_id.encode()
+
+
+def merchant_payment_key(merchant: str, created_us: int, payment_id: str) -> bytes:
+    return f"m/{merchant}/{_micros_key(created_us)}/{payment_id}".encode()
+
+
+def open_key(payment_id: str) -> bytes:
+    return b"open/" + payment_id.encode()
+
+
+def submitted_key(payment_id: str) -> bytes:
+    return b"sub/" + payment_id.encode()
+
+
+def expiry_key(expires_at: float, payment_id: str) -> bytes:
+    return f"exp/{_micros_key(int(expires_at * 1e6))}/{payment_id}".encode()
+
+
+def recharge_queue_key(tx_hash: str) -> bytes:
+    return b"rq/" + tx_hash.encode()
+
+
+def idempotency_key(merchant: str, key: str) -> bytes:
+    return f"i/{merchant}/".encode() + key.encode()
+
+
+def tx_key(tx_hash: str) -> bytes:
+    return b"t/" + tx_hash.encode()
+
+
+def order_key(order_id: str) -> bytes:
+    return b"o/" + order_id.encode()
+
+
+def delivery_key(delivery_id: str) -> bytes:
+    return b"d/" + delivery_id.encode()
+
+
+def merchant_delivery_key(merchant: str, created_us: int, delivery_id: str) -> bytes:
+    return f"dm/{merchant}/{_micros_key(created_us)}/{delivery_id}".encode()
+
+
+def due_key(due_us: int, delivery_id: str) -> bytes:
+    return f"due/{_micros_key(due_us)}/{delivery_id}".encode()
+
+
+def recharge_key(tx_hash: str) -> bytes:
+    return b"r/" + tx_hash.encode()
+
+
+def sales_key(merchant: str, day: str) -> bytes:
+    return f"a/{merchant}/{day}".encode()
+
+
+class GatewayStore:
+    def __init__(self, kv: KeyValueStore) -> None:
+        self.kv = kv
+
+    @classmethod
+    def open(cls, path: Path) -> "GatewayStore":
+        return cls(LevelDbStore(path))
+
+    @classmethod
+    def in_memory(cls) -> "GatewayStore":
+        return cls(MemoryStore())
+
+    def close(self) -> None:
+        self.kv.close()
+
+    def get(self, key: bytes) -> Record | None:
+        raw = self.kv.get(key)
+        return None if raw is None else _decode(raw)
+
+    def write(self, puts: list[tuple[bytes, Record | str]], deletes: list[bytes] = ()) -> None:
+        self.kv.write([(key, value.encode() if isinstance(value, str) else _encode(value)) for key, value in puts],
+                      deletes)
+
+    def get_text(self, key: bytes) -> str | None:
+        raw = self.kv.get(key)
+        return None if raw is None else raw.decode()
+
+    # --- payments ------------------------------------------------------------------------------
+
+    def payment(self, payment_id: str) -> Record | None:
+        return self.get(payment_key(payment_id))
+
+    def payment_by_tx(self, tx_hash: str) -> Record | None:
+        payment_id = self.get_text(tx_key(tx_hash))
+        return None if payment_id is None else self.payment(payment_id)
+
+    def payment_by_order(self, order_id: str) -> Record | None:
+        payment_id = self.get_text(order_key(order_id))
+        return None if payment_id is None else self.payment(payment_id)
+
+    def merchant_payments(self, merchant: str, after: str | None) -> Iterator[tuple[str, Record]]:
+        """(cursor, payment) pairs of a merchant's payments, newest first, after the cursor `after`."""
+        prefix = f"m/{merchant}/".encode()
+        for key, _ in self._iterate_after(prefix, after):
+            payment_id = key.rsplit(b"/", 1)[1].decode()
+            record = self.payment(payment_id)
+            assert record is not None, f"index entry without payment {payment_id}"
+            yield key[len(prefix):].decode(), record
+
+    def open_payment_ids(self) -> Iterator[str]:
+        for key, _ in self.kv.iterate(b"open/"):
+            yield key[len(b"open/"):].decode()
+
+    def submitted_payment_ids(self, limit: int) -> list[str]:
+        return [key[len(b"sub/"):].decode() for key, _ in itertools.islice(self.kv.iterate(b"sub/"), limit)]
+
+    def expired_payment_ids(self, now: float, limit: int) -> list[str]:
+        stop = f"exp/{_micros_key(int(now * 1e6) + 1)}".encode()
+        return [value.decode() for _, value in itertools.islice(self.kv.iterate(b"exp/", stop=stop), limit)]
+
+    def queued_recharges(self, limit: int) -> list[str]:
+        return [key[len(b"rq/"):].decode() for key, _ in itertools.islice(self.kv.iterate(b"rq/"), limit)]
+
+    # --- webhook deliveries ----------------------------------------------------------------------
+
+    def delivery(self, delivery_id: str) -> Record | None:
+        return self.get(delivery_key(delivery_id))
+
+    def due_deliveries(self, now_us: int, limit: int) -> list[tuple[bytes, str]]:
+        """(due key, delivery id) of deliveries due by `now_us`, earliest first, at most `limit`."""
+        found = []
+        for key, value in self.kv.iterate(b"due/", stop=f"due/{_micros_key(now_us + 1)}".encode()):
+            found.append((key, value.decode()))
+            if len(found) >= limit:
+                break
+        return found
+
+    def merchant_deliveries(self, merchant: str, after: str | None) -> Iterator[tuple[str, Record]]:
+        prefix = f"dm/{merchant}/".encode()
+        for key, value in self._iterate_after(prefix, after):
+            record = self.delivery(value.decode())
+            assert record is not None
+            yield key[len(prefix):].decode(), record
+
+    # --- sales figures ---------------------------------------------------------------------------
+
+    def sales_days(self, merchant: str, first_day: str, last_day: str) -> Iterator[tuple[str, Record]]:
+        prefix = f"a/{merchant}/".encode()
+        stop = sales_key(merchant, last_day) + b"\x00"
+        for key, value in self.kv.iterate(prefix, stop=stop):
+            day = key[len(prefix):].decode()
+            if day >= first_day:
+                yield day, _decode(value)
+
+    def _iterate_after(self, prefix: bytes, after: str | None) -> Iterator[tuple[bytes, bytes]]:
+        """Keys under `prefix`, newest (largest) first, strictly before the cursor `after` if given."""
+        stop = None if after is None else prefix + after.encode()
+        yield from self.kv.iterate(prefix, reverse=True, stop=stop)

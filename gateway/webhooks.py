@@ -1,0 +1,150 @@
+"""Payment-result notifications: webhooks signed with HMAC-SHA256, retried with backoff, logged for the merchant.
+
+A delivery is recorded in the same write as the payment change it reports (see payments.py),
+so a crash between the two cannot lose or invent a notification. The sender then POSTs it:
+
+    POST <webhook_url>
+    Content-Type: application/json
+    Paychain-Event-Id: <delivery id>       (the same on every retry: receivers dedupe on it)
+    Paychain-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
+
+Any 2xx answer within 5 s is success. Otherwise the attempt is logged and retried after
+`retry_base_s * 2^(attempt-1)` (capped at an hour) until `ATTEMPTS_MAX` attempts, then the
+delivery is marked failed. A receiver should reject a timestamp more than 5 minutes old.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from typing import Any, Callable
+
+import aiohttp
+
+from gateway.config import Merchant
+from gateway.store import GatewayStore, Record, delivery_key, due_key, merchant_delivery_key
+
+log = logging.getLogger("paychain.gateway.webhooks")
+
+ATTEMPTS_MAX = 8
+ATTEMPT_TIMEOUT_S = 5.0
+RETRY_DELAY_S_MAX = 3600.0
+BATCH_DELIVERIES_MAX = 32
+"""Deliveries attempted at once."""
+ATTEMPT_LOG_ENTRIES_MAX = ATTEMPTS_MAX
+RESPONSE_EXCERPT_CHARS_MAX = 200
+SIGNATURE_HEADER = "Paychain-Signature"
+EVENT_ID_HEADER = "Paychain-Event-Id"
+PAYLOAD_FIELDS = ("id", "merchant", "region", "state", "product_id", "quantity", "chosen", "currency", "unit_price",
+                  "total", "buyer", "metadata", "tx_hash", "order_id", "height", "error", "created_at", "updated_at")
+
+
+def sign(secret: bytes, timestamp: int, body: bytes) -> str:
+    """The signature header's value for `body` sent at `timestamp`."""
+    digest = hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def verify(secret: bytes, header: str, body: bytes, now: float, tolerance_s: float = 300.0) -> bool:
+    """What a receiver does: check the signature and that the timestamp is recent."""
+    try:
+        parts = dict(item.split("=", 1) for item in header.split(","))
+        timestamp = int(parts["t"])
+        expected = sign(secret, timestamp, body)
+    except (KeyError, ValueError):
+        return False
+    return abs(now - timestamp) <= tolerance_s and hmac.compare_digest(expected, header)
+
+
+def new_delivery(payment: Record, event: str, now: float) -> list[tuple[bytes, Any]]:
+    """The writes that queue a notification of `event` about `payment` (for its merchant's webhook)."""
+    delivery_id = "wh_" + secrets.token_urlsafe(12)
+    body = json.dumps({"id": delivery_id, "type": event, "created_at": now,
+                       "data": {key: payment.get(key) for key in PAYLOAD_FIELDS}}, separators=(",", ":"))
+    micros = int(now * 1e6)
+    record = {"id": delivery_id, "merchant": payment["merchant"], "payment_id": payment["id"], "event": event,
+              "body": body, "state": "pending", "attempts": 0, "created_at": now, "next_attempt_at": now,
+              "delivered_at": None, "log": []}
+    return [(delivery_key(delivery_id), record),
+            (merchant_delivery_key(payment["merchant"], micros, delivery_id), delivery_id),
+            (due_key(micros, delivery_id), delivery_id)]
+
+
+def public_view(delivery: Record) -> dict[str, Any]:
+    return {key: delivery[key] for key in ("id", "payment_id", "event", "state", "attempts", "created_at",
+                                           "next_attempt_at", "delivered_at", "log")}
+
+
+class WebhookSender:
+    """Attempts due deliveries; `wake()` after queueing one so it goes out at once."""
+
+    def __init__(self, store: GatewayStore, merchants: dict[str, Merchant], session: aiohttp.ClientSession,
+                 retry_base_s: float, on_delivered: Callable[[Record], None] | None = None) -> None:
+        self.store = store
+        self.merchants = merchants
+        self.session = session
+        self.retry_base_s = retry_base_s
+        self.on_delivered = on_delivered
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            due = self.store.due_deliveries(int(time.time() * 1e6), BATCH_DELIVERIES_MAX)
+            if not due:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=0.25)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            await asyncio.gather(*(self.attempt(key, delivery_id) for key, delivery_id in due))
+
+    async def attempt(self, queued_key: bytes, delivery_id: str) -> None:
+        delivery = self.store.delivery(delivery_id)
+        merchant = self.merchants.get(delivery["merchant"]) if delivery else None
+        if delivery is None or delivery["state"] != "pending" or merchant is None or merchant.webhook_url is None:
+            self.store.write([], [queued_key])  # nothing to send any more (merchant removed from the config)
+            return
+        started = time.time()
+        status, error = await self._post(merchant, delivery)
+        entry = {"at": started, "status": status, "error": error, "duration_ms": round((time.time() - started) * 1000)}
+        delivery = dict(delivery, attempts=delivery["attempts"] + 1,
+                        log=(delivery["log"] + [entry])[-ATTEMPT_LOG_ENTRIES_MAX:])
+        puts: list[tuple[bytes, Any]] = []
+        if status is not None and 200 <= status < 300:
+            delivery.update(state="delivered", delivered_at=time.time(), next_attempt_at=None)
+        elif delivery["attempts"] >= ATTEMPTS_MAX:
+            delivery.update(state="failed", next_attempt_at=None)
+            log.warning("webhook %s for %s failed after %d attempts", delivery_id, delivery["payment_id"],
+                        delivery["attempts"])
+        else:
+            delay_s = min(self.retry_base_s * 2 ** (delivery["attempts"] - 1), RETRY_DELAY_S_MAX)
+            delivery["next_attempt_at"] = time.time() + delay_s
+            puts.append((due_key(int(delivery["next_attempt_at"] * 1e6), delivery_id), delivery_id))
+        puts.append((delivery_key(delivery_id), delivery))
+        self.store.write(puts, [queued_key])
+        if delivery["state"] == "delivered" and self.on_delivered is not None:
+            self.on_delivered(delivery)
+
+    async def _post(self, merchant: Merchant, delivery: Record) -> tuple[int | None, str | None]:
+        body = delivery["body"].encode()
+        headers = {"Content-Type": "application/json", EVENT_ID_HEADER: delivery["id"],
+                   SIGNATURE_HEADER: sign(merchant.webhook_secret, int(time.time()), body),
+                   "User-Agent": "paychain-gateway"}
+        try:
+            async with self.session.post(merchant.webhook_url, data=body, headers=headers,
+                                         timeout=aiohttp.ClientTimeout(total=ATTEMPT_TIMEOUT_S)) as response:
+                if 200 <= response.status < 300:
+                    return response.status, None
+                excerpt = (await response.text(errors="replace"))[:RESPONSE_EXCERPT_CHARS_MAX]
+                return response.status, f"HTTP {response.status}: {excerpt}"
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            return None, f"{type(error).__name__}: {error}"[:RESPONSE_EXCERPT_CHARS_MAX]
