@@ -70,20 +70,23 @@ signing_key_file = "merchant_key.json"
     return folder
 
 
-def _start(folder: Path, name: str, arguments: list[str], log_name: str, url: str) -> NodeProcess:
+def _start(folder: Path, name: str, arguments: list[str], identity: Path, log_name: str, url: str) -> NodeProcess:
+    """Start `paychain gateway …`; `identity` is a path among its arguments that `localnet down` recognises it by."""
+    assert str(identity) in arguments
     log = open(folder / log_name, "ab")
     process = subprocess.Popen([sys.executable, "-m", "node.cli", "gateway", *arguments], stdout=log,
                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()
-    return NodeProcess(name, folder, process.pid, url)
+    return NodeProcess(name, identity, process.pid, url)
 
 
 def start_gateway(folder: Path, port: int) -> NodeProcess:
-    return _start(folder, "gateway", ["run", "--config", str(folder / "config.toml")], "gateway.log",
+    config = folder / "config.toml"
+    return _start(folder, "gateway", ["run", "--config", str(config)], config, "gateway.log",
                   f"http://127.0.0.1:{port}/")
 
 
 def start_receiver(folder: Path, port: int) -> NodeProcess:
-    return _start(folder, "webhook-receiver", ["demo-receiver", "--port", str(port), "--secret-file",
-                                               str(folder / "webhook_secret")], "receiver.log",
-                  f"http://127.0.0.1:{port}/")
+    secret = folder / "webhook_secret"
+    return _start(folder, "webhook-receiver", ["demo-receiver", "--port", str(port), "--secret-file", str(secret)],
+                  secret, "receiver.log", f"http://127.0.0.1:{port}/")

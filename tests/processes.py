@@ -74,7 +74,7 @@ def paychain(*args: str) -> CliResult:
 def localnet_up(home: Path) -> LocalNetwork:
     base_port = free_port_range(2)
     result = paychain("localnet", "up", "--home", str(home), "--validators", "1", "--base-port", str(base_port),
-                      "--json")
+                      "--no-gateway", "--json")
     assert result.code == 0, result.stderr
     node = result.json()["nodes"][0]
     return LocalNetwork(home, node["rpc_url"], node["pid"])
@@ -112,13 +112,25 @@ def free_port_range(count: int) -> int:
     raise RuntimeError("no free port range")
 
 
-def validator_network_up(home: Path, validators: int = 4, full_nodes: int = 0) -> list[LocalNetwork]:
-    """`paychain localnet up --validators N --full-nodes K`: one LocalNetwork view per node, validators first."""
-    base_port = free_port_range(2 * (validators + full_nodes))
+def validator_network_up(home: Path, validators: int = 4, full_nodes: int = 0,
+                         gateway: bool = False) -> list[LocalNetwork]:
+    """`paychain localnet up --validators N --full-nodes K`: one LocalNetwork view per node, validators first.
+
+    With `gateway`, the payment gateway and the demo webhook receiver run too (see `gateway_of`)."""
+    base_port = free_port_range(2 * (validators + full_nodes) + (2 if gateway else 0))
     result = paychain("localnet", "up", "--home", str(home), "--validators", str(validators),
-                      "--full-nodes", str(full_nodes), "--base-port", str(base_port), "--json")
+                      "--full-nodes", str(full_nodes), "--base-port", str(base_port),
+                      "--gateway" if gateway else "--no-gateway", "--json")
     assert result.code == 0, result.stderr
     return [LocalNetwork(home, node["rpc_url"], node["pid"]) for node in result.json()["nodes"]]
+
+
+def gateway_of(home: Path) -> dict[str, Any]:
+    """The running local gateway: url, the demo merchant's API key, the webhook receiver's events URL."""
+    gateway, receiver = [p for p in load_processes(home) if p.name in ("gateway", "webhook-receiver")]
+    return {"url": gateway.rpc_url.rstrip("/"), "pid": gateway.pid, "receiver_url": receiver.rpc_url.rstrip("/"),
+            "receiver_pid": receiver.pid, "api_key": (home / "gateway" / "merchant_api_key").read_text().strip(),
+            "webhook_secret": (home / "gateway" / "webhook_secret").read_text().strip()}
 
 
 def localnet_down(home: Path) -> None:

@@ -177,7 +177,8 @@ def test_operator_status_and_every_command_has_help(network: LocalNetwork) -> No
         helped = network.wallet(*command.split(), "--help")
         assert helped.code == 0 and "Usage:" in helped.stdout, command
     for command in (("keys", "generate"), ("keys", "show"), ("genesis", "init"), ("genesis", "check"), ("run",),
-                    ("localnet", "up"), ("localnet", "down"), ("localnet", "status"), ("status",)):
+                    ("localnet", "up"), ("localnet", "down"), ("localnet", "status"), ("status",),
+                    ("gateway", "run"), ("gateway", "api-key"), ("gateway", "demo-receiver")):
         assert paychain(*command, "--help").code == 0, command
 
 
