@@ -27,7 +27,7 @@ from node import crypto
 
 PRODUCT_ID_CHARS_MAX = 32
 QUANTITY_MAX = 1_000_000
-EXPIRES_IN_S_MIN = 60
+EXPIRES_IN_S_MIN = 5
 PAGE_ITEMS_MAX = 100
 STATE_FILTER_SCAN_MAX = 10_000
 """Payments looked at for one filtered page; a page may come back short (with a cursor) past this."""

@@ -194,8 +194,13 @@ def _check_order_call(payment: dict[str, Any], envelope, orders_contract: bytes)
         raise PaymentError(422, "invalid_transaction", "the signed transaction is not this checkout's order")
     if payment["buyer"] is not None and crypto.format_address(envelope.sender) != payment["buyer"]:
         raise PaymentError(403, "wrong_buyer", "this checkout is for another buyer's wallet")
-    args = encoding.decode_value(body.args, limits.contract_args_bytes_max)
-    return _option(payment, args[1] if isinstance(args, tuple) and len(args) == 5 else None)
+    try:
+        args = encoding.decode_value(body.args, limits.contract_args_bytes_max)
+    except encoding.DecodeError as error:
+        raise PaymentError(422, "invalid_transaction", f"the order's arguments are malformed: {error}") from error
+    if not isinstance(args, tuple) or len(args) != 5:
+        raise PaymentError(422, "invalid_transaction", "the signed transaction is not this checkout's order")
+    return _option(payment, args[1])
 
 
 # --- recharge ----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@
     default_region = "cn"
     checkout_ttl_s = 900
     recharge_auto_confirm = false            # true on a local network: no bank, post every request at once
+    webhook_retry_base_s = 2.0               # first retry after this, doubling per attempt
 
     [[regions]]                              # one chain per region, several nodes each (failover)
     name = "cn"
@@ -80,6 +81,7 @@ class GatewayConfig:
     default_region: str
     checkout_ttl_s: int
     recharge_auto_confirm: bool
+    webhook_retry_base_s: float
     regions: tuple[Region, ...]
     merchants: tuple[Merchant, ...]
     merchants_by_key_hash: dict[bytes, Merchant]
@@ -130,8 +132,11 @@ def parse_gateway_config(document: dict[str, Any], folder: Path) -> GatewayConfi
     if type(port) is not int or not 0 <= port <= 65535:
         raise InvalidGatewayConfig("gateway.listen_port: must be an integer port (0 picks a free one)")
     ttl = section.get("checkout_ttl_s", 900)
-    if type(ttl) is not int or not 10 <= ttl <= 7 * 24 * 3600:
-        raise InvalidGatewayConfig("gateway.checkout_ttl_s: must be an integer from 10 to 604800")
+    if type(ttl) is not int or not 5 <= ttl <= 7 * 24 * 3600:
+        raise InvalidGatewayConfig("gateway.checkout_ttl_s: must be an integer from 5 to 604800")
+    retry_base_s = section.get("webhook_retry_base_s", 2.0)
+    if type(retry_base_s) not in (int, float) or not 0.05 <= retry_base_s <= 3600:
+        raise InvalidGatewayConfig("gateway.webhook_retry_base_s: a number of seconds from 0.05 to 3600")
     public_url = _url(section.get("public_url", f"http://127.0.0.1:{port}"), "gateway.public_url")
     try:
         keys = load_node_key(folder / _text(section.get("key_file", "gateway_key.json"), "gateway.key_file"))
@@ -143,6 +148,7 @@ def parse_gateway_config(document: dict[str, Any], folder: Path) -> GatewayConfi
         data_dir=folder / _text(section.get("data_dir", "data"), "gateway.data_dir"),
         keys=keys, default_region=default_region, checkout_ttl_s=ttl,
         recharge_auto_confirm=_bool(section.get("recharge_auto_confirm", False), "gateway.recharge_auto_confirm"),
+        webhook_retry_base_s=float(retry_base_s),
         regions=regions, merchants=merchants,
         merchants_by_key_hash={merchant.api_key_sha256: merchant for merchant in merchants})
 

@@ -7,7 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from gateway import payments, webhooks
-from gateway.api import IDEMPOTENCY_KEY_PATTERN, PAGE_ITEMS_MAX, PRODUCT_ID_CHARS_MAX, QUANTITY_MAX, TEXT_CHARS_MAX
+from gateway.api import (EXPIRES_IN_S_MIN, IDEMPOTENCY_KEY_PATTERN, PAGE_ITEMS_MAX, PRODUCT_ID_CHARS_MAX, QUANTITY_MAX,
+                         TEXT_CHARS_MAX)
 from gateway.analytics import REPORT_DAYS_MAX
 
 ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
@@ -49,7 +50,7 @@ CREATE = {
                          "description": "the same item priced in other assets: the shopper chooses"},
         "buyer": {"type": "string", "description": "only this wallet address may pay"},
         "region": {"type": "string", "description": "the shopper's region: picks the network"},
-        "expires_in_s": {"type": "integer", "minimum": 60, "description": "at most the gateway's checkout_ttl_s"},
+        "expires_in_s": {"type": "integer", "minimum": EXPIRES_IN_S_MIN, "description": "at most the gateway's checkout_ttl_s"},
         "metadata": {"type": "object", "maxProperties": payments.METADATA_ITEMS_MAX,
                      "additionalProperties": {"type": "string", "maxLength": payments.METADATA_TEXT_MAX}}}}
 ACTION = {"type": "object", "required": ["payment", "tx_hash", "action"],

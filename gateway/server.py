@@ -26,17 +26,16 @@ from gateway.webhooks import WebhookSender
 
 log = logging.getLogger("paychain.gateway")
 
-WEBHOOK_RETRY_BASE_S = 2.0
 HTTP_CONNECTIONS_MAX = 200
 """Outgoing connections (to nodes and webhook receivers) at once."""
 
 
-def bootstrap(config: GatewayConfig, session: aiohttp.ClientSession, webhook_retry_base_s: float) -> Services:
+def bootstrap(config: GatewayConfig, session: aiohttp.ClientSession) -> Services:
     store = GatewayStore.open(config.data_dir / "gateway.db")
     merchants = {merchant.address_text: merchant for merchant in config.merchants}
     book = PaymentBook(store, merchants)
     nodes = NodePool(config.regions, session)
-    sender = WebhookSender(store, merchants, session, webhook_retry_base_s)
+    sender = WebhookSender(store, merchants, session, config.webhook_retry_base_s)
     book.on_delivery_queued = sender.wake
     return Services(config=config, store=store, book=book, nodes=nodes,
                     chains={name: ChainView(client) for name, client in nodes.regions.items()},
@@ -66,12 +65,11 @@ async def handle_health(request: web.Request) -> web.Response:
     return web.json_response({"healthy": healthy, "regions": regions}, status=200 if healthy else 503)
 
 
-async def serve(config: GatewayConfig, webhook_retry_base_s: float = WEBHOOK_RETRY_BASE_S,
-                ready: asyncio.Event | None = None) -> None:
+async def serve(config: GatewayConfig, ready: asyncio.Event | None = None) -> None:
     """Run the gateway until cancelled."""
     connector = aiohttp.TCPConnector(limit=HTTP_CONNECTIONS_MAX)
     async with aiohttp.ClientSession(connector=connector) as session:
-        services = bootstrap(config, session, webhook_retry_base_s)
+        services = bootstrap(config, session)
         runner = web.AppRunner(make_app(services), access_log_format='%a "%r" %s %b %Tfs')
         await runner.setup()
         site = web.TCPSite(runner, config.listen_host, config.listen_port)
