@@ -101,7 +101,7 @@ async def _new_payment(services: Services, merchant: Merchant, body: dict[str, A
     if type(quantity) is not int or not 1 <= quantity <= QUANTITY_MAX:
         raise invalid(f"quantity: a whole number from 1 to {QUANTITY_MAX}")
     region = body.get("region", services.config.default_region)
-    if region not in services.chains:
+    if not isinstance(region, str) or region not in services.chains:
         raise invalid(f"region: one of {', '.join(sorted(services.chains))}")
     buyer = body.get("buyer")
     if buyer is not None:

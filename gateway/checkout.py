@@ -222,7 +222,7 @@ async def recharge_options(request: web.Request) -> web.Response:
 
 
 def _region_chain(services: Services, region: Any) -> ChainView:
-    if region not in services.chains:
+    if not isinstance(region, str) or region not in services.chains:
         raise invalid(f"region: one of {', '.join(sorted(services.chains))}")
     return services.chain(region)
 

@@ -96,6 +96,12 @@ TRACKING_BODY = {"required": False, "content": {"application/json": {"schema": {
     "type": "object", "properties": {"tracking": {"type": "string", "minLength": 1, "maxLength": TEXT_CHARS_MAX}}}}}}
 
 
+PAYMENT_LINKS = {name: {"operationId": operation, "parameters": {"payment_id": "$response.body#/id"}}
+                 for name, operation in (("GetPayment", "getPayment"), ("CancelPayment", "cancelPayment"),
+                                         ("RefundPayment", "refundPayment"), ("ShipPayment", "shipPayment"))}
+"""Where a created payment's id is used next (lets clients and schemathesis follow the flow)."""
+
+
 def document() -> dict[str, Any]:
     change = {"200": _json(PAYMENT, "done at once (the payment was not paid yet)"),
               "202": _json(ACTION, "the transaction was sent; the payment changes when its block commits"),
@@ -119,7 +125,7 @@ def document() -> dict[str, Any]:
                                          "description": "same key and body: the first result again; same key, "
                                                         "another body: 422"}],
                          "requestBody": {"required": True, "content": {"application/json": {"schema": CREATE}}},
-                         "responses": {"201": _json(PAYMENT, "created"),
+                         "responses": {"201": {**_json(PAYMENT, "created"), "links": PAYMENT_LINKS},
                                        "200": _json(PAYMENT, "replayed: the payment this key created earlier"),
                                        **_errors(400, 409, 413, 415, 422, 503)}},
                 "get": {"operationId": "listPayments", "summary": "List your payments, newest first",

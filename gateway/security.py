@@ -66,7 +66,8 @@ async def errors_and_headers(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as error:
         if error.status >= 400:
             code = error.reason.lower().replace(" ", "_")
-            response = error_response(error.status, code, error.text or error.reason)
+            kept = {name: value for name, value in error.headers.items() if name in ("Allow", "Retry-After")}
+            response = error_response(error.status, code, error.text or error.reason, kept)
         else:
             raise
     except Exception:
