@@ -27,16 +27,20 @@ def _html(name: str, replacements: dict[str, str]) -> str:
     return text
 
 
+def _login_page(request: web.Request, message: str = "", status: int = 200) -> web.Response:
+    token = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
+    response = web.Response(text=_html("merchant_login.html", {"csrf_token": token, "message": html.escape(message)}),
+                            content_type="text/html", status=status)
+    set_cookie(response, CSRF_COOKIE, token, request.secure, 12 * 3600)
+    return response
+
+
 @routes.get("/merchant")
 async def merchant_page(request: web.Request) -> web.Response:
     services = services_of(request)
     session = services.guard.session_of(request)
     if session is None:
-        token = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
-        response = web.Response(text=_html("merchant_login.html", {"csrf_token": token, "message": ""}),
-                                content_type="text/html")
-        set_cookie(response, CSRF_COOKIE, token, request.secure, 12 * 3600)
-        return response
+        return _login_page(request)
     return web.Response(text=_html("merchant.html", {"csrf_token": session.csrf_token,
                                                      "merchant_name": html.escape(session.merchant.name),
                                                      "merchant_address": session.merchant.address_text}),
@@ -51,7 +55,10 @@ async def merchant_login(request: web.Request) -> web.Response:
     form = await request.post()
     if not same_token(form.get("csrf_token"), request.cookies.get(CSRF_COOKIE)):
         raise PaymentError(403, "csrf_failed", "the form's CSRF token is missing or stale; reload the page")
-    session_id, _ = services.guard.login(str(form.get("api_key", "")).strip())
+    try:
+        session_id, _ = services.guard.login(str(form.get("api_key", "")).strip())
+    except PaymentError as error:
+        return _login_page(request, f"Sign-in failed: {error.message}.", error.status)
     response = web.HTTPSeeOther("/merchant")
     set_cookie(response, SESSION_COOKIE, session_id, request.secure, int(SESSION_TTL_S))
     raise response
