@@ -85,6 +85,9 @@ ws_message_bytes_max = 64 * 1024
 """Largest message a client may send over the WebSocket."""
 rpc_wait_ms_max = 60_000
 """Longest a client-side wait for finality may run."""
+dashboard_stats_points_max = 600
+"""Most recent commits whose figures (time, transactions, finality) a node keeps in memory for its
+dashboard's charts and `chain_getStats`."""
 
 # --- wallet -----------------------------------------------------------------------
 keystore_bytes_max = 64 * 1024

@@ -116,7 +116,8 @@ class PbftRunner:
             "view_changing": replica.view_changing,
             "primary": crypto.format_address(crypto.address_from_public_key(replica.validator_keys[primary])),
             "peers": [{"public_key": "0x" + p.public_key.hex(), "address": p.address, "connected": p.connected,
-                       "last_seen_ms": p.last_seen_ms} for p in self.network.peers()],
+                       "last_seen_ms": p.last_seen_ms, "height": self.driver.peer_heights.get(p.public_key)}
+                      for p in self.network.peers()],
             "syncing": self.syncing,
             "dropped": {**replica.dropped, **self.driver.stats.dropped},
             "messages_out": self.driver.stats.messages_out,

@@ -1,4 +1,5 @@
-"""The node's HTTP face (aiohttp): POST /rpc, WebSocket /ws, GET /metrics, GET /healthz."""
+"""The node's HTTP face (aiohttp): POST /rpc, WebSocket /ws, GET /metrics, GET /healthz, and the dashboard
+at GET / (node/rpc/dashboard.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from node import crypto, encoding, limits
 from node.app import CommittedBlock, Ledger
 from node.rpc import errors
+from node.rpc.dashboard import Dashboard
 from node.rpc.jsonrpc import INVALID_PARAMS, INVALID_REQUEST, AdminContext, Dispatcher, RpcError
 from node.rpc.subscriptions import TOPICS, Connection, Subscription, SubscriptionHub
 
@@ -106,12 +108,15 @@ class RpcServer:
         dispatcher.on_call = lambda method, outcome: self.metrics.rpc_calls.labels(method, outcome).inc()
         dispatcher.register("subscribe", self.subscribe, ("topic", "filter"), required=1)
         dispatcher.register("unsubscribe", self.unsubscribe, ("subscription",))
+        self.dashboard = Dashboard(ledger)
+        self.dashboard.register(dispatcher)
         self.app = web.Application(client_max_size=limits.rpc_body_bytes_max + 1)
         self.app.router.add_post("/rpc", self.handle_rpc)
         self.app.router.add_post("/", self.handle_rpc)
         self.app.router.add_get("/ws", self.handle_ws)
         self.app.router.add_get("/metrics", self.handle_metrics)
         self.app.router.add_get("/healthz", self.handle_health)
+        self.dashboard.add_routes(self.app)
         self.runner: web.AppRunner | None = None
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
