@@ -68,8 +68,12 @@ def _payment(services: Services, request: web.Request) -> dict[str, Any]:
     return payment
 
 
-def _checkout_view(payment: dict[str, Any]) -> dict[str, Any]:
-    return {"id": payment["id"], "state": payment["state"],
+def _checkout_view(services: Services, payment: dict[str, Any]) -> dict[str, Any]:
+    explorer_url = None
+    if payment["order_id"]:  # the order's page on the dashboard of a node of the payment's network
+        node_url = services.nodes[payment["region"]].ordered()[0].url
+        explorer_url = f"{node_url.rsplit('/', 1)[0]}/#/order/{payment['order_id']}"
+    return {"id": payment["id"], "state": payment["state"], "explorer_url": explorer_url,
             "merchant": {"address": payment["merchant"], "name": payment.get("merchant_name", "")},
             "options": payment["options"], "chosen": payment["chosen"], "expires_at": payment["expires_at"],
             "chain_id": payment["chain_id"], "region": payment["region"], "buyer": payment["buyer"],
@@ -78,7 +82,8 @@ def _checkout_view(payment: dict[str, Any]) -> dict[str, Any]:
 
 @routes.get("/api/checkout/{payment_id}")
 async def checkout_info(request: web.Request) -> web.Response:
-    return web.json_response(_checkout_view(_payment(services_of(request), request)))
+    services = services_of(request)
+    return web.json_response(_checkout_view(services, _payment(services, request)))
 
 
 def _require_payable(payment: dict[str, Any]) -> None:

@@ -82,6 +82,8 @@ def test_checkout_wrong_password_then_pay_until_final_with_the_merchants_webhook
     order_id = page.inner_text("#order-id")
     assert order_id.startswith("0x") and len(order_id) == 66
     save_screenshot(page, "checkout-paid")
+    explorer = page.get_attribute("#explorer-link", "href")
+    assert explorer.endswith(f"/#/order/{order_id}")
     on_chain = shop["network"].rpc.call("order_get", order_id)
     assert on_chain["state"] == "created" and on_chain["total"] == 2_500 and on_chain["quantity"] == 2
     deadline = time.monotonic() + 20

@@ -69,6 +69,9 @@ function renderState(announceFailure) {
   element("order-id").textContent = checkout.order_id ?? "";
   element("tx-hash").textContent = checkout.tx_hash ?? "";
   element("receipt").hidden = checkout.order_id == null && checkout.tx_hash == null;
+  const explorer = element("explorer-link");
+  explorer.hidden = checkout.explorer_url == null;
+  if (checkout.explorer_url != null) explorer.href = checkout.explorer_url;
   payButton.disabled = working || !PAYABLE_STATES.has(checkout.state);
   if (checkout.state === "expired") showMessage(EXPIRED_MESSAGE);
   else if (checkout.state === "failed" && announceFailure) {
