@@ -128,7 +128,7 @@ async def _new_payment(services: Services, merchant: Merchant, body: dict[str, A
         earlier = services.book.find_idempotent(merchant.address_text, idempotency[0], idempotency[1])
         if earlier is not None:
             return earlier
-    services.book.create(payment, idempotency)
+    await services.book.create(payment, idempotency)
     return payment
 
 

@@ -167,8 +167,19 @@ async def checkout_submit(request: web.Request) -> web.Response:
         (crypto.parse_address(payment["merchant"]), option["product_id"], payment["quantity"], option["unit_price"],
          option["currency"]), option["currency"]))
     tx_hash = _checked(signed, expected, params.chain_id)
-    await _chain_call(chain.client.send_transaction(signed))
-    changed = services.book.record_submitted(payment, tx_hash, option, crypto.format_address(envelope.sender))
+    in_flight = request.app["checkout_in_flight"]
+    if payment["id"] in in_flight:
+        raise PaymentError(409, "payment_in_flight", "a payment for this checkout is being submitted")
+    in_flight.add(payment["id"])
+    try:
+        current = services.store.payment(payment["id"])  # it may have changed while we talked to the chain
+        _require_payable(current)
+        await _chain_call(chain.client.send_transaction(signed))
+        # recorded from a fresh read: a merchant's cancel meanwhile is followed by the order's own events
+        changed = services.book.record_submitted(services.store.payment(payment["id"]), tx_hash, option,
+                                                 crypto.format_address(envelope.sender))
+    finally:
+        in_flight.discard(payment["id"])
     return web.json_response({"tx_hash": tx_hash, "state": changed["state"]})
 
 

@@ -126,7 +126,9 @@ class Follower:
             if payment is None or payment["region"] != self.region or payment["state"] != payments.SUBMITTED:
                 continue
             answer = await self.client.call("tx_get", payment["tx_hash"])
-            self._settle_submitted(payment, answer)
+            payment = self.store.payment(payment_id)  # the live feed may have moved it while we waited
+            if payment["state"] == payments.SUBMITTED:
+                self._settle_submitted(payment, answer)
 
     def _settle_submitted(self, payment: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any] | None:
         status = answer["status"]

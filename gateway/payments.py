@@ -113,8 +113,8 @@ class PaymentBook:
         assert payment is not None
         return payment
 
-    def create(self, payment: Record, idempotency: tuple[str, str] | None) -> None:
-        """Save a new payment (and the idempotency key that made it)."""
+    async def create(self, payment: Record, idempotency: tuple[str, str] | None) -> None:
+        """Save a new payment (and the idempotency key that made it); returns once it is on disk."""
         now = payment["created_at"]
         puts: list[tuple[bytes, Any]] = [
             (payment_key(payment["id"]), payment),
@@ -127,7 +127,7 @@ class PaymentBook:
             puts.append((idempotency_key(payment["merchant"], key),
                          {"request_hash": body_hash, "payment_id": payment["id"]}))
         puts.extend(analytics.record_created(self.store, payment, now))
-        self.store.write(puts)
+        await self.store.commit(puts)
 
     def record_submitted(self, payment: Record, tx_hash: str, chosen: dict[str, Any], buyer: str) -> Record:
         changed = dict(payment, tx_hash=tx_hash, chosen=chosen["product_id"], currency=chosen["currency"],
@@ -166,7 +166,10 @@ class PaymentBook:
         return changed
 
     def follow_order(self, payment: Record, order_state: str, order_id: str, height: int | None) -> Record | None:
-        """Apply the on-chain order's state; returns the changed payment, or None if nothing changed."""
+        """Apply the on-chain order's state; returns the changed payment, or None if nothing changed.
+
+        Reads the payment again first: a caller's copy may be stale (it waited for a node meanwhile)."""
+        payment = self.store.payment(payment["id"])
         state = ORDER_STATES.get(order_state)
         if state is None or (state == payment["state"] and payment.get("order_id") == order_id):
             return None

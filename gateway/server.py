@@ -49,6 +49,8 @@ def make_app(services: Services) -> web.Application:
     app = web.Application(middlewares=[errors_and_headers], client_max_size=REQUEST_BYTES_MAX)
     app["services"] = services
     app["idempotency_in_flight"] = set()
+    app["checkout_in_flight"] = set()
+    """Payment ids whose checkout submission is being sent (one at a time per checkout)."""
     app.add_routes(api.routes)
     app.add_routes(checkout.routes)
     app.add_routes(merchant_pages.routes)

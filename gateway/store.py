@@ -1,7 +1,11 @@
 """The gateway's own records in LevelDB (plyvel): payments, idempotency keys, webhook deliveries, sales figures.
 
 These are the gateway's bookkeeping, not consensus data, so values are JSON; every key is made
-here and nowhere else. Each change is one atomic, synced write batch.
+here and nowhere else. Each change is one atomic, synced write batch. Requests that must not be
+answered before their write is on disk (creating a payment) use `commit`: the writes of every
+request of one event-loop turn go to disk in one synced batch (group commit), so a burst of
+requests shares one fsync instead of queueing behind one each. Until that batch is written,
+`get` reads the waiting values, so a read-modify-write (the day's sales figures) never misses one.
 
     p/<payment id>                                   payment record
     m/<merchant>/<created µs, 20 digits>/<id>        a merchant's payments, oldest first (listing, paging)
@@ -21,6 +25,7 @@ here and nowhere else. Each change is one atomic, synced write batch.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from pathlib import Path
@@ -37,6 +42,10 @@ def _encode(record: Record) -> bytes:
 
 def _decode(raw: bytes) -> Record:
     return json.loads(raw)
+
+
+def _value_bytes(value: Record | str) -> bytes:
+    return value.encode() if isinstance(value, str) else _encode(value)
 
 
 def _micros_key(micros: int) -> str:
@@ -102,6 +111,12 @@ def sales_key(merchant: str, day: str) -> bytes:
 class GatewayStore:
     def __init__(self, kv: KeyValueStore) -> None:
         self.kv = kv
+        self._waiting: dict[bytes, bytes | None] = {}
+        """Writes of `commit` calls not yet on disk (None: a delete), in the order they were made."""
+        self._waiters: list[asyncio.Future] = []
+        self.group_commits = 0
+        """Synced batches written by `commit` (with `committed_writes`: how well requests were grouped)."""
+        self.committed_writes = 0
 
     @classmethod
     def open(cls, path: Path) -> "GatewayStore":
@@ -112,19 +127,57 @@ class GatewayStore:
         return cls(MemoryStore())
 
     def close(self) -> None:
+        self._flush()
         self.kv.close()
 
+    def _raw(self, key: bytes) -> bytes | None:
+        if key in self._waiting:
+            return self._waiting[key]
+        return self.kv.get(key)
+
     def get(self, key: bytes) -> Record | None:
-        raw = self.kv.get(key)
+        raw = self._raw(key)
         return None if raw is None else _decode(raw)
 
-    def write(self, puts: list[tuple[bytes, Record | str]], deletes: list[bytes] = ()) -> None:
-        self.kv.write([(key, value.encode() if isinstance(value, str) else _encode(value)) for key, value in puts],
-                      deletes)
-
     def get_text(self, key: bytes) -> str | None:
-        raw = self.kv.get(key)
+        raw = self._raw(key)
         return None if raw is None else raw.decode()
+
+    def write(self, puts: list[tuple[bytes, Record | str]], deletes: list[bytes] = ()) -> None:
+        """Write now (after any waiting group commit, so writes reach the disk in the order they were made)."""
+        self._flush()
+        self.kv.write([(key, _value_bytes(value)) for key, value in puts], deletes)
+
+    async def commit(self, puts: list[tuple[bytes, Record | str]], deletes: list[bytes] = ()) -> None:
+        """Write as part of this event-loop turn's group commit; returns once the batch is on disk."""
+        for key, value in puts:
+            self._waiting[key] = _value_bytes(value)
+        for key in deletes:
+            self._waiting[key] = None
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        if len(self._waiters) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+        await waiter
+
+    def _flush(self) -> None:
+        if not self._waiters:
+            return
+        waiting, waiters = self._waiting, self._waiters
+        self._waiting, self._waiters = {}, []
+        try:
+            self.kv.write([(k, v) for k, v in waiting.items() if v is not None],
+                          [k for k, v in waiting.items() if v is None])
+        except Exception as error:  # every request of the batch learns that its write failed
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(error)
+            return
+        self.group_commits += 1
+        self.committed_writes += len(waiters)
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     # --- payments ------------------------------------------------------------------------------
 
