@@ -8,18 +8,23 @@ Figures are kept per merchant and UTC day, updated in the same write as the paym
      "products": {product_id: {"quantity": n, "volume": {asset: minor units}}}}
 
 A payment counts as a sale on the day it was paid; a cancel or refund counts on the day it happened.
+Cancel and refund rates are over sales: a checkout withdrawn before anyone paid is not counted.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 from typing import Any
 
 from gateway.store import GatewayStore, Record, sales_key
 
 REPORT_DAYS_MAX = 366
+UNPAID_STATES = ("awaiting_payment", "submitted", "failed", "expired", "canceled")
+"""States a payment can become paid from: the shopper's transaction may land after the checkout expired or was
+withdrawn (it was already sent), and then the sale is real."""
 TOP_PRODUCTS = 10
 PRODUCTS_PER_DAY_MAX = 1000
 """Distinct products counted per merchant and day; sales of more products are counted under "(other)"."""
@@ -50,8 +55,10 @@ def record_transition(store: GatewayStore, payment: Record, previous: str, now: 
     state = payment["state"]
     if state == previous or state not in ("paid", "canceled", "refunded", "expired"):
         return []
-    if state == "paid" and previous not in ("awaiting_payment", "submitted", "failed"):
+    if state == "paid" and previous not in UNPAID_STATES:
         return []
+    if state == "canceled" and previous in UNPAID_STATES:
+        return []  # a checkout withdrawn before anyone paid is not a canceled sale
     day = utc_day(now)
     figures = _day(store, payment["merchant"], day)
     figures[state] += 1
@@ -127,6 +134,6 @@ def report_csv(report_data: dict[str, Any]) -> str:
 def days_param(value: str | None) -> int:
     if value is None:
         return 30
-    if not value.isdigit() or not 1 <= int(value) <= REPORT_DAYS_MAX:
+    if not re.fullmatch(r"[0-9]{1,3}", value) or not 1 <= int(value) <= REPORT_DAYS_MAX:
         raise ValueError(f"days must be a whole number from 1 to {REPORT_DAYS_MAX}")
     return int(value)

@@ -186,7 +186,7 @@ async def get_payment(request: web.Request) -> web.Response:
 
 def page_params(request: web.Request) -> tuple[int, str | None]:
     limit_text = request.query.get("limit", "20")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= PAGE_ITEMS_MAX:
+    if not re.fullmatch(r"[0-9]{1,3}", limit_text) or not 1 <= int(limit_text) <= PAGE_ITEMS_MAX:
         raise invalid(f"limit: a whole number from 1 to {PAGE_ITEMS_MAX}")
     cursor = request.query.get("cursor")
     if cursor is not None and not re.fullmatch(r"\d{20}/[A-Za-z0-9_-]{1,64}", cursor):

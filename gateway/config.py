@@ -125,6 +125,8 @@ def parse_gateway_config(document: dict[str, Any], folder: Path) -> GatewayConfi
                       for index, entry in enumerate(_list(document, "merchants", MERCHANTS_MAX)))
     if len({m.api_key_sha256 for m in merchants}) != len(merchants):
         raise InvalidGatewayConfig("merchants: two merchants have the same API key")
+    if len({m.address for m in merchants}) != len(merchants):
+        raise InvalidGatewayConfig("merchants: two entries have the same address (one entry per merchant)")
     default_region = _text(section.get("default_region", regions[0].name), "gateway.default_region")
     if default_region not in names:
         raise InvalidGatewayConfig(f"gateway.default_region: {default_region!r} is not one of the regions {names}")

@@ -147,6 +147,8 @@ class PaymentBook:
         changed["history"] = history + [{"state": state, "at": now, "height": height}]
         puts: list[tuple[bytes, Any]] = [(payment_key(changed["id"]), changed), *extra]
         deletes = [open_key(changed["id"])] if state in FINAL_STATES else []
+        if previous in FINAL_STATES and state not in FINAL_STATES:  # e.g. expired, then the sent payment landed
+            puts.append((open_key(changed["id"]), changed["id"]))
         if state == SUBMITTED:
             puts.append((submitted_key(changed["id"]), changed["id"]))
         elif previous == SUBMITTED:

@@ -58,7 +58,7 @@ def verify(secret: bytes, header: str, body: bytes, now: float, tolerance_s: flo
         expected = sign(secret, timestamp, body)
     except (KeyError, ValueError):
         return False
-    return abs(now - timestamp) <= tolerance_s and hmac.compare_digest(expected, header)
+    return abs(now - timestamp) <= tolerance_s and hmac.compare_digest(expected.encode(), header.encode())
 
 
 def new_delivery(payment: Record, event: str, now: float) -> list[tuple[bytes, Any]]:
