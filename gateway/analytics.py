@@ -39,28 +39,30 @@ def _empty_day() -> Record:
             "refunded_volume": {}, "products": {}}
 
 
-def _day(store: GatewayStore, merchant: str, day: str) -> Record:
-    return store.get(sales_key(merchant, day)) or _empty_day()
+def _day(store: GatewayStore, merchant: str, day: str, pending: dict[bytes, Record]) -> Record:
+    """The day's figures to update: from `pending` (changed earlier in the same write) or the store."""
+    key = sales_key(merchant, day)
+    if key not in pending:
+        pending[key] = store.get(key) or _empty_day()
+    return pending[key]
 
 
-def record_created(store: GatewayStore, payment: Record, now: float) -> list[tuple[bytes, Any]]:
-    day = utc_day(now)
-    figures = _day(store, payment["merchant"], day)
-    figures["created"] += 1
-    return [(sales_key(payment["merchant"], day), figures)]
+def record_created(store: GatewayStore, payment: Record, now: float, pending: dict[bytes, Record]) -> None:
+    """Count a new checkout into `pending` (sales key -> figures, written by the caller)."""
+    _day(store, payment["merchant"], utc_day(now), pending)["created"] += 1
 
 
-def record_transition(store: GatewayStore, payment: Record, previous: str, now: float) -> list[tuple[bytes, Any]]:
-    """The figure changes of `payment` having moved from `previous` to its state (none for most moves)."""
+def record_transition(store: GatewayStore, payment: Record, previous: str, now: float,
+                      pending: dict[bytes, Record]) -> None:
+    """Count `payment`'s move from `previous` to its state into `pending` (most moves count nothing)."""
     state = payment["state"]
     if state == previous or state not in ("paid", "canceled", "refunded", "expired"):
-        return []
+        return
     if state == "paid" and previous not in UNPAID_STATES:
-        return []
+        return
     if state == "canceled" and previous in UNPAID_STATES:
-        return []  # a checkout withdrawn before anyone paid is not a canceled sale
-    day = utc_day(now)
-    figures = _day(store, payment["merchant"], day)
+        return  # a checkout withdrawn before anyone paid is not a canceled sale
+    figures = _day(store, payment["merchant"], utc_day(now), pending)
     figures[state] += 1
     asset, total = payment["currency"], payment["total"]
     if state == "paid":
@@ -74,7 +76,6 @@ def record_transition(store: GatewayStore, payment: Record, previous: str, now: 
         _add(entry["volume"], asset, total)
     elif state == "refunded":
         _add(figures["refunded_volume"], asset, total)
-    return [(sales_key(payment["merchant"], day), figures)]
 
 
 def _add(amounts: dict[str, int], asset: str, amount: int) -> None:

@@ -29,7 +29,7 @@ PRODUCT_ID_CHARS_MAX = 32
 QUANTITY_MAX = 1_000_000
 EXPIRES_IN_S_MIN = 5
 PAGE_ITEMS_MAX = 100
-STATE_FILTER_SCAN_MAX = 10_000
+STATE_FILTER_SCAN_MAX = 1_000
 """Payments looked at for one filtered page; a page may come back short (with a cursor) past this."""
 TEXT_CHARS_MAX = 128
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,128}$")
@@ -49,6 +49,8 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         body = await request.json()
     except ValueError as error:
         raise PaymentError(400, "invalid_json", f"the body is not valid JSON: {error}") from error
+    except RecursionError as error:
+        raise PaymentError(400, "invalid_json", "the body is nested too deeply") from error
     if not isinstance(body, dict):
         raise PaymentError(400, "invalid_json", "the body must be a JSON object")
     return body
@@ -154,7 +156,8 @@ async def _options(chain: ChainView, merchant: Merchant, product_ids: list[str],
         try:
             entry = await chain.catalog_entry(merchant.address_text, product_id)
         except NodeUnavailable as error:
-            raise PaymentError(503, "chain_unavailable", str(error)) from error
+            raise PaymentError(503, "chain_unavailable", "no node of this network answers; try again shortly") \
+                from error
         if entry is None or not entry.get("active"):
             raise PaymentError(422, "unknown_product", f"product {product_id!r} is not in your on-chain catalog")
         if quantity > entry["per_order_limit"]:
@@ -232,7 +235,8 @@ async def _send_order_call(services: Services, merchant: Merchant, payment: dict
         raise PaymentError(422, "chain_rejected", f"the chain refused the {function} transaction: {error.message}") \
             from error
     except NodeUnavailable as error:
-        raise PaymentError(503, "chain_unavailable", str(error)) from error
+        raise PaymentError(503, "chain_unavailable", "no node of this network answers; try again shortly") \
+            from error
     return web.json_response({"payment": payments.public_view(payment, services.config.public_url),
                               "tx_hash": tx_hash, "action": function}, status=202)
 

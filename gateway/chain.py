@@ -24,9 +24,11 @@ from node.transactions import (Body, CallContract, InvalidTransaction, RechargeP
 
 ORDER_GAS = 50_000
 """Gas limit of an orders-contract call (create_order uses about 4,500)."""
+PARAMS_CACHE_S = 30.0
+"""Chain parameters (minimum fees can change by governance) are read again after this long, or at once after a
+`fee_too_low` refusal."""
 CATALOG_CACHE_S = 5.0
 CATALOG_CACHE_ENTRIES_MAX = 10_000
-NONCE_RULES = ("nonce_used", "nonce_taken", "nonce_too_far", "bad_nonce")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +45,14 @@ class ChainView:
     def __init__(self, client: RegionClient) -> None:
         self.client = client
         self._params: ChainParams | None = None
+        self._params_read_at = 0.0
         self._catalog: OrderedDict[tuple[str, str], tuple[float, Any]] = OrderedDict()
 
+    def forget_params(self) -> None:
+        self._params = None
+
     async def params(self) -> ChainParams:
-        if self._params is None:
+        if self._params is None or time.monotonic() - self._params_read_at > PARAMS_CACHE_S:
             answer = await self.client.call("chain_getParams")
             contracts = {c["name"]: crypto.parse_address(c["address"]) for c in answer.get("contracts", [])}
             if system.ORDERS not in contracts:
@@ -54,6 +60,7 @@ class ChainView:
             self._params = ChainParams(answer["chain_id"], contracts[system.ORDERS],
                                        {a["code"]: a["min_fee"] for a in answer["assets"]},
                                        {a["code"]: a["decimals"] for a in answer["assets"]})
+            self._params_read_at = time.monotonic()
         return self._params
 
     async def catalog_entry(self, merchant: str, product_id: str, fresh: bool = False) -> dict[str, Any] | None:
@@ -115,29 +122,43 @@ def check_signed(signed: bytes, prepared: bytes, chain_id: str) -> str:
 
 
 class Signer:
-    """Signs and sends transactions for one key, one at a time, tracking its next nonce."""
+    """Signs and sends transactions for one key, one at a time.
+
+    The next nonce is the node's pending nonce, unless the node has not seen our last transaction yet
+    (forwarding takes a moment): then it follows that transaction, as long as a node still knows it.
+    A transaction that got lost therefore leaves no gap that would strand every later one."""
 
     def __init__(self, keys: crypto.KeyPair) -> None:
         self.keys = keys
         self._lock = asyncio.Lock()
-        self._next_nonce: int | None = None
+        self._last: tuple[int, str] | None = None
+        """(nonce, hash) of the last transaction sent."""
 
-    async def send(self, chain: ChainView, body_of: Body, fee_asset: str) -> str:
+    async def send(self, chain: ChainView, body: Body, fee_asset: str) -> str:
         async with self._lock:
-            params = await chain.params()
-            nonce = await chain.pending_nonce(self.keys.address)
-            if self._next_nonce is not None:
-                nonce = max(nonce, self._next_nonce)
-            transaction = chain.with_least_fee(
-                Transaction(params.chain_id, self.keys.public_key, nonce, fee_asset, 0, body_of), params)
             try:
-                tx_hash = await chain.client.send_transaction(sign_transaction(self.keys, transaction))
+                return await self._send_once(chain, body, fee_asset)
             except ChainError as error:
-                if error.rule in NONCE_RULES:
-                    self._next_nonce = None
-                raise
-            self._next_nonce = nonce + 1
-            return tx_hash
+                if error.rule != "fee_too_low":
+                    raise
+                chain.forget_params()  # governance raised the minimum fee: read it again, once
+                return await self._send_once(chain, body, fee_asset)
+
+    async def _send_once(self, chain: ChainView, body: Body, fee_asset: str) -> str:
+        params = await chain.params()
+        nonce = await self._next_nonce(chain)
+        transaction = chain.with_least_fee(Transaction(params.chain_id, self.keys.public_key, nonce, fee_asset, 0,
+                                                       body), params)
+        tx_hash = await chain.client.send_transaction(sign_transaction(self.keys, transaction), resend=False)
+        self._last = (nonce, tx_hash)
+        return tx_hash
+
+    async def _next_nonce(self, chain: ChainView) -> int:
+        pending = await chain.pending_nonce(self.keys.address)
+        if self._last is None or pending > self._last[0]:
+            return pending
+        status = (await chain.client.call("tx_get", self._last[1]))["status"]
+        return self._last[0] + 1 if status in ("pending", "committed") else pending
 
     async def call_orders(self, chain: ChainView, function: str, args: tuple, fee_asset: str) -> str:
         params = await chain.params()

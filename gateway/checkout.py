@@ -10,6 +10,7 @@ sending it to a healthy node of the payment's region.
 
 from __future__ import annotations
 
+import html
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from gateway.api import invalid, json_body, services_of
 from gateway.chain import ChainView, check_signed, prepared_payload
 from gateway.nodes import ChainError, NodeUnavailable
 from gateway.payments import PaymentError
-from gateway.security import CSRF_COOKIE, new_csrf_token, set_cookie
+from gateway.security import CSRF_COOKIE, csrf_token_of, set_cookie
 from gateway.services import Services
 from gateway.store import recharge_key, recharge_queue_key
 from node import crypto, encoding, limits
@@ -37,10 +38,10 @@ routes = web.RouteTableDef()
 # --- pages -------------------------------------------------------------------------------------
 
 def _page(request: web.Request, name: str, payment_id: str = "") -> web.Response:
-    token = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
-    html = (WEB_FOLDER / name).read_text()
-    html = html.replace("{{csrf_token}}", token).replace("{{payment_id}}", payment_id)
-    response = web.Response(text=html, content_type="text/html")
+    token = csrf_token_of(request)
+    text = (WEB_FOLDER / name).read_text()
+    text = text.replace("{{csrf_token}}", html.escape(token)).replace("{{payment_id}}", html.escape(payment_id))
+    response = web.Response(text=text, content_type="text/html")
     set_cookie(response, CSRF_COOKIE, token, request.secure, 12 * 3600)
     return response
 
@@ -70,9 +71,9 @@ def _payment(services: Services, request: web.Request) -> dict[str, Any]:
 
 def _checkout_view(services: Services, payment: dict[str, Any]) -> dict[str, Any]:
     explorer_url = None
-    if payment["order_id"]:  # the order's page on the dashboard of a node of the payment's network
-        node_url = services.nodes[payment["region"]].ordered()[0].url
-        explorer_url = f"{node_url.rsplit('/', 1)[0]}/#/order/{payment['order_id']}"
+    explorer = services.config.region(payment["region"]).explorer_url
+    if payment["order_id"] and explorer:  # the order's page on the network's public dashboard
+        explorer_url = f"{explorer}/#/order/{payment['order_id']}"
     return {"id": payment["id"], "state": payment["state"], "explorer_url": explorer_url,
             "merchant": {"address": payment["merchant"], "name": payment.get("merchant_name", "")},
             "options": payment["options"], "chosen": payment["chosen"], "expires_at": payment["expires_at"],
@@ -172,15 +173,32 @@ async def checkout_submit(request: web.Request) -> web.Response:
         raise PaymentError(409, "payment_in_flight", "a payment for this checkout is being submitted")
     in_flight.add(payment["id"])
     try:
-        current = services.store.payment(payment["id"])  # it may have changed while we talked to the chain
-        _require_payable(current)
-        await _chain_call(chain.client.send_transaction(signed))
-        # recorded from a fresh read: a merchant's cancel meanwhile is followed by the order's own events
-        changed = services.book.record_submitted(services.store.payment(payment["id"]), tx_hash, option,
-                                                 crypto.format_address(envelope.sender))
+        changed = _record_before_sending(services, payment["id"], tx_hash, signed, option, envelope.sender)
+        try:
+            await chain.client.send_transaction(signed, resend=False)
+        except ChainError as error:  # the chain refused it: nothing was charged, the shopper may try again
+            if error.rule == "fee_too_low":
+                chain.forget_params()  # the minimum fee changed: the next prepare reads it again
+            services.book.transition(services.store.payment(payment["id"]), payments.FAILED, error=error.message)
+            raise PaymentError(422, "chain_rejected", error.message) from error
+        except NodeUnavailable as error:  # maybe sent: the follower's sweep finds out (and resends)
+            raise PaymentError(503, "chain_unavailable", "no node of this network answers; the payment is "
+                                                         "pending and will be checked again") from error
     finally:
         in_flight.discard(payment["id"])
     return web.json_response({"tx_hash": tx_hash, "state": changed["state"]})
+
+
+def _record_before_sending(services: Services, payment_id: str, tx_hash: str, signed: bytes,
+                           option: dict[str, Any], sender: bytes) -> dict[str, Any]:
+    """Record the submission (and the transaction's hash) before anything is sent, so a crash or a lost
+    answer can never leave an order on chain that the gateway does not know; one transaction pays one checkout."""
+    if services.store.payment_by_tx(tx_hash) is not None:
+        raise PaymentError(409, "transaction_already_used", "this signed transaction was already submitted for a "
+                                                            "checkout; sign a new one")
+    current = services.store.payment(payment_id)  # it may have changed while we talked to the chain
+    _require_payable(current)
+    return services.book.record_submitted(current, tx_hash, signed.hex(), option, crypto.format_address(sender))
 
 
 def _signed_bytes(value: Any) -> bytes:
@@ -281,7 +299,11 @@ async def recharge_submit(request: web.Request) -> web.Response:
     if not isinstance(request_body, RechargeRequest) or request_body.gateway != services.config.keys.address:
         raise PaymentError(422, "invalid_transaction", "the signed transaction is not a recharge request to this gateway")
     tx_hash = "0x" + envelope.hash.hex()
-    await _chain_call(chain.client.send_transaction(signed))
+    if services.store.get(recharge_key(tx_hash)) is not None:
+        raise PaymentError(409, "transaction_already_used", "this recharge request was already submitted")
+    if not 1 <= request_body.amount <= RECHARGE_AMOUNT_MAX:
+        raise invalid(f"amount: a whole number of minor units from 1 to {RECHARGE_AMOUNT_MAX}")
+    await _chain_call(chain.client.send_transaction(signed, resend=False))
     record = {"tx_hash": tx_hash, "region": region, "user": crypto.format_address(envelope.sender),
               "asset": request_body.asset, "amount": request_body.amount, "state": "submitted",
               "submitted_at": time.time(), "error": None}
@@ -308,7 +330,8 @@ async def recharge_status(request: web.Request) -> web.Response:
         except ChainError:
             pass  # not in a block yet
         except NodeUnavailable as error_unavailable:
-            raise PaymentError(503, "chain_unavailable", str(error_unavailable)) from error_unavailable
+            raise PaymentError(503, "chain_unavailable", "no node of this network answers; try again shortly") \
+                from error_unavailable
     account = await _chain_call(chain.account(crypto.parse_address(record["user"])))
     return web.json_response({"tx_hash": record["tx_hash"], "state": state, "asset": record["asset"],
                               "amount": record["amount"], "balance": account["balances"].get(record["asset"], 0),

@@ -15,6 +15,7 @@
     name = "cn"
     chain_id = "paychain-local"
     nodes = ["http://127.0.0.1:26657/rpc", "http://127.0.0.1:26659/rpc"]
+    explorer_url = "https://explorer.example"  # optional: the network's public dashboard, linked from checkouts
 
     [[merchants]]
     name = "Demo Tea Shop"
@@ -54,6 +55,9 @@ class Region:
     chain_id: str
     nodes: tuple[str, ...]
     """JSON-RPC URLs (`…/rpc`) of the region's nodes, tried in order; a node that stops answering is skipped."""
+    explorer_url: str | None = None
+    """The network's public dashboard (a node's `/`), linked from the checkout page; internal node URLs are
+    never shown to shoppers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +165,10 @@ def _region(entry: Any, index: int) -> Region:
     nodes = entry.get("nodes")
     if not isinstance(nodes, list) or not 1 <= len(nodes) <= NODES_PER_REGION_MAX:
         raise InvalidGatewayConfig(f"{where}.nodes: a list of 1 to {NODES_PER_REGION_MAX} node RPC URLs")
+    explorer = entry.get("explorer_url")
     return Region(_text(entry.get("name"), f"{where}.name"), _text(entry.get("chain_id"), f"{where}.chain_id"),
-                  tuple(_url(node, f"{where}.nodes") for node in nodes))
+                  tuple(_url(node, f"{where}.nodes") for node in nodes),
+                  None if explorer is None else _url(explorer, f"{where}.explorer_url").rstrip("/"))
 
 
 def _merchant(entry: Any, index: int, folder: Path) -> Merchant:

@@ -28,10 +28,15 @@ log = logging.getLogger("paychain.gateway.follower")
 
 SWEEP_INTERVAL_S = 1.0
 SWEEP_ITEMS_MAX = 500
-"""Submitted payments, expiries and recharges looked at per sweep (the rest wait for the next one)."""
-RECONCILE_ITEMS_MAX = 10_000
-UNKNOWN_TX_GRACE_S = 60.0
-"""A submitted transaction no node knows of for this long was dropped: the payment fails (the shopper may retry)."""
+"""Submitted payments and recharges looked at per sweep (the rest wait for the next one)."""
+EXPIRIES_MAX = 5_000
+"""Checkouts expired per sweep, in one write (more than the gateway can create in a second)."""
+RECONCILE_PAGE_ITEMS = 500
+"""Live orders read from the store at a time while reconciling (all of them are read back)."""
+RESEND_AFTER_S = 10.0
+"""A submitted transaction (or a recharge post) the node does not know after this long is sent again."""
+RECHARGE_GIVE_UP_S = 600.0
+"""A recharge request not in a block after this long is given up (the user may ask again)."""
 RECONNECT_DELAY_S = 0.5
 WS_MESSAGE_BYTES_MAX = 16 * 1024 * 1024
 
@@ -56,13 +61,18 @@ class Follower:
     # --- live subscription ---------------------------------------------------------------------
 
     async def _follow(self) -> None:
+        """Keep a feed open; any failure (a node gone, a malformed answer) is logged and the next node tried."""
         while True:
             endpoint = self.client.ordered()[0]
             try:
                 await self._subscribe(endpoint.ws_url)
-            except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as error:
+            except asyncio.CancelledError:
+                raise
+            except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError, NodeUnavailable) as error:
                 log.warning("region %s: orders feed from %s lost (%s)", self.region, endpoint.url, error)
                 endpoint.healthy = False
+            except Exception:
+                log.exception("region %s: orders feed from %s failed", self.region, endpoint.url)
             self.connected_to = None
             await asyncio.sleep(RECONNECT_DELAY_S)
 
@@ -71,14 +81,15 @@ class Follower:
                                                   timeout=aiohttp.ClientWSTimeout(ws_close=2)) as socket:
             await socket.send_json({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": ["orders"]})
             self.connected_to = ws_url
-            await self.reconcile()
+            reconciled_to = await self.reconcile()
             async for message in socket:
                 if message.type != aiohttp.WSMsgType.TEXT:
                     break
                 notification = json.loads(message.data)
                 if notification.get("method") == "subscription":
                     result = notification["params"]["result"]
-                    self.apply_orders(result["orders"], result["height"])
+                    if result["height"] > reconciled_to:  # older blocks are already in the reconciled states
+                        self.apply_orders(result["orders"], result["height"])
 
     def apply_orders(self, orders: list[dict[str, Any]], height: int) -> None:
         for order in orders:
@@ -91,19 +102,23 @@ class Follower:
                 continue  # an order not made through this gateway
             self.book.follow_order(payment, order["state"], order["order_id"], height)
 
-    async def reconcile(self) -> None:
-        """Read back the order of every open payment of this region (after (re)connecting the feed)."""
-        for count, payment_id in enumerate(self.store.open_payment_ids()):
-            if count >= RECONCILE_ITEMS_MAX:
-                break
-            payment = self.store.payment(payment_id)
-            if payment is None or payment["region"] != self.region or not payment.get("order_id"):
-                continue
-            try:
-                order = await self.client.call("order_get", payment["order_id"])
-            except ChainError:
-                continue
-            self.book.follow_order(payment, order["state"], payment["order_id"], None)
+    async def reconcile(self) -> int:
+        """Read back the order of every payment of this region with a live order (after (re)connecting the
+        feed, so nothing that happened while it was down is missed); returns the height read at."""
+        height = (await self.client.call("node_status"))["height"]
+        after = None
+        while page := self.store.live_order_payment_ids(after, RECONCILE_PAGE_ITEMS):
+            after = page[-1]
+            for payment_id in page:
+                payment = self.store.payment(payment_id)
+                if payment is None or payment["region"] != self.region:
+                    continue
+                try:
+                    order = await self.client.call("order_get", payment["order_id"])
+                except ChainError:
+                    continue
+                self.book.follow_order(payment, order["state"], payment["order_id"], height)
+        return height
 
     # --- sweep ---------------------------------------------------------------------------------
 
@@ -111,8 +126,12 @@ class Follower:
         while True:
             try:
                 await self.sweep()
+            except asyncio.CancelledError:
+                raise
             except NodeUnavailable as error:
                 log.warning("region %s: sweep skipped: %s", self.region, error)
+            except Exception:
+                log.exception("region %s: sweep failed; trying again", self.region)
             await asyncio.sleep(SWEEP_INTERVAL_S)
 
     async def sweep(self) -> None:
@@ -128,53 +147,92 @@ class Follower:
             answer = await self.client.call("tx_get", payment["tx_hash"])
             payment = self.store.payment(payment_id)  # the live feed may have moved it while we waited
             if payment["state"] == payments.SUBMITTED:
-                self._settle_submitted(payment, answer)
+                await self._settle_submitted(payment, answer)
 
-    def _settle_submitted(self, payment: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any] | None:
+    async def _settle_submitted(self, payment: dict[str, Any], answer: dict[str, Any]) -> None:
         status = answer["status"]
         if status == "committed":
             receipt = answer["receipt"]
-            if not receipt["success"]:
-                return self.book.transition(payment, payments.FAILED, height=answer["height"],
-                                            error=receipt["message"] or "the transaction failed")
-            order_id = order_created_id(receipt)
-            if order_id is None:
-                return self.book.transition(payment, payments.FAILED, height=answer["height"],
-                                            error="the transaction made no order")
-            return self.book.follow_order(payment, "created", order_id, answer["height"])
-        if status == "rejected":
-            return self.book.transition(payment, payments.FAILED, error=answer.get("message") or "rejected")
-        if status == "unknown" and time.time() - payment["updated_at"] > UNKNOWN_TX_GRACE_S:
-            return self.book.transition(payment, payments.FAILED, error="the network dropped the transaction")
-        return None
+            order_id = order_created_id(receipt) if receipt["success"] else None
+            if order_id is not None:
+                self.book.follow_order(payment, "created", order_id, answer["height"])
+            else:
+                self.book.transition(payment, payments.FAILED, height=answer["height"],
+                                     error=receipt["message"] or "the transaction made no order")
+        elif status == "rejected":
+            self.book.transition(payment, payments.FAILED, error=answer.get("message") or "rejected")
+        elif status == "unknown" and time.time() - payment["updated_at"] > RESEND_AFTER_S:
+            await self._resend(payment)
+
+    async def _resend(self, payment: dict[str, Any]) -> None:
+        """The node does not know the shopper's transaction (lost before it was forwarded, or a lagging node):
+        send the same bytes again. Only a definite refusal (e.g. the nonce was used by another transaction)
+        fails the payment; the shopper may then pay again."""
+        try:
+            await self.client.send_transaction(bytes.fromhex(payment["signed"]), resend=True)
+        except ChainError as error:
+            current = self.store.payment(payment["id"])
+            if current["state"] == payments.SUBMITTED:
+                self.book.transition(current, payments.FAILED, error=f"the network dropped it: {error.message}")
+            return
+        current = self.store.payment(payment["id"])
+        if current["state"] == payments.SUBMITTED:
+            self.book.touch(current)  # resent now: wait again before the next resend
 
     def _expire(self) -> None:
-        for payment_id in self.store.expired_payment_ids(time.time(), SWEEP_ITEMS_MAX):
-            payment = self.store.payment(payment_id)
-            if payment is not None and payment["region"] == self.region and payment["state"] in payments.PAYABLE_STATES:
-                self.book.transition(payment, payments.EXPIRED)
+        due = [self.store.payment(payment_id) for payment_id in self.store.expired_payment_ids(time.time(),
+                                                                                               EXPIRIES_MAX)]
+        self.book.transition_many([payment for payment in due if payment is not None
+                                   and payment["region"] == self.region
+                                   and payment["state"] in payments.PAYABLE_STATES], payments.EXPIRED)
 
     async def _post_recharges(self) -> None:
         for tx_hash in self.store.queued_recharges(SWEEP_ITEMS_MAX):
             record = self.store.get(recharge_key(tx_hash))
             if record is None or record["region"] != self.region:
                 continue
-            answer = await self.client.call("tx_get", tx_hash)
-            if answer["status"] in ("pending", "unknown") and time.time() - record["submitted_at"] < UNKNOWN_TX_GRACE_S:
-                continue
-            done = dict(record, state="failed", error=answer.get("message") or "the request was not committed")
-            if answer["status"] == "committed" and answer["receipt"]["success"]:
-                reference = f"gateway auto-confirm {tx_hash[2:18]}"
-                try:
-                    post_hash = await self.gateway_signer.post_recharge(self.chain, bytes.fromhex(tx_hash[2:]),
-                                                                        reference, record["asset"])
-                except ChainError as error:
-                    done = dict(record, state="failed", error=f"posting failed: {error.message}")
-                else:
-                    done = dict(record, state="posting", post_tx_hash=post_hash)
-            elif answer["status"] == "committed":
-                done = dict(record, state="failed", error=answer["receipt"]["message"])
-            self.store.write([(recharge_key(tx_hash), done)], [recharge_queue_key(tx_hash)])
+            if record["state"] == "submitted":
+                await self._post_when_committed(record)
+            elif record["state"] == "posting":
+                await self._check_posted(record)
+
+    async def _post_when_committed(self, record: dict[str, Any]) -> None:
+        tx_hash = record["tx_hash"]
+        answer = await self.client.call("tx_get", tx_hash)
+        if answer["status"] in ("pending", "unknown"):
+            if time.time() - record["submitted_at"] > RECHARGE_GIVE_UP_S:
+                self._finish_recharge(dict(record, state="failed", error="the request never reached a block"))
+            return
+        if answer["status"] == "rejected" or not answer["receipt"]["success"]:
+            message = answer.get("message") or answer.get("receipt", {}).get("message") or "rejected"
+            self._finish_recharge(dict(record, state="failed", error=message))
+            return
+        await self._post(record)
+
+    async def _post(self, record: dict[str, Any]) -> None:
+        reference = f"gateway auto-confirm {record['tx_hash'][2:18]}"
+        try:
+            post_hash = await self.gateway_signer.post_recharge(self.chain, bytes.fromhex(record["tx_hash"][2:]),
+                                                                reference, record["asset"])
+        except ChainError as error:
+            self._finish_recharge(dict(record, state="failed", error=f"posting failed: {error.message}"))
+            return
+        self.store.write([(recharge_key(record["tx_hash"]),
+                           dict(record, state="posting", post_tx_hash=post_hash, posted_at=time.time()))])
+
+    async def _check_posted(self, record: dict[str, Any]) -> None:
+        """Done when the chain shows the request posted; a post that got lost is sent again."""
+        try:
+            on_chain = await self.client.call("recharge_get", record["tx_hash"])
+        except ChainError:
+            return
+        if on_chain["status"] != "pending":
+            self._finish_recharge(dict(record, state=on_chain["status"]))
+        elif time.time() - record["posted_at"] > RESEND_AFTER_S:
+            await self._post(record)
+
+    def _finish_recharge(self, record: dict[str, Any]) -> None:
+        self.store.write([(recharge_key(record["tx_hash"]), record)], [recharge_queue_key(record["tx_hash"])])
 
 
 def order_created_id(receipt: dict[str, Any]) -> str | None:

@@ -16,8 +16,9 @@ import secrets
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
-from gateway.config import hash_api_key
+from gateway.config import hash_api_key, load_gateway_config
 from node import crypto
 from node.config import save_node_key
 from node.localnet import NodeProcess, dev_keys
@@ -57,6 +58,7 @@ recharge_auto_confirm = true   # no bank on a local network: every recharge requ
 name = "{REGION}"
 chain_id = "{chain_id}"
 nodes = [{nodes}]
+explorer_url = "{node_rpc_urls[0].rsplit("/", 1)[0]}"
 
 [[merchants]]
 name = "{DEMO_MERCHANT_NAME}"
@@ -68,6 +70,12 @@ signing_key_file = "merchant_key.json"
 '''
     (folder / "config.toml").write_text(config)
     return folder
+
+
+def ports_of(folder: Path) -> tuple[int, int]:
+    """(gateway port, webhook receiver port) from the gateway's config."""
+    config = load_gateway_config(folder / "config.toml")
+    return config.listen_port, urlparse(config.merchants[0].webhook_url).port
 
 
 def _start(folder: Path, name: str, arguments: list[str], identity: Path, log_name: str, url: str) -> NodeProcess:

@@ -14,8 +14,7 @@ from aiohttp import web
 from gateway.api import services_of
 from gateway.checkout import WEB_FOLDER
 from gateway.payments import PaymentError
-from gateway.security import (CSRF_COOKIE, SESSION_COOKIE, SESSION_TTL_S, new_csrf_token, same_token,
-                              set_cookie)
+from gateway.security import CSRF_COOKIE, SESSION_COOKIE, SESSION_TTL_S, csrf_token_of, same_token, set_cookie
 
 routes = web.RouteTableDef()
 
@@ -28,8 +27,9 @@ def _html(name: str, replacements: dict[str, str]) -> str:
 
 
 def _login_page(request: web.Request, message: str = "", status: int = 200) -> web.Response:
-    token = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
-    response = web.Response(text=_html("merchant_login.html", {"csrf_token": token, "message": html.escape(message)}),
+    token = csrf_token_of(request)
+    response = web.Response(text=_html("merchant_login.html", {"csrf_token": html.escape(token),
+                                                               "message": html.escape(message)}),
                             content_type="text/html", status=status)
     set_cookie(response, CSRF_COOKIE, token, request.secure, 12 * 3600)
     return response
@@ -41,9 +41,9 @@ async def merchant_page(request: web.Request) -> web.Response:
     session = services.guard.session_of(request)
     if session is None:
         return _login_page(request)
-    return web.Response(text=_html("merchant.html", {"csrf_token": session.csrf_token,
+    return web.Response(text=_html("merchant.html", {"csrf_token": html.escape(session.csrf_token),
                                                      "merchant_name": html.escape(session.merchant.name),
-                                                     "merchant_address": session.merchant.address_text}),
+                                                     "merchant_address": html.escape(session.merchant.address_text)}),
                         content_type="text/html")
 
 

@@ -27,8 +27,10 @@ log = logging.getLogger("paychain.gateway.nodes")
 CALL_TIMEOUT_S = 5.0
 HEALTH_TIMEOUT_S = 1.0
 HEALTH_INTERVAL_S = 1.0
-ALREADY_KNOWN_CODES = (2011, 2012)
-"""tx_send answers: `already_known`, `already_committed` — a resend after failover that the chain already has."""
+ALREADY_KNOWN_CODE = 2011
+"""tx_send's `already_known`: the node holds the transaction in its mempool (a resend after failover)."""
+ALREADY_COMMITTED_CODE = 2012
+"""tx_send's `already_committed`."""
 
 
 class NodeUnavailable(Exception):
@@ -87,12 +89,13 @@ class RegionClient:
                 errors.append(str(error))
         raise NodeUnavailable(f"no node of region {self.region.name} answered: " + "; ".join(errors))
 
-    async def send_transaction(self, signed: bytes) -> str:
-        """tx_send with failover; a node that already has the transaction (sent before a failover) is success."""
+    async def send_transaction(self, signed: bytes, resend: bool) -> str:
+        """tx_send with failover. A node that already holds the transaction in its mempool (sent before a
+        failover) is success; one that already committed it is success only for a `resend` of our own."""
         try:
             return (await self.call("tx_send", signed.hex()))["hash"]
         except ChainError as error:
-            if error.code in ALREADY_KNOWN_CODES:
+            if error.code == ALREADY_KNOWN_CODE or (resend and error.code == ALREADY_COMMITTED_CODE):
                 return "0x" + crypto.hash_bytes(signed).hex()
             raise
 

@@ -23,8 +23,8 @@ from typing import Any, Callable
 
 from gateway import analytics, webhooks
 from gateway.config import Merchant
-from gateway.store import (GatewayStore, Record, expiry_key, idempotency_key, merchant_payment_key, open_key,
-                           order_key, payment_key, submitted_key, tx_key)
+from gateway.store import (GatewayStore, Record, expiry_key, idempotency_key, live_order_key, merchant_payment_key,
+                           open_key, order_key, payment_key, submitted_key, tx_key)
 
 AWAITING_PAYMENT = "awaiting_payment"
 SUBMITTED = "submitted"
@@ -126,17 +126,53 @@ class PaymentBook:
             key, body_hash = idempotency
             puts.append((idempotency_key(payment["merchant"], key),
                          {"request_hash": body_hash, "payment_id": payment["id"]}))
-        puts.extend(analytics.record_created(self.store, payment, now))
-        await self.store.commit(puts)
+        sales: dict[bytes, Record] = {}
+        analytics.record_created(self.store, payment, now, sales)
+        await self.store.commit([*puts, *sales.items()])
 
-    def record_submitted(self, payment: Record, tx_hash: str, chosen: dict[str, Any], buyer: str) -> Record:
-        changed = dict(payment, tx_hash=tx_hash, chosen=chosen["product_id"], currency=chosen["currency"],
-                       unit_price=chosen["unit_price"], total=chosen["total"], buyer=buyer, error=None)
+    def record_submitted(self, payment: Record, tx_hash: str, signed_hex: str, chosen: dict[str, Any],
+                         buyer: str) -> Record:
+        """The shopper's transaction is about to be sent; `signed_hex` is kept to resend it if a node forgets it."""
+        changed = dict(payment, tx_hash=tx_hash, signed=signed_hex, chosen=chosen["product_id"],
+                       currency=chosen["currency"], unit_price=chosen["unit_price"], total=chosen["total"],
+                       buyer=buyer, error=None)
         return self.transition(changed, SUBMITTED, extra=[(tx_key(tx_hash), payment["id"])])
 
     def transition(self, payment: Record, state: str, *, height: int | None = None,
                    extra: list[tuple[bytes, Any]] = (), **fields: Any) -> Record:
         """Move `payment` to `state` (with `fields` changed) and write it, its deliveries and sales figures."""
+        sales: dict[bytes, Record] = {}
+        changed, puts, deletes, notify = self._changes(payment, state, height, fields, sales)
+        self.store.write([*puts, *extra, *sales.items()], deletes)
+        if notify and self.on_delivery_queued is not None:
+            self.on_delivery_queued()
+        return changed
+
+    def transition_many(self, batch: list[Record], state: str) -> None:
+        """Move every payment of `batch` to `state` in one write (the expiry sweep)."""
+        if not batch:
+            return
+        puts: list[tuple[bytes, Any]] = []
+        deletes: list[bytes] = []
+        sales: dict[bytes, Record] = {}
+        notified = False
+        for payment in batch:
+            _, changed_puts, changed_deletes, notify = self._changes(payment, state, None, {}, sales)
+            puts += changed_puts
+            deletes += changed_deletes
+            notified = notified or notify
+        self.store.write(puts + list(sales.items()), deletes)
+        if notified and self.on_delivery_queued is not None:
+            self.on_delivery_queued()
+
+    def touch(self, payment: Record) -> None:
+        """Note that the gateway acted on `payment` now (e.g. resent its transaction), without a state change."""
+        self.store.write([(payment_key(payment["id"]), dict(payment, updated_at=time.time()))])
+
+    def _changes(self, payment: Record, state: str, height: int | None, fields: dict[str, Any],
+                 sales: dict[bytes, Record]) -> tuple[Record, list, list, bool]:
+        """The changed payment and the writes that record it (indexes, a webhook delivery); its sales figures go
+        into `sales`, which the caller writes (shared by a batch, so the figures of one day add up within it)."""
         assert state in STATES
         now = time.time()
         previous = payment["state"]
@@ -145,27 +181,37 @@ class PaymentBook:
             changed["height"] = height
         history = list(payment.get("history", []))[-(HISTORY_ENTRIES_MAX - 1):]
         changed["history"] = history + [{"state": state, "at": now, "height": height}]
-        puts: list[tuple[bytes, Any]] = [(payment_key(changed["id"]), changed), *extra]
-        deletes = [open_key(changed["id"])] if state in FINAL_STATES else []
-        if previous in FINAL_STATES and state not in FINAL_STATES:  # e.g. expired, then the sent payment landed
-            puts.append((open_key(changed["id"]), changed["id"]))
-        if state == SUBMITTED:
-            puts.append((submitted_key(changed["id"]), changed["id"]))
-        elif previous == SUBMITTED:
-            deletes.append(submitted_key(changed["id"]))
-        if state not in PAYABLE_STATES and state != SUBMITTED:
-            deletes.append(expiry_key(changed["expires_at"], changed["id"]))
-        if changed.get("order_id") and not payment.get("order_id"):
-            puts.append((order_key(changed["order_id"]), changed["id"]))
-        puts.extend(analytics.record_transition(self.store, changed, previous, now))
+        puts: list[tuple[bytes, Any]] = [(payment_key(changed["id"]), changed)]
+        deletes = self._index_changes(payment, changed, previous, state, puts)
+        analytics.record_transition(self.store, changed, previous, now, sales)
         merchant = self.merchants.get(changed["merchant"])
         notify = previous != state and merchant is not None and merchant.webhook_url is not None
         if notify:
             puts.extend(webhooks.new_delivery(changed, "payment." + state, now))
-        self.store.write(puts, deletes)
-        if notify and self.on_delivery_queued is not None:
-            self.on_delivery_queued()
-        return changed
+        return changed, puts, deletes, notify
+
+    @staticmethod
+    def _index_changes(payment: Record, changed: Record, previous: str, state: str,
+                       puts: list[tuple[bytes, Any]]) -> list[bytes]:
+        """Keep the open, submitted, expiry, order and live-order indexes in step; returns the deletes."""
+        payment_id = changed["id"]
+        deletes = [open_key(payment_id)] if state in FINAL_STATES else []
+        if previous in FINAL_STATES and state not in FINAL_STATES:  # e.g. expired, then the sent payment landed
+            puts.append((open_key(payment_id), payment_id))
+        if state == SUBMITTED:
+            puts.append((submitted_key(payment_id), payment_id))
+        elif previous == SUBMITTED:
+            deletes.append(submitted_key(payment_id))
+        if state not in PAYABLE_STATES and state != SUBMITTED:
+            deletes.append(expiry_key(changed["expires_at"], payment_id))
+        if changed.get("order_id") and not payment.get("order_id"):
+            puts.append((order_key(changed["order_id"]), payment_id))
+        if changed.get("order_id"):
+            if state in FINAL_STATES:
+                deletes.append(live_order_key(payment_id))
+            else:
+                puts.append((live_order_key(payment_id), payment_id))
+        return deletes
 
     def follow_order(self, payment: Record, order_state: str, order_id: str, height: int | None) -> Record | None:
         """Apply the on-chain order's state; returns the changed payment, or None if nothing changed.
@@ -175,8 +221,15 @@ class PaymentBook:
         state = ORDER_STATES.get(order_state)
         if state is None or (state == payment["state"] and payment.get("order_id") == order_id):
             return None
+        if payment.get("order_id") not in (None, order_id):
+            return None  # another order than the one this payment follows
+        linked = self.store.payment_by_order(order_id)
+        if linked is not None and linked["id"] != payment["id"]:
+            return None  # one order pays one checkout
         if is_final(payment) and payment.get("order_id") == order_id:
             return None  # a late duplicate notification
+        if height is not None and payment.get("height") is not None and height < payment["height"]:
+            return None  # older than what the payment already reflects (replayed after a reconnect)
         return self.transition(payment, state, height=height, order_id=order_id, error=None)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -35,6 +36,8 @@ PUBLIC_REQUESTS_PER_S = 50.0
 PUBLIC_BURST = 200.0
 RATE_BUCKETS_MAX = 100_000
 SESSIONS_MAX = 10_000
+SESSIONS_PER_MERCHANT_MAX = 20
+"""A merchant's oldest session ends when it opens more (so one merchant cannot push out everyone else's)."""
 SESSION_TTL_S = 8 * 3600.0
 CSRF_COOKIE = "paychain_csrf"
 SESSION_COOKIE = "paychain_session"
@@ -147,6 +150,9 @@ class Guard:
         merchant = self.config.merchants_by_key_hash.get(hash_api_key(api_key))
         if merchant is None:
             raise PaymentError(401, "unauthorized", "the API key is not valid")
+        own = [key for key, session in self.sessions.items() if session.merchant.address == merchant.address]
+        for key in own[:max(0, len(own) - SESSIONS_PER_MERCHANT_MAX + 1)]:
+            del self.sessions[key]
         session_id = secrets.token_urlsafe(32)
         session = Session(merchant, secrets.token_urlsafe(24), time.time() + SESSION_TTL_S)
         self.sessions[session_id] = session
@@ -171,8 +177,18 @@ def same_token(given: str | None, expected: str | None) -> bool:
     return bool(given) and bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
 
+CSRF_TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{32}$")
+
+
 def new_csrf_token() -> str:
     return secrets.token_urlsafe(24)
+
+
+def csrf_token_of(request: web.Request) -> str:
+    """The browser's CSRF cookie if it is one we could have made, else a new token (a cookie planted by a
+    neighbouring site is never echoed into a page)."""
+    token = request.cookies.get(CSRF_COOKIE, "")
+    return token if CSRF_TOKEN_PATTERN.match(token) else new_csrf_token()
 
 
 def set_cookie(response: web.StreamResponse, name: str, value: str, secure: bool, max_age_s: int) -> None:

@@ -10,6 +10,7 @@ requests shares one fsync instead of queueing behind one each. Until that batch 
     p/<payment id>                                   payment record
     m/<merchant>/<created µs, 20 digits>/<id>        a merchant's payments, oldest first (listing, paging)
     open/<payment id>                                payments not yet final (reconciliation after a lost feed)
+    live/<payment id>                                payments with an on-chain order not yet final (reconciliation)
     sub/<payment id>                                 payments whose transaction was sent, not yet in a block
     exp/<expires µs, 20 digits>/<payment id>         payable payments by expiry time (expiry sweep)
     i/<merchant>/<idempotency key>                   {request_hash, payment_id}
@@ -62,6 +63,10 @@ def merchant_payment_key(merchant: str, created_us: int, payment_id: str) -> byt
 
 def open_key(payment_id: str) -> bytes:
     return b"open/" + payment_id.encode()
+
+
+def live_order_key(payment_id: str) -> bytes:
+    return b"live/" + payment_id.encode()
 
 
 def submitted_key(payment_id: str) -> bytes:
@@ -204,6 +209,18 @@ class GatewayStore:
     def open_payment_ids(self) -> Iterator[str]:
         for key, _ in self.kv.iterate(b"open/"):
             yield key[len(b"open/"):].decode()
+
+    def live_order_payment_ids(self, after: str | None, limit: int) -> list[str]:
+        """Payments with a non-final on-chain order, in id order, after `after` (for paging through all)."""
+        found = []
+        for key, _ in self.kv.iterate(b"live/"):
+            payment_id = key[len(b"live/"):].decode()
+            if after is not None and payment_id <= after:
+                continue
+            found.append(payment_id)
+            if len(found) >= limit:
+                break
+        return found
 
     def submitted_payment_ids(self, limit: int) -> list[str]:
         return [key[len(b"sub/"):].decode() for key, _ in itertools.islice(self.kv.iterate(b"sub/"), limit)]

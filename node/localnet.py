@@ -152,7 +152,8 @@ def wait_healthy(rpc_url: str, pid: int, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not process_alive(pid):
-            raise RuntimeError(f"node process {pid} exited during start-up (see its node.log)")
+            raise RuntimeError(f"process {pid} exited during start-up (see its log: node.log, or gateway.log / "
+                               f"receiver.log for the gateway)")
         try:
             with urllib.request.urlopen(health_url, timeout=1) as response:
                 if response.status == 200:

@@ -71,8 +71,7 @@ def up(home: Path, validators: int, full_nodes: int, base_port: int, fresh: bool
         for process in processes:
             localnet.wait_healthy(process.rpc_url, process.pid)
         if with_gateway:
-            processes += _start_gateway(home, processes[:validators], base_port, validators + full_nodes)
-            localnet.save_processes(home, processes)
+            _start_gateway(home, processes[:validators], base_port, validators + full_nodes, processes)
     except (RuntimeError, TimeoutError) as error:
         for process in processes:
             localnet.stop_node(process)
@@ -82,9 +81,10 @@ def up(home: Path, validators: int, full_nodes: int, base_port: int, fresh: bool
             "nodes": [{"name": p.name, "pid": p.pid, "rpc_url": p.rpc_url} for p in processes
                       if p.name not in GATEWAY_PROCESSES]}
     if with_gateway:
-        gateway_url = processes[-2].rpc_url.rstrip("/")
-        data["gateway"] = {"url": gateway_url, "merchant_api_key_file": str(home / "gateway" / "merchant_api_key"),
-                           "webhook_receiver": processes[-1].rpc_url + "events",
+        by_name = {p.name: p for p in processes}
+        data["gateway"] = {"url": by_name["gateway"].rpc_url.rstrip("/"),
+                           "merchant_api_key_file": str(home / "gateway" / "merchant_api_key"),
+                           "webhook_receiver": by_name["webhook-receiver"].rpc_url + "events",
                            "webhook_log": str(home / "gateway" / "receiver.log")}
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -98,19 +98,24 @@ def up(home: Path, validators: int, full_nodes: int, base_port: int, fresh: bool
 GATEWAY_PROCESSES = ("gateway", "webhook-receiver")
 
 
-def _start_gateway(home: Path, validators: list[localnet.NodeProcess], base_port: int,
-                   slot: int) -> list[localnet.NodeProcess]:
-    """Start the gateway and the demo webhook receiver on the two ports after the nodes' (home made once)."""
+def _start_gateway(home: Path, validators: list[localnet.NodeProcess], base_port: int, slot: int,
+                   processes: list[localnet.NodeProcess]) -> None:
+    """Start the demo webhook receiver and the gateway, adding each to `processes` (and localnet.json) as soon
+    as it runs, so a failed start leaves nothing `down` cannot stop. The gateway's home is made once; a
+    restart uses the ports written in its config."""
     from gateway import localnet as gateway_localnet
-    port = localnet.rpc_port_of(base_port, slot)
     folder = home / "gateway"
     if not (folder / "config.toml").exists():
+        port = localnet.rpc_port_of(base_port, slot)
         chain_id = json.loads((home / "genesis.json").read_text())["chain_id"]
         gateway_localnet.create_gateway_home(home, chain_id, [p.rpc_url for p in validators], port, port + 1)
-    started = [gateway_localnet.start_receiver(folder, port + 1), gateway_localnet.start_gateway(folder, port)]
-    for process in started:
+    port, receiver_port = gateway_localnet.ports_of(folder)
+    for start, process_port in ((gateway_localnet.start_receiver, receiver_port),
+                                (gateway_localnet.start_gateway, port)):
+        process = start(folder, process_port)
+        processes.append(process)
+        localnet.save_processes(home, processes)
         localnet.wait_healthy(process.rpc_url, process.pid)
-    return [started[1], started[0]]
 
 
 @localnet_group.command("down")

@@ -127,7 +127,8 @@ def validator_network_up(home: Path, validators: int = 4, full_nodes: int = 0,
 
 def gateway_of(home: Path) -> dict[str, Any]:
     """The running local gateway: url, the demo merchant's API key, the webhook receiver's events URL."""
-    gateway, receiver = [p for p in load_processes(home) if p.name in ("gateway", "webhook-receiver")]
+    by_name = {p.name: p for p in load_processes(home)}
+    gateway, receiver = by_name["gateway"], by_name["webhook-receiver"]
     return {"url": gateway.rpc_url.rstrip("/"), "pid": gateway.pid, "receiver_url": receiver.rpc_url.rstrip("/"),
             "receiver_pid": receiver.pid, "api_key": (home / "gateway" / "merchant_api_key").read_text().strip(),
             "webhook_secret": (home / "gateway" / "webhook_secret").read_text().strip()}

@@ -253,6 +253,35 @@ def test_invalid_checkouts_charge_nothing(shop) -> None:
     assert cny(network, "carol") == before
 
 
+def test_one_signed_transaction_pays_one_checkout_only(shop) -> None:
+    merchant: Merchant = shop["merchant"]
+    alice = Shopper(shop["url"], dev_keys("alice"))
+    first, second = (merchant.create({"product_id": "tea"}).body["id"] for _ in range(2))
+    alice.open_page(f"/checkout/{first}")
+    prepared = alice.post(f"/api/checkout/{first}/prepare",
+                          {"public_key": alice.keys.public_key.hex(), "product_id": "tea"}).body
+    signed = alice.sign(prepared)
+    assert alice.post(f"/api/checkout/{first}/submit", {"signed": signed}).status == 200
+    merchant.wait_state(first, ("paid",))
+    replayed = alice.post(f"/api/checkout/{second}/submit", {"signed": signed})  # same bytes, same item
+    assert replayed.status == 409 and replayed.body["error"]["code"] == "transaction_already_used"
+    again = alice.post(f"/api/checkout/{first}/submit", {"signed": signed})
+    assert again.status == 409  # the first checkout is paid
+    assert merchant.payment(second)["state"] == "awaiting_payment"
+
+
+def test_a_planted_csrf_cookie_is_never_echoed_into_a_page(shop) -> None:
+    import http.cookiejar
+    shopper = Shopper(shop["url"], dev_keys("carol"))
+    planted = 'x"><meta http-equiv=refresh content="0;url=//evil.example"><x'
+    shopper.jar.set_cookie(http.cookiejar.Cookie(
+        0, "paychain_csrf", planted, None, False, "127.0.0.1", False, False, "/", True, False, None, False, None,
+        None, {}))
+    page = shopper.open_page("/recharge")
+    assert page.status == 200 and "evil.example" not in page.body
+    assert shopper.csrf != planted and len(shopper.csrf) == 32  # a fresh token replaced it
+
+
 # --- recharge ------------------------------------------------------------------------------------
 
 def test_recharge_is_posted_by_the_gateway(shop) -> None:

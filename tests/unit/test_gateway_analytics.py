@@ -32,12 +32,16 @@ class Shop:
 
     def create(self, at: float, **fields: Any) -> dict[str, Any]:
         payment = dict(new_payment(MERCHANT, at, **fields), merchant=self.merchant)
-        self.store.write(analytics.record_created(self.store, payment, at))
+        pending: dict = {}
+        analytics.record_created(self.store, payment, at, pending)
+        self.store.write(list(pending.items()))
         return payment
 
     def move(self, payment: dict[str, Any], state: str, at: float) -> dict[str, Any]:
         changed = dict(payment, state=state)
-        self.store.write(analytics.record_transition(self.store, changed, payment["state"], at))
+        pending: dict = {}
+        analytics.record_transition(self.store, changed, payment["state"], at, pending)
+        self.store.write(list(pending.items()))
         return changed
 
     def sale(self, at: float, **fields: Any) -> dict[str, Any]:

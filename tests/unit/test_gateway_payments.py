@@ -53,7 +53,7 @@ def create(book: PaymentBook, payment: dict[str, Any], idempotency: tuple[str, s
 
 def submit(book: PaymentBook, payment: dict[str, Any], tx_hash: str = "0x" + "cd" * 32) -> dict[str, Any]:
     """The shopper's signed transaction was sent: the payment is submitted."""
-    return book.record_submitted(payment, tx_hash, payment["options"][0], "pay1buyer")
+    return book.record_submitted(payment, tx_hash, "00", payment["options"][0], "pay1buyer")
 
 
 def deliveries(store: GatewayStore, merchant: Merchant) -> list[dict[str, Any]]:

@@ -157,11 +157,21 @@ def test_logout_ends_the_session(guard):
     assert guard.session_of(request(session_id=session_id)) is None
 
 
-def test_number_of_sessions_is_bounded(guard):
+def test_number_of_sessions_is_bounded(guard, monkeypatch):
+    monkeypatch.setattr(security, "SESSIONS_PER_MERCHANT_MAX", security.SESSIONS_MAX + 10)
     first_id, _ = guard.login("merchant-api-key")
     for _ in range(security.SESSIONS_MAX):
         last_id, _ = guard.login("merchant-api-key")
     assert len(guard.sessions) == security.SESSIONS_MAX
+    assert guard.session_of(request(session_id=first_id)) is None
+    assert guard.session_of(request(session_id=last_id)) is not None
+
+
+def test_one_merchant_cannot_push_out_the_others_sessions(guard):
+    first_id, _ = guard.login("merchant-api-key")
+    for _ in range(security.SESSIONS_PER_MERCHANT_MAX):
+        last_id, _ = guard.login("merchant-api-key")
+    assert len(guard.sessions) == security.SESSIONS_PER_MERCHANT_MAX
     assert guard.session_of(request(session_id=first_id)) is None
     assert guard.session_of(request(session_id=last_id)) is not None
 

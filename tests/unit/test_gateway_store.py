@@ -109,7 +109,7 @@ def test_submitted_payment_ids_are_limited(store):
     book = make_book(store, MERCHANT)
     for index, payment_id in enumerate(create_payments(store, 5)):
         payment = store.payment(payment_id)
-        book.record_submitted(payment, f"0x{index:064x}", payment["options"][0], "pay1buyer")
+        book.record_submitted(payment, f"0x{index:064x}", "00", payment["options"][0], "pay1buyer")
     assert len(store.submitted_payment_ids(3)) == 3 and len(store.submitted_payment_ids(100)) == 5
 
 
