@@ -165,8 +165,10 @@ async def _options(chain: ChainView, merchant: Merchant, product_ids: list[str],
                                f"at most {entry['per_order_limit']} of {product_id!r} per order")
         if any(option["currency"] == entry["currency"] for option in options):
             raise invalid(f"alternatives: two options are priced in {entry['currency']}; one per asset")
+        decimals = (await chain.params()).decimals.get(entry["currency"], 0)
         options.append({"product_id": product_id, "name": entry["name"], "currency": entry["currency"],
-                        "unit_price": entry["price"], "quantity": quantity, "total": entry["price"] * quantity})
+                        "decimals": decimals, "unit_price": entry["price"], "quantity": quantity,
+                        "total": entry["price"] * quantity})
     return options
 
 
@@ -328,7 +330,14 @@ def _report(request: web.Request) -> dict[str, Any]:
 
 @routes.get("/v1/analytics")
 async def get_analytics(request: web.Request) -> web.Response:
-    return web.json_response(_report(request))
+    report = _report(request)
+    decimals: dict[str, int] = {}
+    for chain in services_of(request).chains.values():  # for showing amounts; a network that is down adds none
+        try:
+            decimals.update((await chain.params()).decimals)
+        except (NodeUnavailable, ChainError):
+            continue
+    return web.json_response({**report, "decimals": decimals})
 
 
 @routes.get("/v1/analytics.csv")

@@ -243,13 +243,14 @@ def _check_order_call(payment: dict[str, Any], envelope, orders_contract: bytes)
 async def recharge_options(request: web.Request) -> web.Response:
     services = services_of(request)
     services.guard.check_public(request)
-    assets: set[str] = set()
+    decimals: dict[str, int] = {}
     for chain in services.chains.values():
         try:
-            assets |= set((await chain.params()).min_fees)
+            decimals.update((await chain.params()).decimals)
         except (NodeUnavailable, ChainError):
             continue
-    return web.json_response({"regions": [r.name for r in services.config.regions], "assets": sorted(assets),
+    return web.json_response({"regions": [r.name for r in services.config.regions], "assets": sorted(decimals),
+                              "decimals": decimals,
                               "gateway_address": crypto.format_address(services.config.keys.address),
                               "chain_ids": {r.name: r.chain_id for r in services.config.regions},
                               "auto_confirm": services.config.recharge_auto_confirm})

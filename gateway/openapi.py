@@ -20,6 +20,7 @@ NULLABLE_INT = {"type": "integer", "nullable": True}
 OPTION = {"type": "object", "required": ["product_id", "name", "currency", "unit_price", "quantity", "total"],
           "properties": {"product_id": {"type": "string"}, "name": {"type": "string"},
                          "currency": {"type": "string"}, "unit_price": {"type": "integer"},
+                         "decimals": {"type": "integer", "description": "digits after the point of `currency`"},
                          "quantity": {"type": "integer"}, "total": {"type": "integer"}}}
 PAYMENT = {
     "type": "object",
@@ -67,6 +68,7 @@ REPORT = {"type": "object", "required": ["daily", "totals", "volume", "cancel_ra
                          "to": {"type": "string"}, "daily": {"type": "array", "items": {"type": "object"}},
                          "totals": {"type": "object"}, "volume": {"type": "object"},
                          "refunded_volume": {"type": "object"}, "cancel_rate": {"type": "number"},
+                         "decimals": {"type": "object", "description": "digits after the point per asset"},
                          "refund_rate": {"type": "number"}, "top_products": {"type": "array",
                                                                               "items": {"type": "object"}}}}
 

@@ -34,8 +34,12 @@ log = logging.getLogger("paychain.gateway.webhooks")
 ATTEMPTS_MAX = 8
 ATTEMPT_TIMEOUT_S = 5.0
 RETRY_DELAY_S_MAX = 3600.0
-BATCH_DELIVERIES_MAX = 32
+DELIVERIES_IN_FLIGHT_MAX = 32
 """Deliveries attempted at once."""
+MERCHANT_IN_FLIGHT_MAX = 4
+"""Deliveries to one merchant attempted at once (a receiver that hangs holds at most these)."""
+DUE_SCAN_MAX = 256
+"""Due deliveries looked at per pass (those of merchants at their limit are skipped, not waited for)."""
 ATTEMPT_LOG_ENTRIES_MAX = ATTEMPTS_MAX
 RESPONSE_EXCERPT_CHARS_MAX = 200
 SIGNATURE_HEADER = "Paychain-Signature"
@@ -96,16 +100,42 @@ class WebhookSender:
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            due = self.store.due_deliveries(int(time.time() * 1e6), BATCH_DELIVERIES_MAX)
-            if not due:
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=0.25)
-                except asyncio.TimeoutError:
-                    pass
-                continue
-            await asyncio.gather(*(self.attempt(key, delivery_id) for key, delivery_id in due))
+        """Attempt due deliveries as they come due, at most `DELIVERIES_IN_FLIGHT_MAX` at once and
+        `MERCHANT_IN_FLIGHT_MAX` per merchant, so one slow receiver does not hold up every other merchant's."""
+        in_flight: dict[str, str] = {}
+        """delivery id -> merchant, of attempts running now."""
+        async with asyncio.TaskGroup() as group:
+            while True:
+                started = 0
+                for key, delivery_id in self.store.due_deliveries(int(time.time() * 1e6), DUE_SCAN_MAX):
+                    merchant = self._merchant_of(delivery_id)
+                    if delivery_id in in_flight or len(in_flight) >= DELIVERIES_IN_FLIGHT_MAX or \
+                            sum(1 for m in in_flight.values() if m == merchant) >= MERCHANT_IN_FLIGHT_MAX:
+                        continue
+                    in_flight[delivery_id] = merchant
+                    group.create_task(self._attempt_and_release(key, delivery_id, in_flight))
+                    started += 1
+                if started == 0:
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout=0.25)
+                    except asyncio.TimeoutError:
+                        pass
+                else:
+                    await asyncio.sleep(0)
+
+    def _merchant_of(self, delivery_id: str) -> str:
+        delivery = self.store.delivery(delivery_id)
+        return delivery["merchant"] if delivery else ""
+
+    async def _attempt_and_release(self, queued_key: bytes, delivery_id: str, in_flight: dict[str, str]) -> None:
+        try:
+            await self.attempt(queued_key, delivery_id)
+        except Exception:
+            log.exception("webhook %s: attempt failed", delivery_id)
+        finally:
+            del in_flight[delivery_id]
+            self.wake()
 
     async def attempt(self, queued_key: bytes, delivery_id: str) -> None:
         delivery = self.store.delivery(delivery_id)

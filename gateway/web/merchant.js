@@ -9,8 +9,11 @@ function byId(id) {
   return document.getElementById(id);
 }
 
+let decimalsOf = {}; // digits after the point per asset, from the report
+
 function formatAmount(minor, asset) {
-  return (minor / 100).toFixed(2) + " " + asset;
+  const decimals = decimalsOf[asset] ?? 2;
+  return (minor / 10 ** decimals).toFixed(decimals) + " " + asset;
 }
 
 function formatAmounts(amounts) {
@@ -87,6 +90,7 @@ function fillTable(id, rows) {
 }
 
 function showReport(report) {
+  decimalsOf = report.decimals || {};
   byId("paid").textContent = String(report.totals.paid);
   byId("created").textContent = String(report.totals.created);
   byId("cancel-rate").textContent = percent(report.cancel_rate);

@@ -282,3 +282,29 @@ def test_stale_queue_entry_of_a_delivered_delivery_sends_nothing():
             assert len(receiver.received) == 1 and scene.due() == []
             assert scene.store.delivery(delivery_id)["attempts"] == 1
     run(scenario)
+
+
+def test_a_hanging_receiver_does_not_hold_up_another_merchants_webhooks():
+    async def scenario():
+        async with Receiver([200], hold=asyncio.Event()) as stuck, Receiver([200]) as quick, \
+                aiohttp.ClientSession() as session:
+            slow_merchant, fast_merchant = make_merchant("slow", stuck.url), make_merchant("fast", quick.url)
+            store = GatewayStore.in_memory()
+            merchants = {m.address_text: m for m in (slow_merchant, fast_merchant)}
+            for _ in range(webhooks.DELIVERIES_IN_FLIGHT_MAX):  # more than enough to fill every slot
+                make_book(store, slow_merchant).transition(new_payment(slow_merchant), payments.CANCELED)
+            make_book(store, fast_merchant).transition(new_payment(fast_merchant), payments.CANCELED)
+            delivered: list[dict[str, Any]] = []
+            sender = WebhookSender(store, merchants, session, 10.0, on_delivered=delivered.append)
+            task = asyncio.create_task(sender.run())
+            try:
+                for _ in range(100):
+                    if delivered:
+                        break
+                    await asyncio.sleep(0.02)
+                assert [d["merchant"] for d in delivered] == [fast_merchant.address_text]
+                assert len(stuck.received) == webhooks.MERCHANT_IN_FLIGHT_MAX  # the rest wait their turn
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+    run(scenario)

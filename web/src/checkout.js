@@ -48,9 +48,10 @@ function renderOptions(options, chosen) {
     radio.value = option.product_id;
     radio.checked = options.length === 1 || option.product_id === chosen;
     const text = document.createElement("span");
-    text.textContent = `${option.name} — ${option.quantity} × ${formatAmount(option.unit_price, option.currency)}`;
+    const price = formatAmount(option.unit_price, option.currency, option.decimals);
+    text.textContent = `${option.name} — ${option.quantity} × ${price}`;
     const total = document.createElement("strong");
-    total.textContent = formatAmount(option.total, option.currency);
+    total.textContent = formatAmount(option.total, option.currency, option.decimals);
     label.append(radio, text, total);
     list.append(label);
   }

@@ -46,18 +46,22 @@ export function setStatus(state, label) {
   status.textContent = label;
 }
 
-/** "12.34 CNY" from 1234 minor units (every Paychain asset has two decimals). */
-export function formatAmount(minorUnits, asset) {
-  const whole = Math.trunc(minorUnits / 100);
-  const cents = String(minorUnits % 100).padStart(2, "0");
-  return `${whole}.${cents} ${asset}`;
+/** "12.34 CNY" from 1234 minor units of an asset with `decimals` digits after the point. */
+export function formatAmount(minorUnits, asset, decimals) {
+  if (decimals === 0) return `${minorUnits} ${asset}`;
+  const scale = 10 ** decimals;
+  const whole = Math.trunc(minorUnits / scale);
+  const fraction = String(minorUnits % scale).padStart(decimals, "0");
+  return `${whole}.${fraction} ${asset}`;
 }
 
-/** Minor units from text like "12", "12.3" or "12.34"; null if it is not such an amount. */
-export function parseAmount(text) {
-  const match = /^\s*(\d{1,15})(?:\.(\d{1,2}))?\s*$/.exec(text);
+/** Minor units from text like "12", "12.3" or "12.34" (at most `decimals` digits after the point); null if it
+ * is not such an amount. */
+export function parseAmount(text, decimals) {
+  const fraction = decimals > 0 ? `(?:\\.(\\d{1,${decimals}}))?` : "";
+  const match = new RegExp(`^\\s*(\\d{1,15})${fraction}\\s*$`).exec(text);
   if (match === null) return null;
-  return Number(match[1]) * 100 + Number((match[2] ?? "").padEnd(2, "0"));
+  return Number(match[1]) * 10 ** decimals + Number((match[2] ?? "").padEnd(decimals, "0") || "0");
 }
 
 export function sleep(milliseconds) {

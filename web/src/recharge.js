@@ -43,7 +43,7 @@ function renderOptions() {
 function renderRecharge(recharge) {
   setStatus(recharge.state, STATE_LABELS[recharge.state] ?? recharge.state);
   if (recharge.balance != null) {
-    element("balance").textContent = `Balance: ${formatAmount(recharge.balance, recharge.asset)}`;
+    element("balance").textContent = `Balance: ${formatAmount(recharge.balance, recharge.asset, options.decimals[recharge.asset])}`;
   }
   if (recharge.state === "failed") showMessage(`The recharge failed: ${recharge.error ?? "the chain rejected it"}.`);
   if (recharge.state === "voided" && recharge.error) showMessage(recharge.error, "info");
@@ -74,11 +74,12 @@ async function follow(txHash, region) {
 
 /** The form's request, or a message saying what is missing. */
 function readForm() {
-  const amount = parseAmount(element("amount").value);
+  const asset = element("asset").value;
+  const amount = parseAmount(element("amount").value, options.decimals[asset] ?? 0);
   if (amount === null || amount === 0) return { missing: "Type an amount, like 100.00." };
   if (currentKeystore() === null) return { missing: "Load your keystore file first." };
   if (element("password").value === "") return { missing: "Type your payment password." };
-  return { request: { asset: element("asset").value, amount, region: element("region").value } };
+  return { request: { asset, amount, region: element("region").value } };
 }
 
 async function signAndSubmit(request) {
