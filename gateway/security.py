@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from gateway.config import GatewayConfig, Merchant, hash_api_key
 from gateway.payments import PaymentError
@@ -193,3 +194,15 @@ def csrf_token_of(request: web.Request) -> str:
 
 def set_cookie(response: web.StreamResponse, name: str, value: str, secure: bool, max_age_s: int) -> None:
     response.set_cookie(name, value, httponly=True, samesite="Strict", secure=secure, max_age=max_age_s, path="/")
+
+
+PAYMENT_ID_IN_PATH = re.compile(r"(pm_[A-Za-z0-9_-]{4})[A-Za-z0-9_-]+")
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line per request: client, method, path, status, time. Payment ids are cut to their first characters
+    (the id is the secret part of a checkout link); no headers, no query strings, no bodies."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time_s: float) -> None:
+        path = PAYMENT_ID_IN_PATH.sub(r"\1…", request.path)
+        self.logger.info("%s %s %s %d %.1fms", request.remote, request.method, path, response.status, time_s * 1000)

@@ -19,7 +19,7 @@ from gateway.config import GatewayConfig
 from gateway.follower import Follower
 from gateway.nodes import NodePool
 from gateway.payments import PaymentBook
-from gateway.security import REQUEST_BYTES_MAX, Guard, errors_and_headers
+from gateway.security import REQUEST_BYTES_MAX, AccessLogger, Guard, errors_and_headers
 from gateway.services import Services
 from gateway.store import GatewayStore
 from gateway.webhooks import WebhookSender
@@ -72,7 +72,7 @@ async def serve(config: GatewayConfig, ready: asyncio.Event | None = None) -> No
     connector = aiohttp.TCPConnector(limit=HTTP_CONNECTIONS_MAX)
     async with aiohttp.ClientSession(connector=connector) as session:
         services = bootstrap(config, session)
-        runner = web.AppRunner(make_app(services), access_log_format='%a "%r" %s %b %Tfs')
+        runner = web.AppRunner(make_app(services), access_log_class=AccessLogger)
         await runner.setup()
         site = web.TCPSite(runner, config.listen_host, config.listen_port)
         try:
