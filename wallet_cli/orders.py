@@ -97,33 +97,32 @@ def _order_command(group: click.Group, name: str, function: str, verb: str, help
 
 @main.group("refund")
 def refund() -> None:
-    """Ask for, approve or reject a refund of a shipped order."""
+    """Ask for, approve, reject or give a refund of a shipped order."""
 
 
-@refund.command("request")
-@click.argument("order_id")
-@click.option("--reason", required=True, help="Why (up to 128 characters, kept on chain).")
-@send_options
-@pass_ctx
-@run_command
-def refund_request(ctx: Context, order_id: str, reason: str, sender: str, fee: str | None, fee_asset: str | None,
-                   wait: bool, timeout: float, password_file: Path | None) -> None:
-    """Buyer: ask the merchant to refund a shipped order (the funds stay in escrow meanwhile)."""
-    call_orders(ctx, sender, "request_refund", (order_id_bytes(order_id), reason), fee, fee_asset, wait, timeout,
-                password_file, f"ask for a refund of order {order_id}")
+def _order_command_with_reason(group: click.Group, name: str, function: str, verb: str, help_text: str) -> None:
+    @group.command(name, help=help_text)
+    @click.argument("order_id")
+    @click.option("--reason", required=True, help="Why (up to 128 characters, kept on chain).")
+    @send_options
+    @pass_ctx
+    @run_command
+    def command(ctx: Context, order_id: str, reason: str, sender: str, fee: str | None, fee_asset: str | None,
+                wait: bool, timeout: float, password_file: Path | None) -> None:
+        call_orders(ctx, sender, function, (order_id_bytes(order_id), reason), fee, fee_asset, wait, timeout,
+                    password_file, f"{verb} order {order_id}")
 
 
-@refund.command("reject")
-@click.argument("order_id")
-@click.option("--reason", required=True, help="Why (kept on chain).")
-@send_options
-@pass_ctx
-@run_command
-def refund_reject(ctx: Context, order_id: str, reason: str, sender: str, fee: str | None, fee_asset: str | None,
-                  wait: bool, timeout: float, password_file: Path | None) -> None:
-    """Merchant: reject a refund request; the merchant is paid from escrow."""
-    call_orders(ctx, sender, "reject_refund", (order_id_bytes(order_id), reason), fee, fee_asset, wait, timeout,
-                password_file, f"reject the refund of order {order_id}")
+REFUND_ACTIONS_WITH_REASON = (
+    ("request", "request_refund", "ask for a refund of",
+     "Buyer: ask the merchant to refund a shipped order (the funds stay in escrow meanwhile)."),
+    ("reject", "reject_refund", "reject the refund of", "Merchant: reject a refund request; the merchant is paid "
+                                                        "from escrow."),
+    ("give", "refund", "refund", "Merchant: refund a shipped order (or one whose refund was asked for) of your own "
+                                 "accord; the buyer gets the escrow back."),
+)
+for _name, _function, _verb, _help in REFUND_ACTIONS_WITH_REASON:
+    _order_command_with_reason(refund, _name, _function, _verb, _help)
 
 
 for _group, _name, _function, _verb, _help in ORDER_ACTIONS + (

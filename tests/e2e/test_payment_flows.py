@@ -103,6 +103,17 @@ def test_buy_then_refund(shop: LocalNetwork) -> None:
     assert balance(shop, "dave") == before - 3 * 51
 
 
+def test_merchant_gives_a_refund_of_its_own_accord(shop: LocalNetwork) -> None:
+    before = balance(shop, "dave")
+    order_id = buy(shop, 1)
+    refused = shop.wallet("refund", "give", order_id, "--from", "shop", "--reason", "early", "--wait", "--json")
+    assert refused.code == 7 and "only a shipped order is refunded" in refused.json()["receipt"]["message"]
+    sent(shop, "ship", order_id, "--from", "shop", "--tracking", "SF11")
+    sent(shop, "refund", "give", order_id, "--from", "shop", "--reason", "out of stock after all")
+    assert state_of(shop, order_id) == "refunded"
+    assert balance(shop, "dave") == before - 51  # only the order's own fee
+
+
 def test_auto_complete_after_the_confirmation_window(shop: LocalNetwork) -> None:
     order_id = buy(shop, 1)
     sent(shop, "ship", order_id, "--from", "shop", "--tracking", "SF10")

@@ -172,7 +172,7 @@ def test_operator_status_and_every_command_has_help(network: LocalNetwork) -> No
     for command in ("new", "import", "export", "list", "balance", "transfer", "recharge", "withdraw", "history",
                     "tx", "recharge-post", "recharge-void", "register", "merchant-status", "pay", "orders", "order",
                     "ship", "confirm", "cancel", "settle", "refund request", "refund approve", "refund reject",
-                    "catalog add", "catalog update", "catalog list", "contract deploy", "contract call",
+                    "refund give", "catalog add", "catalog update", "catalog list", "contract deploy", "contract call",
                     "contract query", "contract show"):
         helped = network.wallet(*command.split(), "--help")
         assert helped.code == 0 and "Usage:" in helped.stdout, command
