@@ -22,7 +22,7 @@ from gateway.api import invalid, json_body, services_of
 from gateway.chain import ChainView, check_signed, prepared_payload
 from gateway.nodes import ChainError, NodeUnavailable
 from gateway.payments import PaymentError
-from gateway.security import CSRF_COOKIE, csrf_token_of, set_cookie
+from gateway.security import CSRF_COOKIE, csrf_token_of, is_secure, set_cookie
 from gateway.services import Services
 from gateway.store import recharge_key, recharge_queue_key
 from node import crypto, encoding, limits
@@ -42,7 +42,7 @@ def _page(request: web.Request, name: str, payment_id: str = "") -> web.Response
     text = (WEB_FOLDER / name).read_text()
     text = text.replace("{{csrf_token}}", html.escape(token)).replace("{{payment_id}}", html.escape(payment_id))
     response = web.Response(text=text, content_type="text/html")
-    set_cookie(response, CSRF_COOKIE, token, request.secure, 12 * 3600)
+    set_cookie(response, CSRF_COOKIE, token, is_secure(request), 12 * 3600)
     return response
 
 

@@ -10,6 +10,7 @@
     checkout_ttl_s = 900
     recharge_auto_confirm = false            # true on a local network: no bank, post every request at once
     webhook_retry_base_s = 2.0               # first retry after this, doubling per attempt
+    trusted_proxies = ["10.0.0.5"]           # reverse proxies whose X-Forwarded-For / -Proto are believed
 
     [[regions]]                              # one chain per region, several nodes each (failover)
     name = "cn"
@@ -31,6 +32,7 @@ The gateway never holds a shopper's key: shoppers sign in their browser.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +88,9 @@ class GatewayConfig:
     checkout_ttl_s: int
     recharge_auto_confirm: bool
     webhook_retry_base_s: float
+    trusted_proxies: frozenset[str]
+    """Addresses of reverse proxies (TLS terminators) whose X-Forwarded-For and X-Forwarded-Proto headers are
+    believed; from anyone else those headers are ignored."""
     regions: tuple[Region, ...]
     merchants: tuple[Merchant, ...]
     merchants_by_key_hash: dict[bytes, Merchant]
@@ -155,6 +160,7 @@ def parse_gateway_config(document: dict[str, Any], folder: Path) -> GatewayConfi
         keys=keys, default_region=default_region, checkout_ttl_s=ttl,
         recharge_auto_confirm=_bool(section.get("recharge_auto_confirm", False), "gateway.recharge_auto_confirm"),
         webhook_retry_base_s=float(retry_base_s),
+        trusted_proxies=_addresses(section.get("trusted_proxies", []), "gateway.trusted_proxies"),
         regions=regions, merchants=merchants,
         merchants_by_key_hash={merchant.api_key_sha256: merchant for merchant in merchants})
 
@@ -195,6 +201,15 @@ def _merchant(entry: Any, index: int, folder: Path) -> Merchant:
             raise InvalidGatewayConfig(f"{where}.signing_key_file: the key is not the merchant's address")
     return Merchant(_text(entry.get("name"), f"{where}.name"), address, digest, webhook_url,
                     secret.encode() if webhook_url is not None else None, signing_keys)
+
+
+def _addresses(value: Any, where: str) -> frozenset[str]:
+    if not isinstance(value, list) or len(value) > 64 or not all(isinstance(item, str) for item in value):
+        raise InvalidGatewayConfig(f"{where}: a list of at most 64 IP addresses (as text)")
+    try:
+        return frozenset(str(ipaddress.ip_address(item)) for item in value)
+    except (TypeError, ValueError) as error:
+        raise InvalidGatewayConfig(f"{where}: {error}") from error
 
 
 def _table(value: Any, where: str) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from aiohttp import web
 from gateway.api import services_of
 from gateway.checkout import WEB_FOLDER
 from gateway.payments import PaymentError
-from gateway.security import CSRF_COOKIE, SESSION_COOKIE, SESSION_TTL_S, csrf_token_of, same_token, set_cookie
+from gateway.security import (CSRF_COOKIE, SESSION_COOKIE, SESSION_TTL_S, client_address, csrf_token_of, is_secure,
+                              same_token, set_cookie)
 
 routes = web.RouteTableDef()
 
@@ -31,7 +32,7 @@ def _login_page(request: web.Request, message: str = "", status: int = 200) -> w
     response = web.Response(text=_html("merchant_login.html", {"csrf_token": html.escape(token),
                                                                "message": html.escape(message)}),
                             content_type="text/html", status=status)
-    set_cookie(response, CSRF_COOKIE, token, request.secure, 12 * 3600)
+    set_cookie(response, CSRF_COOKIE, token, is_secure(request), 12 * 3600)
     return response
 
 
@@ -50,7 +51,7 @@ async def merchant_page(request: web.Request) -> web.Response:
 @routes.post("/merchant/login")
 async def merchant_login(request: web.Request) -> web.Response:
     services = services_of(request)
-    if not services.guard.public_rate.allow(request.remote):
+    if not services.guard.public_rate.allow(client_address(request)):
         raise PaymentError(429, "rate_limited", "too many requests from this address; slow down")
     form = await request.post()
     if not same_token(form.get("csrf_token"), request.cookies.get(CSRF_COOKIE)):
@@ -60,7 +61,7 @@ async def merchant_login(request: web.Request) -> web.Response:
     except PaymentError as error:
         return _login_page(request, f"Sign-in failed: {error.message}.", error.status)
     response = web.HTTPSeeOther("/merchant")
-    set_cookie(response, SESSION_COOKIE, session_id, request.secure, int(SESSION_TTL_S))
+    set_cookie(response, SESSION_COOKIE, session_id, is_secure(request), int(SESSION_TTL_S))
     raise response
 
 

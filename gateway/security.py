@@ -8,6 +8,8 @@ merchant authentication (API key or browser session) and CSRF checks.
 - Shopper pages: a CSRF cookie is set with the page and the page's scripts echo it in
   `X-CSRF-Token` (double submit); POSTs must be `application/json`.
 - Token buckets per API key and per client address; bodies over `REQUEST_BYTES_MAX` are refused.
+  Behind a reverse proxy listed in `trusted_proxies`, the client address and the scheme come from its
+  X-Forwarded-For and X-Forwarded-Proto headers (from anyone else, those headers are ignored).
 - Logs never carry keys, passwords, API keys or webhook secrets: only method, path and status.
 """
 
@@ -139,7 +141,7 @@ class Guard:
 
     def check_public(self, request: web.Request) -> None:
         """Shopper pages' API: a rate limit per client address, and for POSTs JSON plus the CSRF double submit."""
-        if not self.public_rate.allow(request.remote):
+        if not self.public_rate.allow(client_address(request)):
             raise PaymentError(429, "rate_limited", "too many requests from this address; slow down")
         if request.method == "POST":
             if request.content_type != "application/json":
@@ -174,6 +176,23 @@ class Guard:
         return self._session(request)
 
 
+def client_address(request: web.BaseRequest) -> str:
+    """Who sent the request: the peer's address, or behind a trusted proxy the last address it forwarded."""
+    remote = request.remote or ""
+    if remote not in request.app.get("trusted_proxies", frozenset()):
+        return remote
+    forwarded = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",") if hop.strip()]
+    return forwarded[-1] if forwarded else remote
+
+
+def is_secure(request: web.BaseRequest) -> bool:
+    """Did the browser use HTTPS (directly, or to a trusted proxy that says so)?"""
+    if request.secure:
+        return True
+    return (request.remote or "") in request.app.get("trusted_proxies", frozenset()) and \
+        request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+
+
 def same_token(given: str | None, expected: str | None) -> bool:
     return bool(given) and bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
@@ -205,4 +224,5 @@ class AccessLogger(AbstractAccessLogger):
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_s: float) -> None:
         path = PAYMENT_ID_IN_PATH.sub(r"\1…", request.path)
-        self.logger.info("%s %s %s %d %.1fms", request.remote, request.method, path, response.status, time_s * 1000)
+        self.logger.info("%s %s %s %d %.1fms", client_address(request), request.method, path, response.status,
+                         time_s * 1000)

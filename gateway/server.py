@@ -50,6 +50,7 @@ def make_app(services: Services) -> web.Application:
     app["services"] = services
     app["idempotency_in_flight"] = set()
     app["checkout_in_flight"] = set()
+    app["trusted_proxies"] = services.config.trusted_proxies
     """Payment ids whose checkout submission is being sent (one at a time per checkout)."""
     app.add_routes(api.routes)
     app.add_routes(checkout.routes)

@@ -301,3 +301,14 @@ def test_invalid_recharge_auto_confirm(tmp_path, value):
 @pytest.mark.parametrize("field", ["listen_host", "data_dir"])
 def test_invalid_empty_text_fields(tmp_path, field):
     refused(gateway_document(tmp_path, **{field: ""}), tmp_path, f"gateway.{field}")
+
+
+def test_trusted_proxies_are_ip_addresses(tmp_path):
+    config = parse_gateway_config(gateway_document(tmp_path, trusted_proxies=["10.0.0.5", "::1"]), tmp_path)
+    assert config.trusted_proxies == frozenset({"10.0.0.5", "::1"})
+    assert parse_gateway_config(gateway_document(tmp_path), tmp_path).trusted_proxies == frozenset()
+
+
+@pytest.mark.parametrize("value", ["10.0.0.5", ["proxy.example"], [5], ["10.0.0.0/8"]])
+def test_invalid_trusted_proxies(tmp_path, value):
+    refused(gateway_document(tmp_path, trusted_proxies=value), tmp_path, "gateway.trusted_proxies")

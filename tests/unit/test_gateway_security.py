@@ -219,3 +219,32 @@ def test_shopper_requests_are_rate_limited(guard, clock):
     ("token", None, False), ("", "", False), (None, None, False), ("é", "é", True), ("é", "e", False)])
 def test_same_token(given, expected, same):
     assert same_token(given, expected) is same
+
+
+# --- behind a reverse proxy ------------------------------------------------------------------------
+
+def proxied(remote: str, headers: dict[str, str], trusted: frozenset[str]):
+    from unittest import mock
+    app = {"trusted_proxies": trusted}
+    transport = mock.Mock()
+    transport.get_extra_info.side_effect = lambda name, default=None: (remote, 40000) if name == "peername" else default
+    return make_mocked_request("GET", "/checkout/pm_x", headers=headers, app=app, transport=transport)
+
+
+def test_a_trusted_proxy_names_the_client_and_the_scheme():
+    request = proxied("10.0.0.5", {"X-Forwarded-For": "203.0.113.9, 198.51.100.7",
+                                   "X-Forwarded-Proto": "https"}, frozenset({"10.0.0.5"}))
+    assert security.client_address(request) == "198.51.100.7"  # the hop the proxy itself saw
+    assert security.is_secure(request)
+
+
+def test_forwarded_headers_from_anyone_else_are_ignored():
+    request = proxied("192.0.2.66", {"X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": "https"},
+                      frozenset({"10.0.0.5"}))
+    assert security.client_address(request) == "192.0.2.66"
+    assert not security.is_secure(request)
+
+
+def test_a_trusted_proxy_without_forwarded_headers_is_the_client():
+    request = proxied("10.0.0.5", {}, frozenset({"10.0.0.5"}))
+    assert security.client_address(request) == "10.0.0.5" and not security.is_secure(request)
