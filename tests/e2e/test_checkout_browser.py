@@ -1,5 +1,6 @@
 """A shopper and a merchant in a real browser (Debian's chromium, headless, driven by Playwright) against a
-4-validator local network with the gateway and the demo merchant's webhook receiver.
+4-validator local network with the gateway and the demo merchant's webhook receiver (shared with the gateway
+tests, see tests/e2e/conftest.py).
 
 The shopper opens the checkout link, loads the dev wallet's keystore file, first types a wrong
 password (nothing is charged), then the right one: the page decrypts the key and signs in the
@@ -19,8 +20,7 @@ import pytest
 
 from node.localnet import DEV_PASSWORD
 from tests.browser import open_browser, save_screenshot, watch_console
-from tests.gateway_client import Merchant
-from tests.processes import LocalNetwork, gateway_of, localnet_down, validator_network_up
+from tests.processes import LocalNetwork
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -33,19 +33,6 @@ def ok(network: LocalNetwork, *args: str) -> dict[str, Any]:
     result = network.wallet(*args, "--json")
     assert result.code == 0, f"paywallet {' '.join(args)} -> {result.code}: {result.stdout} {result.stderr}"
     return result.json()
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory) -> Iterator[dict[str, Any]]:
-    home = tmp_path_factory.mktemp("checkout") / "net"
-    nodes = validator_network_up(home, 4, gateway=True)
-    try:
-        ok(nodes[0], "catalog", "add", "--from", "merchant", "--product", "tea", "--name", "Green tea", "--price",
-           "12.50", "--currency", "CNY", "--stock", "100", "--limit", "5", "--wait")
-        info = gateway_of(home)
-        yield {"network": nodes[0], "home": home, **info, "merchant": Merchant(info["url"], info["api_key"])}
-    finally:
-        localnet_down(home)
 
 
 @pytest.fixture(scope="module")
