@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import web
 
@@ -207,10 +207,18 @@ async def list_payments(request: web.Request) -> web.Response:
     state = request.query.get("state")
     if state is not None and state not in payments.STATES:
         raise invalid(f"state: one of {', '.join(payments.STATES)}")
+    return _page_response(services.store.merchant_payments(merchant.address_text, cursor), limit,
+                          lambda payment: state is None or payment["state"] == state,
+                          lambda payment: payments.public_view(payment, services.config.public_url))
+
+
+def _page_response(records, limit: int, keep: Callable[[dict], bool], view: Callable[[dict], Any]) -> web.Response:
+    """One page of `records` ((cursor, record) pairs, newest first) that `keep` selects, with the next cursor;
+    at most STATE_FILTER_SCAN_MAX records are looked at for one page."""
     items, next_cursor = [], None
-    for scanned, (position, payment) in enumerate(services.store.merchant_payments(merchant.address_text, cursor)):
-        if state is None or payment["state"] == state:
-            items.append(payments.public_view(payment, services.config.public_url))
+    for scanned, (position, record) in enumerate(records):
+        if keep(record):
+            items.append(view(record))
         if len(items) == limit or scanned + 1 >= STATE_FILTER_SCAN_MAX:
             next_cursor = position
             break
@@ -308,14 +316,9 @@ async def list_deliveries(request: web.Request) -> web.Response:
     merchant = services.guard.merchant_for(request)
     limit, cursor = page_params(request)
     payment_id = request.query.get("payment_id")
-    items, next_cursor = [], None
-    for scanned, (position, delivery) in enumerate(services.store.merchant_deliveries(merchant.address_text, cursor)):
-        if payment_id is None or delivery["payment_id"] == payment_id:
-            items.append(webhooks.public_view(delivery))
-        if len(items) == limit or scanned + 1 >= STATE_FILTER_SCAN_MAX:
-            next_cursor = position
-            break
-    return web.json_response({"items": items, "next_cursor": next_cursor})
+    return _page_response(services.store.merchant_deliveries(merchant.address_text, cursor), limit,
+                          lambda delivery: payment_id is None or delivery["payment_id"] == payment_id,
+                          webhooks.public_view)
 
 
 def _report(request: web.Request) -> dict[str, Any]:
@@ -331,13 +334,7 @@ def _report(request: web.Request) -> dict[str, Any]:
 @routes.get("/v1/analytics")
 async def get_analytics(request: web.Request) -> web.Response:
     report = _report(request)
-    decimals: dict[str, int] = {}
-    for chain in services_of(request).chains.values():  # for showing amounts; a network that is down adds none
-        try:
-            decimals.update((await chain.params()).decimals)
-        except (NodeUnavailable, ChainError):
-            continue
-    return web.json_response({**report, "decimals": decimals})
+    return web.json_response({**report, "decimals": await services_of(request).asset_decimals()})
 
 
 @routes.get("/v1/analytics.csv")

@@ -1,7 +1,7 @@
 """What the gateway reads from and writes to a region's chain: parameters, catalog, transactions.
 
 Shoppers sign in their browser, so for them the gateway only *prepares* the canonical
-transaction bytes (the page signs exactly those, and `check_signed` makes sure the signed
+transaction bytes (the page signs exactly those, and `is_prepared` makes sure the signed
 transaction is the one prepared). Transactions the gateway signs itself — recharge posting
 with its own key, and ship/cancel/refund for merchants who delegated their key — go through a
 `Signer`, which serialises each key's nonces so concurrent calls do not collide.
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.nodes import ChainError, RegionClient
-from node import crypto, encoding, limits
+from node import crypto, encoding
 from node.contracts import system
-from node.transactions import (Body, CallContract, InvalidTransaction, RechargePost, RechargeRequest, Transaction,
-                               open_transaction, required_fee, sign_transaction)
+from node.transactions import (Body, CallContract, Envelope, InvalidTransaction, RechargePost, RechargeRequest,
+                               Transaction, required_fee, sign_transaction, signing_payload)
 
 ORDER_GAS = 50_000
 """Gas limit of an orders-contract call (create_order uses about 4,500)."""
@@ -111,14 +111,9 @@ def prepared_payload(transaction: Transaction) -> bytes:
     return encoding.encode(transaction)
 
 
-def check_signed(signed: bytes, prepared: bytes, chain_id: str) -> str:
-    """The hash of `signed` if it is exactly the prepared transaction with a valid signature; raises otherwise."""
-    if len(signed) > limits.payment_tx_bytes_max:
-        raise InvalidTransaction("too_large", "the signed transaction is too large")
-    envelope = open_transaction(signed, chain_id)
-    if encoding.encode(envelope.transaction) != prepared:
-        raise InvalidTransaction("not_prepared", "the signed transaction is not the one this checkout prepared")
-    return "0x" + envelope.hash.hex()
+def is_prepared(envelope: Envelope, prepared: bytes) -> bool:
+    """True if the opened (signature-checked) transaction is exactly the one whose bytes were prepared."""
+    return signing_payload(envelope) == prepared
 
 
 class Signer:

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from gateway import payments
 from gateway.api import invalid, json_body, services_of
-from gateway.chain import ChainView, check_signed, prepared_payload
+from gateway.chain import ChainView, is_prepared, prepared_payload
 from gateway.nodes import ChainError, NodeUnavailable
 from gateway.payments import PaymentError
 from gateway.security import CSRF_COOKIE, csrf_token_of, is_secure, set_cookie
@@ -29,6 +29,7 @@ from node import crypto, encoding, limits
 from node.transactions import CallContract, InvalidTransaction, RechargeRequest, open_transaction
 
 WEB_FOLDER = Path(__file__).resolve().parent / "web"
+CSRF_COOKIE_MAX_AGE_S = 12 * 3600
 RECHARGE_AMOUNT_MAX = 10**12
 """Largest recharge accepted from the page, in minor units."""
 
@@ -37,12 +38,20 @@ routes = web.RouteTableDef()
 
 # --- pages -------------------------------------------------------------------------------------
 
-def _page(request: web.Request, name: str, payment_id: str = "") -> web.Response:
-    token = csrf_token_of(request)
+def render(name: str, values: dict[str, str]) -> str:
+    """The page `name` of `web/` with each `{{key}}` replaced by its value, HTML-escaped."""
     text = (WEB_FOLDER / name).read_text()
-    text = text.replace("{{csrf_token}}", html.escape(token)).replace("{{payment_id}}", html.escape(payment_id))
-    response = web.Response(text=text, content_type="text/html")
-    set_cookie(response, CSRF_COOKIE, token, is_secure(request), 12 * 3600)
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", html.escape(value))
+    return text
+
+
+def page_with_csrf_cookie(request: web.Request, name: str, values: dict[str, str], status: int = 200) -> web.Response:
+    """A page whose forms or scripts echo the CSRF cookie set with it (double submit)."""
+    token = csrf_token_of(request)
+    response = web.Response(text=render(name, {"csrf_token": token, **values}), content_type="text/html",
+                            status=status)
+    set_cookie(response, CSRF_COOKIE, token, is_secure(request), CSRF_COOKIE_MAX_AGE_S)
     return response
 
 
@@ -51,12 +60,12 @@ async def checkout_page(request: web.Request) -> web.Response:
     payment_id = request.match_info["payment_id"]
     if services_of(request).store.payment(payment_id) is None:
         raise PaymentError(404, "not_found", "no such checkout")
-    return _page(request, "checkout.html", payment_id)
+    return page_with_csrf_cookie(request, "checkout.html", {"payment_id": payment_id})
 
 
 @routes.get("/recharge")
 async def recharge_page(request: web.Request) -> web.Response:
-    return _page(request, "recharge.html")
+    return page_with_csrf_cookie(request, "recharge.html", {})
 
 
 # --- checkout API ------------------------------------------------------------------------------
@@ -142,10 +151,7 @@ async def checkout_prepare(request: web.Request) -> web.Response:
         raise PaymentError(402, "insufficient_funds",
                            f"your wallet holds {balance} minor units of {option['currency']}, the total with the fee "
                            f"is more; recharge first. Nothing was charged.")
-    args = (crypto.parse_address(payment["merchant"]), option["product_id"], payment["quantity"],
-            option["unit_price"], option["currency"])
-    transaction = await _chain_call(chain.order_call(public_key, account["pending_nonce"], "create_order", args,
-                                                     option["currency"]))
+    transaction = await _chain_call(_order_transaction(chain, payment, option, public_key, account["pending_nonce"]))
     return web.json_response({"payload": prepared_payload(transaction).hex(), "chain_id": transaction.chain_id,
                               "fee": transaction.fee, "fee_asset": transaction.fee_asset, "nonce": transaction.nonce,
                               "summary": f"pay {option['total']} {option['currency']} minor units for "
@@ -163,11 +169,11 @@ async def checkout_submit(request: web.Request) -> web.Response:
     params = await _chain_call(chain.params())
     envelope = _open(signed, params.chain_id)
     option = _check_order_call(payment, envelope, params.orders_contract)
-    expected = prepared_payload(await chain.order_call(
-        envelope.transaction.sender_public_key, envelope.transaction.nonce, "create_order",
-        (crypto.parse_address(payment["merchant"]), option["product_id"], payment["quantity"], option["unit_price"],
-         option["currency"]), option["currency"]))
-    tx_hash = _checked(signed, expected, params.chain_id)
+    expected = await _order_transaction(chain, payment, option, envelope.transaction.sender_public_key,
+                                        envelope.transaction.nonce)
+    if not is_prepared(envelope, prepared_payload(expected)):
+        raise PaymentError(422, "invalid_transaction", "the signed transaction is not the one this checkout prepared")
+    tx_hash = "0x" + envelope.hash.hex()
     in_flight = request.app["checkout_in_flight"]
     if payment["id"] in in_flight:
         raise PaymentError(409, "payment_in_flight", "a payment for this checkout is being submitted")
@@ -215,11 +221,12 @@ def _open(signed: bytes, chain_id: str):
         raise PaymentError(422, "invalid_transaction", error.message) from error
 
 
-def _checked(signed: bytes, expected: bytes, chain_id: str) -> str:
-    try:
-        return check_signed(signed, expected, chain_id)
-    except InvalidTransaction as error:
-        raise PaymentError(422, "invalid_transaction", error.message) from error
+def _order_transaction(chain: ChainView, payment: dict[str, Any], option: dict[str, Any], public_key: bytes,
+                       nonce: int):
+    """The shopper's `create_order` for `option` of `payment` (what prepare hands out and submit expects back)."""
+    args = (crypto.parse_address(payment["merchant"]), option["product_id"], payment["quantity"],
+            option["unit_price"], option["currency"])
+    return chain.order_call(public_key, nonce, "create_order", args, option["currency"])
 
 
 def _check_order_call(payment: dict[str, Any], envelope, orders_contract: bytes) -> dict[str, Any]:
@@ -243,12 +250,7 @@ def _check_order_call(payment: dict[str, Any], envelope, orders_contract: bytes)
 async def recharge_options(request: web.Request) -> web.Response:
     services = services_of(request)
     services.guard.check_public(request)
-    decimals: dict[str, int] = {}
-    for chain in services.chains.values():
-        try:
-            decimals.update((await chain.params()).decimals)
-        except (NodeUnavailable, ChainError):
-            continue
+    decimals = await services.asset_decimals()
     return web.json_response({"regions": [r.name for r in services.config.regions], "assets": sorted(decimals),
                               "decimals": decimals,
                               "gateway_address": crypto.format_address(services.config.keys.address),

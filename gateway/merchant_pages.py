@@ -7,33 +7,18 @@ submit, later requests with the session's own token from the page's meta tag).
 
 from __future__ import annotations
 
-import html
-
 from aiohttp import web
 
 from gateway.api import services_of
-from gateway.checkout import WEB_FOLDER
+from gateway.checkout import page_with_csrf_cookie, render
 from gateway.payments import PaymentError
-from gateway.security import (CSRF_COOKIE, SESSION_COOKIE, SESSION_TTL_S, client_address, csrf_token_of, is_secure,
-                              same_token, set_cookie)
+from gateway.security import CSRF_COOKIE, SESSION_COOKIE, SESSION_TTL_S, client_address, is_secure, same_token, set_cookie
 
 routes = web.RouteTableDef()
 
 
-def _html(name: str, replacements: dict[str, str]) -> str:
-    text = (WEB_FOLDER / name).read_text()
-    for key, value in replacements.items():
-        text = text.replace("{{" + key + "}}", value)
-    return text
-
-
 def _login_page(request: web.Request, message: str = "", status: int = 200) -> web.Response:
-    token = csrf_token_of(request)
-    response = web.Response(text=_html("merchant_login.html", {"csrf_token": html.escape(token),
-                                                               "message": html.escape(message)}),
-                            content_type="text/html", status=status)
-    set_cookie(response, CSRF_COOKIE, token, is_secure(request), 12 * 3600)
-    return response
+    return page_with_csrf_cookie(request, "merchant_login.html", {"message": message}, status)
 
 
 @routes.get("/merchant")
@@ -42,9 +27,9 @@ async def merchant_page(request: web.Request) -> web.Response:
     session = services.guard.session_of(request)
     if session is None:
         return _login_page(request)
-    return web.Response(text=_html("merchant.html", {"csrf_token": html.escape(session.csrf_token),
-                                                     "merchant_name": html.escape(session.merchant.name),
-                                                     "merchant_address": html.escape(session.merchant.address_text)}),
+    return web.Response(text=render("merchant.html", {"csrf_token": session.csrf_token,
+                                                      "merchant_name": session.merchant.name,
+                                                      "merchant_address": session.merchant.address_text}),
                         content_type="text/html")
 
 

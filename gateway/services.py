@@ -8,7 +8,7 @@ import aiohttp
 
 from gateway.chain import ChainView, Signer
 from gateway.config import GatewayConfig
-from gateway.nodes import NodePool
+from gateway.nodes import ChainError, NodePool, NodeUnavailable
 from gateway.payments import PaymentBook
 from gateway.security import Guard
 from gateway.store import GatewayStore
@@ -32,3 +32,14 @@ class Services:
 
     def chain(self, region: str) -> ChainView:
         return self.chains[region]
+
+    async def asset_decimals(self) -> dict[str, int]:
+        """Digits after the point of every asset of every network (for showing amounts); a network whose
+        nodes do not answer adds none."""
+        decimals: dict[str, int] = {}
+        for chain in self.chains.values():
+            try:
+                decimals.update((await chain.params()).decimals)
+            except (NodeUnavailable, ChainError):
+                continue
+        return decimals

@@ -108,9 +108,12 @@ class WebhookSender:
             while True:
                 started = 0
                 for key, delivery_id in self.store.due_deliveries(int(time.time() * 1e6), DUE_SCAN_MAX):
+                    if len(in_flight) >= DELIVERIES_IN_FLIGHT_MAX:
+                        break
+                    if delivery_id in in_flight:
+                        continue
                     merchant = self._merchant_of(delivery_id)
-                    if delivery_id in in_flight or len(in_flight) >= DELIVERIES_IN_FLIGHT_MAX or \
-                            sum(1 for m in in_flight.values() if m == merchant) >= MERCHANT_IN_FLIGHT_MAX:
+                    if sum(1 for m in in_flight.values() if m == merchant) >= MERCHANT_IN_FLIGHT_MAX:
                         continue
                     in_flight[delivery_id] = merchant
                     group.create_task(self._attempt_and_release(key, delivery_id, in_flight))

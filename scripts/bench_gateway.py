@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.payments import PaymentBook  # noqa: E402
 from gateway.store import GatewayStore  # noqa: E402
-from node import crypto  # noqa: E402
+from node import crypto, encoding, limits  # noqa: E402
 from node.localnet import DEV_PASSWORD, dev_keys, load_processes  # noqa: E402
 from node.storage.kv import LevelDbStore  # noqa: E402
 from node.transactions import Register, Role, Transaction, Transfer, required_fee, sign_transaction  # noqa: E402
@@ -78,9 +78,6 @@ WARMUP_PAYMENTS = 100
 """Created (not counted) before phase 1: connections opened, catalog entry cached."""
 CSRF_COOKIE = "paychain_csrf"
 CSRF_HEADER = "X-CSRF-Token"
-SIGNED_TRANSACTION_PREFIX = b"\x92"
-"""A signed transaction is the msgpack array [transaction, signature]: 0x92 ‖ payload ‖ 0xc4 0x40 ‖ signature."""
-SIGNATURE_PREFIX = b"\xc4\x40"
 FOLLOWED_STATES = ("awaiting_payment", "submitted")
 """The checkout page polls while the payment is in one of these."""
 BUYER_ADDRESS_FIRST = 10
@@ -447,9 +444,8 @@ class Shopper:
         prepared = await self._json("POST", path + "/prepare",
                                     {"public_key": self.keys.public_key.hex(), "product_id": PRODUCT_ID})
         prepared_at = time.time()
-        payload = bytes.fromhex(prepared["payload"])
-        signature = crypto.sign(self.keys, prepared["chain_id"], crypto.TAG_TRANSACTION, payload)
-        signed = SIGNED_TRANSACTION_PREFIX + payload + SIGNATURE_PREFIX + signature
+        transaction = encoding.decode(Transaction, bytes.fromhex(prepared["payload"]), limits.tx_bytes_max)
+        signed = sign_transaction(self.keys, transaction)  # what the page does with the prepared bytes
         submitted = await self._json("POST", path + "/submit", {"signed": signed.hex()})
         submitted_at = time.time()
         state = submitted["state"]

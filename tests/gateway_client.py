@@ -11,7 +11,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from node import crypto
+from node import crypto, encoding, limits
+from node.transactions import Transaction, sign_transaction
 
 
 @dataclass
@@ -93,9 +94,9 @@ class Shopper:
         return _open(self.opener, urllib.request.Request(self.url + path))
 
     def sign(self, prepared: dict[str, Any]) -> str:
-        payload = bytes.fromhex(prepared["payload"])
-        signature = crypto.sign(self.keys, prepared["chain_id"], crypto.TAG_TRANSACTION, payload)
-        return (b"\x92" + payload + b"\xc4\x40" + signature).hex()
+        """What the page does with the prepared bytes, done with the node's own signing code."""
+        transaction = encoding.decode(Transaction, bytes.fromhex(prepared["payload"]), limits.tx_bytes_max)
+        return sign_transaction(self.keys, transaction).hex()
 
     def pay(self, payment_id: str, product_id: str) -> Answer:
         """Open the checkout, prepare, sign locally, submit; the submit's answer."""
