@@ -13,6 +13,9 @@ enacts it at the same height. What governance can change:
 - `add_validator` / `remove_validator`: the validator set, from height h + validator_change_delay_blocks
   where h is the enacting block, so every node (also one that syncs the blocks later) switches at the
   same height. The operators and the 2f+1 threshold are always those of the set certifying the block.
+  Removing never leaves fewer than `validators_min` (4 = 3f+1 with f = 1); adding is always allowed, so a
+  single-validator dev chain can grow. The state keeps only the sets execution still asks about (see
+  `state.ValidatorEpochs`); the chain store keeps every set for verifying old certificates.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from node import blocks, encoding, limits
 from node.blocks import Event
 from node.state import (PROPOSAL_INDEX_KEY, RISK_RULES_KEY, VALIDATOR_EPOCHS_KEY, Blocked, DeployerGrant, MinFee,
                         ProposalIndex, ProposalRecord, State, ValidatorEpoch, ValidatorEpochs, blocked_key,
-                        deployer_key, min_fee_key, proposal_key)
+                        deployer_key, epoch_at, min_fee_key, proposal_key)
 from node.transactions import (ACTION_NAMES, Action, AddValidator, GovernanceApprove, GovernancePropose,
                                RemoveValidator, SetBlocked, SetDeployer, SetMinFee, SetRiskRules)
 
@@ -117,8 +120,12 @@ def _change_validators(state: State, action: AddValidator | RemoveValidator, hei
     else:
         validators = tuple(v for v in current if v.public_key != action.public_key)
     record = state.get(VALIDATOR_EPOCHS_KEY)
-    epochs = tuple(e for e in (record.epochs if record else ()) if e.from_height != from_height)
-    epochs = (epochs + (ValidatorEpoch(from_height, validators),))[-limits.validator_epochs_max:]
+    epochs = record.epochs if record else (ValidatorEpoch(0, state.base.params.validators),)
+    # Execution asks only about this height and later ones: keep the set in force now and those scheduled
+    # (a second change in this block replaces this block's epoch). Older sets live on in the chain store.
+    scheduled = tuple(e for e in epochs if height < e.from_height < from_height)
+    epochs = (epoch_at(epochs, height),) + scheduled + (ValidatorEpoch(from_height, validators),)
+    assert len(epochs) <= limits.validator_epochs_in_state_max, [e.from_height for e in epochs]
     state.put(VALIDATOR_EPOCHS_KEY, ValidatorEpochs(epochs))
 
 
@@ -143,8 +150,9 @@ def _check_validator_change(state: State, action: AddValidator | RemoveValidator
     else:
         if action.public_key not in keys:
             raise GovernanceRejected("not_validator", "no validator has this key")
-        if len(keys) <= limits.validators_min:
-            raise GovernanceRejected("too_few_validators", f"at least {limits.validators_min} validators must remain")
+        if len(keys) - 1 < limits.validators_min:
+            raise GovernanceRejected("too_few_validators", f"at least {limits.validators_min} validators (3f+1 with "
+                                                           f"f = 1) must remain; this would leave {len(keys) - 1}")
 
 
 def _require_operator(state: State, address: bytes, height: int) -> None:

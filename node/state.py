@@ -266,6 +266,11 @@ class ValidatorInfo:
         return crypto.address_from_public_key(self.public_key)
 
 
+VALIDATOR_INFO_BYTES_MAX = 384
+"""Largest encoded ValidatorInfo (longest name and p2p address; asserted below)."""
+assert len(encoding.encode(ValidatorInfo("n" * 64, bytes(32), 3, "a" * 256))) <= VALIDATOR_INFO_BYTES_MAX
+
+
 @check_schema
 @dataclass(frozen=True, slots=True)
 class ValidatorEpoch:
@@ -273,16 +278,39 @@ class ValidatorEpoch:
 
     SCHEMA: ClassVar = (U64, Seq(Struct(ValidatorInfo), limits.validators_max))
     from_height: int
+    """First block this set certifies (0: genesis' set)."""
     validators: tuple[ValidatorInfo, ...]
+    """In index order: a certificate's signature i is validator i's."""
+
+
+VALIDATOR_EPOCH_BYTES_MAX = 16 + limits.validators_max * VALIDATOR_INFO_BYTES_MAX
+"""Largest encoded ValidatorEpoch (a full set of the largest validators: about 96 KiB)."""
 
 
 @check_schema
 @dataclass(frozen=True, slots=True)
 class ValidatorEpochs:
-    """Validator-set changes governance made, oldest first (genesis' set applies before the first)."""
+    """The validator sets execution can ask about, oldest first; absent until governance first changes the set.
 
-    SCHEMA: ClassVar = (Seq(Struct(ValidatorEpoch), limits.validator_epochs_max),)
+    The first epoch is the one in force at the last block that changed the set (genesis' set as the epoch
+    from 0 until it is replaced), the others are scheduled after that block: at most
+    `validator_epochs_in_state_max`, so the record stays small however often the set changes. Older sets are
+    not here but in the chain store, which keeps every epoch (`ChainStore.validators_at`).
+    """
+
+    SCHEMA: ClassVar = (Seq(Struct(ValidatorEpoch), limits.validator_epochs_in_state_max),)
     epochs: tuple[ValidatorEpoch, ...]
+
+
+VALIDATOR_EPOCHS_BYTES_MAX = 16 + limits.validator_epochs_in_state_max * VALIDATOR_EPOCH_BYTES_MAX
+"""Largest encoded ValidatorEpochs record."""
+
+
+def epoch_at(epochs: tuple[ValidatorEpoch, ...], height: int) -> ValidatorEpoch:
+    """The epoch of `epochs` (oldest first) in force at block `height`: the last one begun by then."""
+    begun = [epoch for epoch in epochs if epoch.from_height <= height]
+    assert begun, f"height {height} is before the first of these validator epochs"
+    return begun[-1]
 
 
 @check_schema
@@ -385,6 +413,8 @@ _RECORD_BY_PREFIX: dict[bytes, type] = {
     KEY_VALIDATOR_EPOCHS: ValidatorEpochs,
 }
 _RECORD_BYTES_MAX = limits.contract_source_bytes_max + 1024
+_RECORD_BYTES_MAX_BY_PREFIX = {KEY_VALIDATOR_EPOCHS: VALIDATOR_EPOCHS_BYTES_MAX}
+"""Records that may be larger than _RECORD_BYTES_MAX (a restart must load whatever execution wrote)."""
 
 
 def encode_record(record: Any) -> bytes:
@@ -400,7 +430,7 @@ def decode_record(key: bytes, data: bytes) -> Any:
     cls = _RECORD_BY_PREFIX.get(key[:1])
     if cls is None:
         raise encoding.DecodeError(f"unknown state key prefix {key[:1]!r}")
-    return encoding.decode(cls, data, _RECORD_BYTES_MAX)
+    return encoding.decode(cls, data, _RECORD_BYTES_MAX_BY_PREFIX.get(key[:1], _RECORD_BYTES_MAX))
 
 
 # --- commitment ----------------------------------------------------------------------------
@@ -649,13 +679,12 @@ class State:
         return params.min_fee if override is None else override.amount
 
     def validators_at(self, height: int) -> tuple[ValidatorInfo, ...]:
-        """The validator set that certifies block `height` (genesis', or the latest epoch begun by then)."""
+        """The validator set that certifies block `height`, for heights from the last block that changed the
+        set on (what execution asks about); the set of any older height is `ChainStore.validators_at`'s."""
         record = self.get(VALIDATOR_EPOCHS_KEY)
-        validators = self.base.params.validators
-        for epoch in record.epochs if record else ():
-            if epoch.from_height <= height:
-                validators = epoch.validators
-        return validators
+        if record is None:
+            return self.base.params.validators
+        return epoch_at(record.epochs, height).validators
 
     def supply(self, asset: str) -> int:
         record = self.get(supply_key(asset))

@@ -153,7 +153,7 @@ def propose_add_validator(ctx: Context, validator_name: str, public_key: str, ro
 @run_command
 def propose_remove_validator(ctx: Context, public_key: str, voting_blocks: int, sender: str, fee: str | None,
                              fee_asset: str | None, wait: bool, timeout: float, password_file: Path | None) -> None:
-    """Remove a validator; from 2 blocks after enactment it no longer votes."""
+    """Remove a validator (at least 4 must remain); from 2 blocks after enactment it no longer votes."""
     _propose(ctx, RemoveValidator(_public_key(public_key)), voting_blocks, sender, fee, fee_asset, wait, timeout,
              password_file, f"propose removing validator {public_key}")
 

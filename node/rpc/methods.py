@@ -67,7 +67,7 @@ class NodeMethods:
         dispatcher.register("node_peers", self.node_peers)
         dispatcher.register("chain_getParams", self.chain_get_params)
         dispatcher.register("chain_getBlock", self.chain_get_block, ("block",), required=0)
-        dispatcher.register("chain_getValidators", self.chain_get_validators)
+        dispatcher.register("chain_getValidators", self.chain_get_validators, ("height",), required=0)
         dispatcher.register("tx_send", self.tx_send, ("tx",))
         dispatcher.register("tx_sendBatch", self.tx_send_batch, ("txs",))
         dispatcher.register("tx_get", self.tx_get, ("hash",))
@@ -120,10 +120,20 @@ class NodeMethods:
                        "contract_gas_max": limits.contract_gas_max, "gas_per_fee_unit": limits.gas_per_fee_unit},
         }
 
-    async def chain_get_validators(self, context: Any) -> list[dict[str, Any]]:
+    async def chain_get_validators(self, context: Any, height: Any = None) -> list[dict[str, Any]]:
+        """The validators that certify block `height` (default: the next block), in certificate index order."""
+        next_height = self.ledger.head.height + 1
+        if height is None:
+            validators = self.ledger.validators
+        elif type(height) is not int or height < 0:
+            raise RpcError(INVALID_PARAMS, "Invalid params: height is a block height (an integer >= 0)")
+        elif height > next_height:
+            raise errors.not_found(f"validator set of height {height} (known up to the next block, {next_height})")
+        else:
+            validators = self.ledger.store.validators_at(height)
         return [{"index": i, "name": v.name, "address": views.address_text(v.address),
                  "public_key": views.hex0x(v.public_key), "role": views.role_name(v.role),
-                 "p2p_address": v.p2p_address} for i, v in enumerate(self.ledger.validators)]
+                 "p2p_address": v.p2p_address} for i, v in enumerate(validators)]
 
     async def chain_get_block(self, context: Any, block: Any = "latest") -> dict[str, Any]:
         store = self.ledger.store

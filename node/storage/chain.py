@@ -1,7 +1,13 @@
-"""The chain store: blocks with certificates, transaction index, account history, state.
+"""The chain store: blocks with certificates, transaction index, account history, validator sets, state.
 
 `commit_block` writes everything a block changes in one atomic, synced batch, so a
 node killed at any moment restarts either before or after a block, never inside it.
+
+Validator sets: the state keeps only the few sets execution still needs (`state.ValidatorEpochs`); the
+store keeps every set the chain ever had, one entry per epoch written with the block that scheduled it,
+so the set that certified any block stays answerable (`validators_at`) for verifying old certificates.
+It grows by at most one entry per block that changes the set (each ≤ `VALIDATOR_EPOCH_BYTES_MAX`, a
+few hundred bytes for a handful of validators), on disk only: nothing of it is held in memory.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from node.blocks import (BLOCK_ENCODING_BYTES_MAX, CERTIFICATE_BYTES_MAX, Block,
 from node.encoding import HASH, U64, Bytes, Struct, UInt, check_schema
 from node import limits
 from node.genesis import Genesis
-from node.state import CommittedState
+from node.state import (VALIDATOR_EPOCH_BYTES_MAX, VALIDATOR_EPOCHS_KEY, CommittedState, ValidatorEpoch,
+                        ValidatorInfo, decode_record)
 from node.storage import schema
 from node.storage.kv import KeyValueStore, StoreError
 from node.transactions import transaction_hash
@@ -94,6 +101,8 @@ class ChainStore:
         state = self.genesis.state()
         head = ChainHead(0, self.genesis.hash, state.root, self.genesis.params.genesis_time_ms)
         puts = [(schema.state_key(key), encoding.encode(record)) for key, record in self.genesis.records]
+        genesis_epoch = ValidatorEpoch(0, self.genesis.params.validators)
+        puts.append((schema.validator_epoch_key(0), encoding.encode(genesis_epoch)))
         puts += [
             (schema.META_GENESIS, self.genesis.hash),
             (schema.META_CHAIN_ID, self.genesis.params.chain_id.encode()),
@@ -159,6 +168,9 @@ class ChainStore:
                 deletes.append(schema.state_key(key))
             else:
                 puts.append((schema.state_key(key), value))
+        epochs = state_changes.get(VALIDATOR_EPOCHS_KEY)
+        if epochs is not None:
+            puts += _scheduled_epochs(header.height, epochs)
         puts.append((schema.META_HEAD, encoding.encode(head)))
         return CommitBatch(header, head, puts, deletes)
 
@@ -170,6 +182,20 @@ class ChainStore:
         self.head_header = batch.header
 
     # --- reading -------------------------------------------------------------------------
+
+    def validators_at(self, height: int) -> tuple[ValidatorInfo, ...]:
+        """The validator set that certifies block `height`: any committed height, or the next block's.
+
+        One seek backwards from `height` to the latest epoch begun by then (genesis' set is the epoch at 0).
+        Later heights are not answered: a block still to come may schedule a change for them.
+        """
+        assert 0 <= height <= self.head.height + 1, (height, self.head.height)
+        stop = schema.validator_epoch_key(height + 1)
+        for key, value in self.kv.iterate(schema.VALIDATORS_PREFIX, reverse=True, stop=stop):
+            epoch = encoding.decode(ValidatorEpoch, value, VALIDATOR_EPOCH_BYTES_MAX)
+            assert epoch.from_height == schema.validator_epoch_height(key) <= height
+            return epoch.validators
+        raise StoreError("store has no validator set of genesis: it is corrupt")
 
     def get_block(self, height: int) -> Block | None:
         data = self.kv.get(schema.block_key(height))
@@ -219,3 +245,13 @@ class ChainStore:
                 return
 
 
+def _scheduled_epochs(height: int, encoded_epochs: bytes) -> list[tuple[bytes, bytes]]:
+    """History entries for the validator sets block `height` scheduled (given the block's new epochs record).
+
+    The record also holds the set in force and, possibly, sets scheduled by earlier blocks and already
+    written: only epochs beginning after `height` can be new, and rewriting one is harmless.
+    """
+    record = decode_record(VALIDATOR_EPOCHS_KEY, encoded_epochs)
+    scheduled = [epoch for epoch in record.epochs if epoch.from_height > height]
+    assert scheduled, "a block that changes the validator epochs schedules one"
+    return [(schema.validator_epoch_key(epoch.from_height), encoding.encode(epoch)) for epoch in scheduled]

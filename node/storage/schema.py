@@ -15,14 +15,17 @@ Heights and indexes are fixed-width big-endian so that keys sort in chain order.
 | tx/<hash:32>                               | TxLocation                         |
 | history/<address:20><height:8><index:4>    | tx hash                            |
 | orders/<party:20><height:8><index:4>       | order id (buyer's and merchant's)  |
+| validators/<from height:8>                 | ValidatorEpoch (genesis' set at 0) |
 | state/<state key>                          | encoded state record               |
+
+Format 2 added `validators/` (format 1 stores lack it and are refused).
 """
 
 from __future__ import annotations
 
 from node.encoding import decode_uint_be, encode_uint_be
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 META_FORMAT = b"meta/format"
 META_GENESIS = b"meta/genesis"
@@ -36,6 +39,7 @@ BLOCK_HASH_PREFIX = b"blockhash/"
 TX_PREFIX = b"tx/"
 HISTORY_PREFIX = b"history/"
 ORDERS_PREFIX = b"orders/"
+VALIDATORS_PREFIX = b"validators/"
 STATE_PREFIX = b"state/"
 
 
@@ -93,6 +97,15 @@ def order_index_position(key: bytes) -> tuple[int, int]:
     """(height, tx index) from an order-index key."""
     tail = key[len(ORDERS_PREFIX) + 20:]
     return decode_uint_be(tail[:8]), decode_uint_be(tail[8:])
+
+
+def validator_epoch_key(from_height: int) -> bytes:
+    return VALIDATORS_PREFIX + _height(from_height)
+
+
+def validator_epoch_height(key: bytes) -> int:
+    """The from height of a validator-epoch key."""
+    return decode_uint_be(key[len(VALIDATORS_PREFIX):])
 
 
 def state_key(key: bytes) -> bytes:

@@ -13,8 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from node import blocks, encoding, limits
 from node.rpc.errors import NOT_FOUND, TOO_MANY, TRANSACTION_RULE_CODES
-from node.state import PROOF_BYTES_MAX, AccountProof, verify_account_proof
-from node.transactions import RechargePost, RechargeRequest, Register, Withdraw, transaction_hash
+from node.state import PROOF_BYTES_MAX, AccountProof, ValidatorInfo, verify_account_proof
+from node.transactions import (AddValidator, GovernancePropose, RechargePost, RechargeRequest, Register, Role,
+                               Withdraw, transaction_hash)
 from tests import support
 from tests.support import (ASSETS, CHAIN_ID, address, hex0x, keys, make_chain, make_genesis, run_async, serve_rpc,
                            sign, transfer)
@@ -79,6 +80,40 @@ async def test_chain_get_validators() -> None:
         {"index": 1, "name": "v1", "address": address("validator-1"),
          "public_key": hex0x(keys("validator-1").public_key), "role": "gateway", "p2p_address": ""},
     ]
+
+
+@run_async
+async def test_chain_get_validators_of_a_past_height() -> None:
+    """After governance grew the set, the set of an old height still checks that block's certificate."""
+    chain = make_chain(make_genesis(users={"validator-0": {"CNY": 1_000}}, validators=1))
+    newcomer = ValidatorInfo("v1", keys("validator-1").public_key, int(Role.USER), "validator-1.example.com:26656")
+    chain.submit(sign("validator-0", 0, GovernancePropose(AddValidator(newcomer), 10)))  # 2f+1 of one: enacted
+    assert chain.commit_pending().receipts[0].events[-1].name == "proposal_executed"
+    for nonce in (1, 2):
+        chain.submit(transfer("validator-0", nonce))
+        chain.commit_pending()
+    async with serve_rpc(chain.ledger) as rpc:
+        by_height = [await rpc.result("chain_getValidators", [height]) for height in range(5)]
+        default = await rpc.result("chain_getValidators")
+        first, third = await rpc.result("chain_getBlock", [1]), await rpc.result("chain_getBlock", [3])
+    assert [len(validators) for validators in by_height] == [1, 1, 1, 2, 2] and default == by_height[4]
+    assert by_height[3][1]["p2p_address"] == "validator-1.example.com:26656"
+    for block, validators in ((first, by_height[1]), (third, by_height[3])):
+        certificate = encoding.decode(blocks.CommitCertificate, bytes.fromhex(block["certificate"]["encoded"][2:]),
+                                      64 * 1024)
+        header = chain.ledger.store.get_block(block["header"]["height"]).header
+        blocks.verify_certificate(certificate, header, [bytes.fromhex(v["public_key"][2:]) for v in validators])
+
+
+@pytest.mark.parametrize("height, code", [(4, NOT_FOUND), (-1, INVALID_PARAMS), ("1", INVALID_PARAMS),
+                                          (True, INVALID_PARAMS)])
+@run_async
+async def test_invalid_chain_get_validators_height(height: Any, code: int) -> None:
+    chain = make_chain()
+    _two_blocks(chain)  # the next block is 3; 4 is not known yet
+    async with serve_rpc(chain.ledger) as rpc:
+        error = await rpc.error("chain_getValidators", [height])
+    assert error["code"] == code
 
 
 def _two_blocks(chain: support.TestChain) -> tuple[list[bytes], list[bytes], list[bytes]]:

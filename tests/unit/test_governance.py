@@ -10,10 +10,11 @@ import pytest
 
 from node import encoding, governance, limits
 from node.contracts import system
-from node.state import RiskLimit, RiskRules, ValidatorInfo, deployer_key, proposal_key
+from node.state import VALIDATOR_EPOCHS_KEY, RiskLimit, RiskRules, ValidatorInfo, deployer_key, proposal_key
+from node.storage.chain import ChainStore
 from node.transactions import (AddValidator, CallContract, DeployContract, GovernanceApprove, GovernancePropose,
                                InvalidTransaction, RemoveValidator, Role, SetBlocked, SetDeployer, SetMinFee,
-                               SetRiskRules, Transfer)
+                               SetRiskRules, Transfer, transaction_hash)
 from node import blocks
 from node.blocks import InvalidBlock
 from tests.support import CHAIN_ID, certify, keys, make_chain, make_genesis, sign
@@ -23,27 +24,41 @@ USERS = {name: {"CNY": 1_000_000} for name in ["alice", "bob", "carol"] + OPERAT
 
 
 class Chain:
-    def __init__(self) -> None:
-        self.chain = make_chain(make_genesis(users=USERS, validators=4, orders=(100, 3, 5)))
+    def __init__(self, validators: int = 4) -> None:
+        self.chain = make_chain(make_genesis(users=USERS, validators=validators, orders=(100, 3, 5)))
         self.nonces: dict[str, int] = {}
 
-    def send(self, name: str, body, fee: int = 1):
+    def signed(self, name: str, body, fee: int = 1) -> bytes:
+        """`body` signed by `name` with its next nonce."""
         nonce = self.nonces.get(name, 0)
-        raw = sign(name, nonce, body, fee=fee)
-        self.chain.submit(raw)
         self.nonces[name] = nonce + 1
+        return sign(name, nonce, body, fee=fee)
+
+    def send(self, name: str, body, fee: int = 1):
+        self.chain.submit(self.signed(name, body, fee))
         committed = self.chain.commit_pending()
         return committed.receipts[0], committed.envelopes[0].hash
 
     def enact(self, action, voting_blocks: int = 10) -> bytes:
-        """Propose with operator 0 and approve with 1 and 2: the third approval enacts it."""
+        """Propose with operator 0 and approve with 1, 2, … until the approvals reach 2f+1 and enact it."""
         receipt, proposal_id = self.send("validator-0", GovernancePropose(action, voting_blocks))
         assert receipt.success, receipt.message
-        for operator in ("validator-1", "validator-2"):
-            receipt, _ = self.send(operator, GovernanceApprove(proposal_id))
+        for operator in range(1, limits.validators_max):
+            if receipt.events[-1].name == "proposal_executed":
+                return proposal_id
+            receipt, _ = self.send(f"validator-{operator}", GovernanceApprove(proposal_id))
             assert receipt.success, receipt.message
-        assert [e.name for e in receipt.events][-1] == "proposal_executed"
-        return proposal_id
+        raise AssertionError("the proposal was never enacted")
+
+    def enact_in_one_block(self, action) -> None:
+        """Propose and approve in one block, with just the 2f+1 operators of the set certifying it."""
+        needed = blocks.quorum_size(len(self.chain.ledger.validator_keys))
+        proposal = self.signed("validator-0", GovernancePropose(action, 10))
+        approvals = [self.signed(f"validator-{i}", GovernanceApprove(transaction_hash(proposal)))
+                     for i in range(1, needed)]
+        self.chain.submit(proposal, *approvals)
+        receipts = self.chain.commit_pending().receipts
+        assert all(r.success for r in receipts) and receipts[-1].events[-1].name == "proposal_executed", receipts
 
     def pay(self, name: str, amount: int, to: str = "bob"):
         return self.send(name, Transfer(keys(to).address, "CNY", amount))[0]
@@ -206,10 +221,18 @@ def test_invalid_validator_changes(chain):
     assert caught.value.code == "incomplete_validator"
 
 
+def newcomer(number: int) -> ValidatorInfo:
+    """Validator `validator-<number>`, with an address of a realistic length."""
+    return ValidatorInfo(f"v{number}", keys(f"validator-{number}").public_key, int(Role.USER),
+                         f"validator-{number}.payments.example.com:26656")
+
+
 def test_removed_validator_is_no_longer_an_operator(chain):
-    chain.enact(RemoveValidator(keys("validator-3").public_key))
+    chain.enact(AddValidator(newcomer(4)))
+    chain.enact(RemoveValidator(keys("validator-3").public_key))  # approved by four of the five
     chain.pay("alice", 1)
-    chain.pay("alice", 1)  # now three validators certify (2f+1 = 3)
+    chain.pay("alice", 1)  # now validators 0, 1, 2 and 4 certify
+    assert chain.chain.ledger.validator_keys == tuple(keys(f"validator-{i}").public_key for i in (0, 1, 2, 4))
     receipt, _ = chain.send("validator-3", GovernancePropose(SetDeployer(keys("carol").address, True), 10))
     assert not receipt.success and receipt.code == "not_operator"
 
@@ -220,3 +243,73 @@ def test_invalid_validator_address(chain, address):
     with pytest.raises(InvalidTransaction) as caught:
         chain.chain.submit(sign("validator-0", 0, GovernancePropose(AddValidator(info), 10)))
     assert caught.value.code == "bad_p2p_address"
+
+
+def test_invalid_removal_below_four_validators(chain):
+    receipt, _ = chain.send("validator-0", GovernancePropose(RemoveValidator(keys("validator-3").public_key), 10))
+    assert not receipt.success and receipt.code == "too_few_validators" and "at least 4" in receipt.message
+    assert len(chain.chain.ledger.validator_keys) == 4
+
+
+def test_invalid_second_removal_once_the_first_leaves_four(chain):
+    """Each approval checks the set as already scheduled: two removals proposed from five cannot both pass."""
+    chain.enact(AddValidator(newcomer(4)))
+    chain.pay("alice", 1)
+    _, first = chain.send("validator-0", GovernancePropose(RemoveValidator(keys("validator-4").public_key), 10))
+    _, second = chain.send("validator-0", GovernancePropose(RemoveValidator(keys("validator-3").public_key), 10))
+    for operator in ("validator-1", "validator-2", "validator-3"):
+        receipt, _ = chain.send(operator, GovernanceApprove(first))
+    assert receipt.events[-1].name == "proposal_executed"
+    refused, _ = chain.send("validator-1", GovernanceApprove(second))
+    assert not refused.success and refused.code == "too_few_validators"
+    chain.pay("alice", 1)
+    assert len(chain.chain.ledger.validator_keys) == 4
+
+
+def test_invalid_removal_from_a_single_validator_chain_that_grew():
+    """The single-validator dev chain may add validators, but governance never removes any below four."""
+    chain = Chain(validators=1)
+    chain.enact(AddValidator(newcomer(1)))  # one operator is 2f+1 of one: enacted at once
+    chain.pay("alice", 1)
+    chain.pay("alice", 1)
+    assert len(chain.chain.ledger.validator_keys) == 2
+    receipt, _ = chain.send("validator-0", GovernancePropose(RemoveValidator(keys("validator-1").public_key), 10))
+    assert not receipt.success and receipt.code == "too_few_validators"
+
+
+VALIDATOR_CHANGES = 70
+"""More validator-set changes than the 64 the state once kept."""
+
+
+def test_validator_set_of_every_height_survives_many_changes(chain):
+    """After many changes the set that certified each block is still known: every stored certificate
+    verifies against it, a fresh node syncing from genesis accepts every block, and a restart keeps it all."""
+    ledger = chain.chain.ledger
+    certified_by: dict[int, tuple[bytes, ...]] = {}
+    for change in range(VALIDATOR_CHANGES):  # add validator-4, remove it, add validator-5, remove it, …
+        number = 4 + change // 2
+        certified_by[ledger.head.height + 1] = ledger.validator_keys
+        chain.enact_in_one_block(AddValidator(newcomer(number)) if change % 2 == 0
+                                 else RemoveValidator(keys(f"validator-{number}").public_key))
+    for _ in range(limits.validator_change_delay_blocks):  # until the last change is in force
+        certified_by[ledger.head.height + 1] = ledger.validator_keys
+        chain.pay("alice", 1)
+    assert sorted(certified_by) == list(range(1, ledger.head.height + 1))
+    assert len(set(certified_by.values())) == VALIDATOR_CHANGES // 2 + 1  # genesis' four, and each newcomer's five
+    assert len(ledger.state().get(VALIDATOR_EPOCHS_KEY).epochs) <= limits.validator_epochs_in_state_max
+
+    store = ledger.store
+    fresh = make_chain(store.genesis)
+    for height, validator_keys in certified_by.items():
+        assert tuple(v.public_key for v in store.validators_at(height)) == validator_keys, height
+        block, certificate = ledger.certified_block(height)
+        blocks.verify_certificate(certificate, block.header, validator_keys)
+        fresh.ledger.commit(block, certificate)  # checks the certificate against the set of its height
+    assert fresh.ledger.head == ledger.head
+
+    reopened = ChainStore(store.kv, store.genesis)  # a restart
+    assert reopened.load_state().root == ledger.committed.root
+    for height, validator_keys in certified_by.items():
+        for answering in (reopened, fresh.ledger.store):
+            assert tuple(v.public_key for v in answering.validators_at(height)) == validator_keys, height
+    assert store.validators_at(0) == store.genesis.params.validators

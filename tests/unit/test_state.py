@@ -8,11 +8,12 @@ import itertools
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from node import crypto, encoding
+from node import crypto, encoding, limits
 from node.state import (EMPTY_ACCOUNT, EMPTY_SUBTREE, RECHARGE_PENDING, RECHARGE_POSTED, SIBLINGS_PER_PROOF,
-                        TREE_DEPTH, Account, AccountProof, Balance, CommittedState, ProofEntry, RechargeRecord, State,
-                        StateTree, Supply, account_key, bucket_of, decode_record, encode_record, recharge_key,
-                        supply_key, verify_account_proof)
+                        TREE_DEPTH, VALIDATOR_EPOCHS_KEY, Account, AccountProof, Balance, CommittedState, ProofEntry,
+                        RechargeRecord, State, StateTree, Supply, ValidatorEpoch, ValidatorEpochs, ValidatorInfo,
+                        account_key, bucket_of, decode_record, encode_record, recharge_key, supply_key,
+                        verify_account_proof)
 from tests.support import keys, make_genesis
 from tests.unit.strategies import instances
 
@@ -99,6 +100,15 @@ def test_invalid_negative_balance_is_a_bug():
 ])
 def test_records_round_trip_by_key_prefix(key, record):
     assert decode_record(key, encode_record(record)) == record
+
+
+def test_largest_validator_epochs_record_round_trips():
+    """Full sets with the longest names and addresses, as many as the state keeps: a restart must load them."""
+    validators = tuple(ValidatorInfo(f"{i:064d}", crypto.hash_bytes(bytes([i])), 3, f"{i:0250d}:65535")
+                       for i in range(limits.validators_max))
+    record = ValidatorEpochs(tuple(ValidatorEpoch(height, validators)
+                                   for height in range(limits.validator_epochs_in_state_max)))
+    assert decode_record(VALIDATOR_EPOCHS_KEY, encode_record(record)) == record
 
 
 def test_invalid_record_key_prefix():

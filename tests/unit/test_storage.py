@@ -7,12 +7,12 @@ import tempfile
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from node import blocks, encoding
-from node.state import account_key
+from node import blocks, encoding, limits
+from node.state import ValidatorInfo, account_key
 from node.storage import schema
 from node.storage.chain import ChainStore
 from node.storage.kv import LevelDbStore, MemoryStore, StoreError
-from node.transactions import Register, Role, Transfer
+from node.transactions import AddValidator, GovernancePropose, Register, Role, Transfer
 from tests.support import certify, keys, make_chain, make_genesis, sign
 
 ALICE, BOB = keys("alice").address, keys("bob").address
@@ -308,3 +308,35 @@ def test_a_commit_that_fails_half_way_leaves_the_previous_block(kv):
     reopened = ChainStore(kv, genesis)
     assert reopened.head.height == 1 and reopened.get_block(2) is None
     assert reopened.load_state().root == reopened.head.state_root
+
+
+def epoch_heights(kv) -> list[int]:
+    """From heights of the validator sets in the store's history."""
+    return [schema.validator_epoch_height(key) for key, _ in kv.iterate(schema.VALIDATORS_PREFIX)]
+
+
+def test_validator_set_history_is_written_with_the_block_that_schedules_it(kv):
+    """The enacting block's batch carries the new set: a crash before it leaves none, after it every height is
+    answered (also after a restart)."""
+    genesis = make_genesis(users={"validator-0": {"CNY": 1_000}}, validators=1)
+    chain = make_chain(genesis, kv)
+    newcomer = ValidatorInfo("v1", keys("validator-1").public_key, int(Role.USER), "validator-1.example.com:26656")
+    chain.submit(sign("validator-0", 0, GovernancePropose(AddValidator(newcomer), 10)))  # 2f+1 of one: enacted
+    block = chain.ledger.prepare_proposal(1, 0, keys("validator-0").address, chain.now_ms + 1000)
+    certificate = certify(block, keys("validator-0"), genesis.params.chain_id)
+    chain.ledger.store.kv = FailingWrites(kv)
+    with pytest.raises(Interrupted):
+        chain.ledger.commit(block, certificate)
+    assert ChainStore(kv, genesis).head.height == 0 and epoch_heights(kv) == [0]  # genesis' set only
+
+    chain = make_chain(genesis, kv)
+    chain.ledger.commit(block, certificate)
+    from_height = 1 + limits.validator_change_delay_blocks
+    assert epoch_heights(kv) == [0, from_height]
+    for nonce in range(1, from_height):
+        chain.submit(sign("validator-0", nonce, Transfer(BOB, "CNY", 1)))
+        chain.commit_pending()
+    grown = genesis.params.validators + (newcomer,)
+    for store in (chain.ledger.store, ChainStore(kv, genesis)):
+        assert [store.validators_at(height) for height in range(from_height + 2)] == (
+            [genesis.params.validators] * from_height + [grown] * 2)
