@@ -60,7 +60,7 @@ class Application(Protocol):
     def prepare_proposal(self, height: int, view: int, proposer: bytes, timestamp_ms: int,
                          txs_max: int = limits.block_txs_max) -> Block: ...
 
-    def process_proposal(self, block: Block) -> None: ...
+    def process_proposal(self, block: Block, check_clock: bool = True) -> None: ...
 
     def commit(self, block: Block, certificate: CommitCertificate) -> object: ...
 
@@ -257,15 +257,20 @@ class Ledger:
                                               encoded_changes, tree_update))
         return block
 
-    def process_proposal(self, block: Block) -> None:
-        """Validate and execute a proposed block; raise InvalidBlock if any rule fails."""
-        block_hash = blocks.header_hash(block.header)
-        if block_hash in self._executed:
+    def process_proposal(self, block: Block, check_clock: bool = True) -> None:
+        """Validate and execute a proposed block; raise InvalidBlock if any rule fails.
+
+        `check_clock` applies the local-clock rule (timestamp not too far ahead). It is a rule for
+        voting only: a block that already carries 2f+1 commits (commit quorum, block sync) is
+        executed without it, so a node whose clock lags can still apply certified blocks.
+        """
+        if self._executed_block(block) is not None:
             return
         header = block.header
         validate_header(self.store.head_header, self.head.block_hash, header, self.chain_id)
-        if header.timestamp_ms > self._clock_ms() + limits.timestamp_skew_ms_max:
+        if check_clock and header.timestamp_ms > self._clock_ms() + limits.timestamp_skew_ms_max:
             raise InvalidBlock("block timestamp is too far in the future")
+        blocks.check_body(block)
         envelopes = open_block_transactions(block, self.chain_id, self._verified)
         new_state, receipts = apply_block(self.state(), block, {e.hash: e for e in envelopes})
         encoded_changes = new_state.encoded_changes()
@@ -275,6 +280,19 @@ class Ledger:
         encoded_receipts = tuple(encoding.encode(r) for r in receipts)
         self._remember_executed(ExecutedBlock(block, envelopes, new_state, receipts, encoded_receipts,
                                               encoded_changes, tree_update))
+
+    def _executed_block(self, block: Block) -> ExecutedBlock | None:
+        """The execution of exactly this block (header *and* body), if it was executed already.
+
+        The cache is keyed by header hash; a block with that header but another body is not it.
+        """
+        executed = self._executed.get(blocks.header_hash(block.header))
+        if executed is None:
+            return None
+        if executed.block.transactions != block.transactions:
+            raise InvalidBlock(f"block {block.header.height}: its body differs from the executed block with the "
+                               "same header")
+        return executed
 
     def _remember_executed(self, executed: ExecutedBlock) -> None:
         self._executed[blocks.header_hash(executed.block.header)] = executed
@@ -317,10 +335,11 @@ class Ledger:
     def _begin_commit(self, block: Block, certificate: CommitCertificate
                       ) -> tuple[ExecutedBlock, CommitBatch, CommittedBlock]:
         block_hash = blocks.header_hash(block.header)
-        executed = self._executed.get(block_hash)
+        executed = self._executed_block(block)
         if executed is None:
-            self.process_proposal(block)
+            self.process_proposal(block, check_clock=False)  # certified: final whatever this node's clock says
             executed = self._executed[block_hash]
+        assert executed.block == block
         blocks.verify_certificate(certificate, block.header, self.validator_keys)
         events = order_events(executed.receipts, self.params.contract(system.ORDERS))
         by_tx: dict[int, list[OrderEvent]] = {}

@@ -149,6 +149,20 @@ def tx_root(tx_hashes: Sequence[bytes]) -> bytes:
     return merkle_root(tx_hashes)
 
 
+def check_body(block: Block) -> None:
+    """Raise InvalidBlock unless the body is the one the header commits to (count and tx root).
+
+    A header hash, and so every vote and certificate, covers only the header: whoever accepts a
+    block on the strength of a hash or a certificate must check this too, or a peer could pair a
+    real certificate with a shortened or swapped body.
+    """
+    if block.header.tx_count != len(block.transactions):
+        raise InvalidBlock(f"block {block.header.height}: header tx_count {block.header.tx_count} does not match "
+                           f"the body's {len(block.transactions)} transactions")
+    if tx_root([crypto.hash_bytes(raw) for raw in block.transactions]) != block.header.tx_root:
+        raise InvalidBlock(f"block {block.header.height}: the body's transactions do not match the header's tx root")
+
+
 def receipts_root(receipts: Sequence[Receipt]) -> bytes:
     return receipts_root_of_encoded([encoding.encode(r) for r in receipts])
 

@@ -171,6 +171,7 @@ def genesis_check(path: Path, as_json: bool) -> None:
 @click.option("--rpc-host", default=None, help="Override the config's rpc_host.")
 def run(home: Path, rpc_port: int | None, rpc_host: str | None) -> None:
     """Run a node from an existing home (config.toml, genesis.json, validator_key.json)."""
+    from node.consensus.record_file import LogCorrupted, StorageFailure
     from node.main import bootstrap, run_node
     try:
         config = load_config(home, {"rpc_port": rpc_port, "rpc_host": rpc_host})
@@ -179,7 +180,7 @@ def run(home: Path, rpc_port: int | None, rpc_host: str | None) -> None:
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         node = bootstrap(config)
-    except (InvalidConfig, InvalidGenesis, StoreError, ValueError) as error:
+    except (InvalidConfig, InvalidGenesis, StoreError, LogCorrupted, StorageFailure, ValueError) as error:
         _fail(str(error))
     profile_path = os.environ.get("PAYCHAIN_PROFILE")
     if profile_path:  # for benchmarks: where does the time go?

@@ -120,6 +120,30 @@ assert p2p_frame_bytes_max >= block_bytes_max + 1024 * 1024, "block sync frames 
 # A sync response is bounded by its frame: blocks are usually far below block_bytes_max, and the
 # responder stops adding blocks once the frame would overflow.
 
+# --- consensus (node/consensus/) -----------------------------------------------------------
+pbft_future_views_max = 1_000
+"""How far beyond its current view a replica accepts messages at its height; within that window it keeps
+at most one message per sender and kind (the highest view), so one Byzantine validator cannot fill memory."""
+pbft_past_views_kept = 4
+"""Commits of this many views before the current one are still counted (a quorum there decides the block)."""
+pbft_outbox_resend_max = 8
+"""Most own messages re-sent on each resend tick (all of them go to a peer that reconnects)."""
+wal_compact_bytes_min = 4 * 1024 * 1024
+"""The write-ahead log is rewritten without records it no longer needs once it is at least this big (and
+after every commit that leaves records of committed heights behind)."""
+sync_request_timeout_ms = 2_000
+"""A block-sync request not answered within this is given up, and the peer loses trust."""
+sync_distrust_ms_min = 1_000
+"""First time a peer that did not serve the heights it claimed is passed over; doubles per failure."""
+sync_distrust_ms_max = 60_000
+"""Longest a peer is passed over for block sync."""
+sync_answers_per_peer_per_s_max = 50
+"""Most block-sync requests answered per peer and second, and the burst allowed (each reads up to
+sync_blocks_per_response_max blocks; an honest follower asks about once per commit)."""
+
+assert pbft_past_views_kept < pbft_future_views_max
+assert sync_distrust_ms_min <= sync_distrust_ms_max
+
 # --- p2p transport (node/p2p/host.py) ------------------------------------------------------
 full_nodes_max = 64
 """Most non-voting full nodes one node's config may allowlist (each costs a link and a send queue)."""
@@ -152,15 +176,21 @@ governance_action_bytes_max = 8 * 1024
 """Largest encoded governance action (risk rules are the biggest)."""
 governance_voting_blocks_max = 100_000
 """Longest a proposal may stay open for approvals, in blocks."""
-validator_epochs_max = 64
-"""Most validator-set changes the chain keeps (older epochs are dropped once a later one has begun)."""
-validators_min = 1
-"""Fewest validators governance may leave (4 tolerate one fault; fewer tolerate none)."""
+validators_min = 4
+"""Fewest validators governance may leave: 3f+1 with f = 1, the smallest set that survives a fault. Only
+removals are refused: a genesis may have fewer (the single-validator dev chain), and adding is always allowed."""
 validator_change_delay_blocks = 2
 """A validator-set change approved in block h takes effect from block h + this (so every node, including
 one that learns of it by block sync, switches at the same height)."""
+validator_epochs_in_state_max = validator_change_delay_blocks + 1
+"""Most validator sets (epochs) the state keeps: the one in force at the last block that changed the set, and
+those scheduled after it (at most one per height up to the delay). Execution needs no older one; the whole
+history is in the chain store (`ChainStore.validators_at`)."""
 governance_proposals_listed_max = 256
 """Most recent proposals `governance_list` can show."""
+
+assert validator_change_delay_blocks >= 1, "the next block's validator set is fixed once the head commits"
+assert 1 <= validators_min <= validators_max
 
 # --- contract VM (node/contracts/) ----------------------------------------------------------
 contract_source_bytes_max = 16 * 1024

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.app import Ledger
+from node.consensus.driver import FailStop
 from node.consensus.runner import PbftRunner
 from node.consensus.wal import FileVoteLog
 from node.crypto import KeyPair
@@ -33,6 +34,9 @@ from node.storage.kv import LevelDbStore
 from node.verifier import BatchVerifier
 
 log = logging.getLogger("paychain.node")
+
+EXIT_FAIL_STOP = 70
+"""Exit status after a storage failure (EX_SOFTWARE): a supervisor must not restart blindly into it."""
 
 
 @dataclass
@@ -125,6 +129,12 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+def _first_leaf(group: BaseExceptionGroup) -> BaseException:
+    """The first exception in a (nested) exception group, as the TaskGroups raised it."""
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
 async def run_node(node: Node) -> None:
     tune_garbage_collector()
     stop = asyncio.Event()
@@ -133,6 +143,7 @@ async def run_node(node: Node) -> None:
         loop.add_signal_handler(signum, stop.set)
     log.info("node starting: chain %s at height %d, state root %s", node.ledger.chain_id, node.ledger.head.height,
              node.ledger.head.state_root.hex()[:16])
+    failed: FailStop | None = None
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(node.rpc.run())]
@@ -144,8 +155,13 @@ async def run_node(node: Node) -> None:
             log.info("stopping")
             for task in tasks:
                 task.cancel()
+    except* FailStop as group:
+        failed = _first_leaf(group)
     finally:
         node.verifier.close()
         with contextlib.suppress(Exception):
             node.store.close()
         log.info("stopped at height %d", node.ledger.head.height)
+    if failed is not None:
+        log.critical("stopped to stay safe (fail-stop): %s", failed)
+        raise SystemExit(EXIT_FAIL_STOP)

@@ -18,18 +18,25 @@ from typing import Callable, Protocol, Sequence
 from node import crypto, limits
 from node.app import Application
 from node.blocks import InvalidBlock, header_hash
-from node.consensus.core import (Action, Broadcast, CommitBlock, NeedSync, PersistVote, Replica, RequestProposal,
+from node.consensus.core import (Action, Broadcast, CommitBlock, NeedSync, Persist, Replica, RequestProposal,
                                  SendTo, SetTimer, ValidateBlock)
 from node.consensus.messages import (CertifiedBlock, InvalidMessage, ServiceMessage, SignedMessage, Status,
                                      SyncRequest, SyncResponse, TxBatch, check_certified_block, decode_frame,
                                      encode_message, encode_service)
+from node.consensus.sync import BlockSync
 from node.consensus.wal import VoteLog
 from node.transactions import Envelope, InvalidTransaction
 
 log = logging.getLogger("paychain.consensus")
 
-sync_request_interval_ms_min = 200
-"""A node asks for missing blocks at most this often."""
+
+SYNC_TIMER = "sync"
+"""The driver's own timer: a block-sync request timed out."""
+
+
+class FailStop(Exception):
+    """The node cannot go on safely: a durable write (WAL or block store) failed, or the ledger refused a
+    block 2f+1 validators certified. The process stops; it never runs on unsure of what it stored."""
 
 
 class Transport(Protocol):
@@ -67,12 +74,17 @@ class Driver:
         self.keys = keys
         self.full_node_keys = tuple(full_node_keys)
         self.stats = DriverStats()
-        self._last_sync_request_ms = -sync_request_interval_ms_min
-        self.peer_heights: dict[bytes, int] = {}
-        """peer public key -> the height it last reported (Status)."""
+        self.sync = BlockSync()
+        self._sync_tokens: dict[bytes, tuple[float, int]] = {}
+        """peer -> (tokens, when counted): block-sync answers are rate-limited per peer (authenticated peers only)."""
         self.on_committed: Callable[[], None] | None = None
         """Called after each commit, once the replica follows the next height's validators (the runner
         updates the transport's validators and peers)."""
+
+    @property
+    def peer_heights(self) -> dict[bytes, int]:
+        """peer public key -> the height it last claimed."""
+        return self.sync.claimed_heights()
 
     # --- events in ----------------------------------------------------------------------------
 
@@ -110,6 +122,9 @@ class Driver:
         self.execute(self.replica.on_message(signed))
 
     def on_timer(self, name: str, height: int, view: int) -> None:
+        if name == SYNC_TIMER:
+            self._request_sync()  # the request in flight timed out: ask the next peer now
+            return
         self.execute(self.replica.on_timeout(name, height, view))
 
     def on_peer_connected(self, peer: bytes) -> None:
@@ -157,6 +172,7 @@ class Driver:
         primary that never got the transaction has no reason to propose.
         """
         self.send_status()
+        self._request_sync()  # gives up a request that timed out and asks another peer
         self.forward(self.app.waiting_transactions(limits.reforward_age_ms_min, limits.reforward_txs_max))
 
     def send_status(self) -> None:
@@ -175,8 +191,11 @@ class Driver:
             queue[:0] = self._carry_out(action)
 
     def _carry_out(self, action: Action) -> list[Action]:
-        if isinstance(action, PersistVote):
-            self.wal.append(action)  # durable before the Broadcast that follows it
+        if isinstance(action, Persist):
+            try:
+                self.wal.append(action.record)  # durable before any later action (the sends that depend on it)
+            except Exception as error:
+                raise FailStop(f"write-ahead log write failed: {error}") from error
             return []
         if isinstance(action, Broadcast):
             self._send(None, action.message)
@@ -194,7 +213,8 @@ class Driver:
         if isinstance(action, CommitBlock):
             return self._commit(action)
         if isinstance(action, NeedSync):
-            self._request_sync(self.replica.validator_keys[action.validator_index])
+            self.sync.on_evidence(self.replica.validator_keys[action.validator_index], self.app.head.height + 1)
+            self._request_sync()
             return []
         raise AssertionError(f"unhandled action {action!r}")
 
@@ -216,7 +236,7 @@ class Driver:
     def _validate(self, action: ValidateBlock) -> list[Action]:
         block_hash = header_hash(action.block.header)
         try:
-            self.app.process_proposal(action.block)
+            self.app.process_proposal(action.block, check_clock=action.for_vote)
             valid = True
         except InvalidBlock as error:
             log.warning("rejected block %d: %s", action.block.header.height, error)
@@ -234,10 +254,21 @@ class Driver:
         height = action.block.header.height
         if height != self.app.head.height + 1:
             return []
-        self.app.commit(action.block, action.certificate)
+        self._commit_certified(action.block, action.certificate)
         return self._after_commit()
 
+    def _commit_certified(self, block, certificate) -> None:
+        """Commit a block whose certificate was checked; any failure now is local (disk, state): fail-stop."""
+        try:
+            self.app.commit(block, certificate)
+        except Exception as error:
+            raise FailStop(f"committing certified block {block.header.height} failed: {error!r}") from error
+
     def _after_commit(self) -> list[Action]:
+        try:
+            self.wal.committed(self.app.head.height)
+        except Exception as error:
+            raise FailStop(f"write-ahead log compaction failed: {error}") from error
         status = Status(self.app.head.height, self.replica.view)
         for peer in self.full_node_keys:  # full nodes follow without polling
             self._send_service(peer, status)
@@ -264,20 +295,18 @@ class Driver:
 
     # --- block sync and forwarding ------------------------------------------------------------------
 
-    def _request_sync(self, peer: bytes) -> None:
-        now = self.clock_ms()
-        if now - self._last_sync_request_ms < sync_request_interval_ms_min:
-            return
-        self._last_sync_request_ms = now
-        request = SyncRequest(self.app.head.height + 1, limits.sync_blocks_per_response_max)
-        self._send_service(peer, request)
+    def _request_sync(self) -> None:
+        """Ask the next trusted peer that claims more than this node has (see node/consensus/sync.py)."""
+        request = self.sync.next_request(self.app.head.height, self.clock_ms())
+        if request is not None:
+            self._send_service(request.peer, SyncRequest(request.from_height, limits.sync_blocks_per_response_max))
+            self.timers.set(SYNC_TIMER, limits.sync_request_timeout_ms, request.from_height, 0)
 
     def on_service(self, sender: bytes, message: ServiceMessage) -> None:
         """A service message from the authenticated peer `sender` (a validator or an allowlisted full node)."""
         if isinstance(message, Status):
-            self.peer_heights[sender] = message.height
-            if message.height > self.app.head.height:
-                self._request_sync(sender)
+            self.sync.on_claim(sender, message.height)
+            self._request_sync()
         elif isinstance(message, SyncRequest):
             self._answer_sync(sender, message)
         elif isinstance(message, SyncResponse):
@@ -291,6 +320,8 @@ class Driver:
             self.work_changed()
 
     def _answer_sync(self, sender: bytes, request: SyncRequest) -> None:
+        if not self._take_sync_token(sender):
+            return self._drop("sync_request_rate")
         blocks = []
         size = 0
         last = min(self.app.head.height, request.from_height + request.count - 1)
@@ -303,28 +334,42 @@ class Driver:
             if blocks and size > limits.block_bytes_max:
                 break  # keep the response within one frame
             blocks.append(CertifiedBlock(block, certificate))
-        if blocks:
-            self._send_service(sender, SyncResponse(tuple(blocks)))
+        # An empty answer too: the asker learns at once that this node cannot serve those heights.
+        self._send_service(sender, SyncResponse(tuple(blocks)))
+
+    def _take_sync_token(self, peer: bytes) -> bool:
+        """A token bucket per peer (burst and rate `sync_answers_per_peer_per_s_max`): True if it may be answered."""
+        now = self.clock_ms()
+        capacity = limits.sync_answers_per_peer_per_s_max
+        tokens, last_ms = self._sync_tokens.get(peer, (capacity, now))
+        tokens = min(capacity, tokens + (now - last_ms) * capacity / 1_000)
+        if tokens < 1:
+            self._sync_tokens[peer] = (tokens, now)
+            return False
+        self._sync_tokens[peer] = (tokens - 1, now)
+        return True
 
     def _apply_sync(self, sender: bytes, response: SyncResponse) -> None:
-        applied = False
+        if not self.sync.is_awaited(sender):
+            return self._drop("unsolicited_sync_response")  # unread: checking certificates costs signatures
+        applied = 0
+        invalid = False
         for certified in response.blocks:
             if certified.block.header.height != self.app.head.height + 1:
                 continue
             try:
                 check_certified_block(certified, self.app.validator_keys)
-                self.app.commit(certified.block, certified.certificate)
-            except (InvalidMessage, InvalidBlock) as error:
+            except InvalidMessage as error:
                 log.warning("block sync: rejected block %d: %s", certified.block.header.height, error)
-                return self._drop("bad_sync_block")
+                self._drop("bad_sync_block")
+                invalid = True
+                break
+            self._commit_certified(certified.block, certified.certificate)
             self.stats.synced_blocks += 1
-            applied = True
+            applied += 1
             self.execute(self._after_commit())
-        if applied and self.peer_heights.get(sender, 0) > self.app.head.height:
-            # The sender has more: ask again now rather than at its next Status (a node that follows by
-            # sync, like a full node, would otherwise trail by the blocks of one request interval).
-            self._last_sync_request_ms = -sync_request_interval_ms_min
-            self._request_sync(sender)
+        self.sync.on_answer(sender, applied, invalid, self.clock_ms())
+        self._request_sync()  # the same or another peer may have more
 
     def _broadcast_service(self, message: ServiceMessage) -> None:
         self._transmit(None, encode_service(message))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
 from node import crypto, encoding, limits
-from node.blocks import (Block, CommitCertificate, CommitSignature, CommitVote, InvalidBlock, header_hash,
+from node.blocks import (Block, CommitCertificate, CommitSignature, CommitVote, InvalidBlock, check_body, header_hash,
                          quorum_size, verify_certificate)
 from node.encoding import HASH, SIGNATURE, U64, Bytes, Optional, Seq, Struct, Tagged, UInt, check_schema
 
@@ -176,6 +176,31 @@ class NewView:
     proposal, or None: the view starts and the primary proposes when there is work."""
 
 
+# --- what a validator keeps durable (its write-ahead log) ------------------------------------
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class PreparedState:
+    """This validator saw 2f+1 Prepares for `block`: it may Commit, and every later ViewChange it
+    signs at this height must carry this certificate (or a later one) with its block."""
+
+    TAG: ClassVar[int] = 2
+    SCHEMA: ClassVar = (Struct(PreparedCertificate), Struct(Block))
+    certificate: PreparedCertificate
+    block: Block
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class ViewEntered:
+    """This validator accepted a NewView: the view change to `view` at `height` is over."""
+
+    TAG: ClassVar[int] = 3
+    SCHEMA: ClassVar = (U64, U64)
+    height: int
+    view: int
+
+
 MESSAGE_CLASSES = (PrePrepare, Prepare, Commit, ViewChange, NewView)
 Message = PrePrepare | Prepare | Commit | ViewChange | NewView
 SERVICE_CLASSES = (Status, SyncRequest, SyncResponse, TxBatch)
@@ -281,6 +306,7 @@ def check_prepared_certificate(certificate: PreparedCertificate, block: Block | 
         raise InvalidMessage("prepared certificate comes without its block")
     if block.header.height != certificate.height or block.header.view > certificate.view:
         raise InvalidMessage("prepared block does not belong to the certificate's height and view")
+    check_block_body(block)
     payload = encoding.encode(PrepareVote(certificate.height, certificate.view, certificate.block_hash))
     for entry in certificate.signatures:
         if entry.validator_index >= len(validator_keys) or not crypto.verify(
@@ -288,10 +314,19 @@ def check_prepared_certificate(certificate: PreparedCertificate, block: Block | 
             raise InvalidMessage(f"prepared certificate signature of validator {entry.validator_index} is invalid")
 
 
+def check_block_body(block: Block) -> None:
+    """Raise InvalidMessage unless the block's body is the one its header commits to."""
+    try:
+        check_body(block)
+    except InvalidBlock as error:
+        raise InvalidMessage(str(error)) from error
+
+
 def check_certified_block(certified: CertifiedBlock, validator_keys: Sequence[bytes]) -> None:
-    """Raise InvalidMessage unless the certificate proves the block final."""
+    """Raise InvalidMessage unless the certificate proves the block, header and body, final."""
     try:
         verify_certificate(certified.certificate, certified.block.header, validator_keys)
+        check_body(certified.block)
     except InvalidBlock as error:
         raise InvalidMessage(f"block {certified.block.header.height}: {error}") from error
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from node import crypto
 from node.app import Application
 from node.consensus.core import Replica
-from node.consensus.driver import Driver
+from node.consensus.driver import Driver, FailStop
 from node.consensus.wal import VoteLog
 from node.consensus.messages import SignedMessage, TxBatch
 from node.transactions import transaction_hash
@@ -57,6 +57,7 @@ class LoopTimers:
 
     def __init__(self) -> None:
         self.driver: Driver | None = None
+        self.on_fail_stop: Callable[[FailStop], None] = _raise
         self._handles: dict[str, asyncio.TimerHandle] = {}
 
     def set(self, name: str, delay_ms: int, height: int, view: int) -> None:
@@ -69,7 +70,10 @@ class LoopTimers:
     def _fire(self, name: str, height: int, view: int) -> None:
         self._handles.pop(name, None)
         assert self.driver is not None
-        self.driver.on_timer(name, height, view)
+        try:
+            self.driver.on_timer(name, height, view)
+        except FailStop as failure:  # a loop callback's exception would only be logged: stop the runner
+            self.on_fail_stop(failure)
 
     def cancel_all(self) -> None:
         for handle in self._handles.values():
@@ -97,15 +101,27 @@ class PbftRunner:
         self._full_nodes = tuple(full_node_peers)
         self._peers = self.peer_addresses()
         self.timers.driver = self.driver
+        self.timers.on_fail_stop = self._fail_stop
+        self._failure: asyncio.Future[None] | None = None
         self.wal = wal
         self.verifier = verifier
         self._forwarded: asyncio.Queue = asyncio.Queue(forwarded_batches_queued_max)
 
     def notify(self, admitted: Sequence[bytes] = ()) -> None:
         """Transactions were admitted through RPC: forward them and tell consensus there is work."""
-        if admitted:
-            self.driver.forward(admitted)
-        self.driver.work_changed()
+        try:
+            if admitted:
+                self.driver.forward(admitted)
+            self.driver.work_changed()
+        except FailStop as failure:
+            self._fail_stop(failure)
+            raise
+
+    def _fail_stop(self, failure: FailStop) -> None:
+        """Stop consensus (and with it the node): `run` raises `failure`."""
+        log.critical("fail-stop: %s", failure)
+        if self._failure is not None and not self._failure.done():
+            self._failure.set_exception(failure)
 
     def info(self) -> dict[str, Any]:
         replica = self.driver.replica
@@ -149,17 +165,24 @@ class PbftRunner:
         return max(self.driver.peer_heights.values(), default=0) > self.app.head.height + 1
 
     async def run(self) -> None:
+        """Run consensus until cancelled; raises FailStop if storage fails (the node must stop)."""
+        self._failure = asyncio.get_running_loop().create_future()
         self.driver.start()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._receive())
                 group.create_task(self._admit_forwarded())
                 group.create_task(self._tick())
+                group.create_task(self._until_fail_stop())
         finally:
             self.timers.cancel_all()
             close = getattr(self.wal, "close", None)
             if close is not None:
                 close()
+
+    async def _until_fail_stop(self) -> None:
+        assert self._failure is not None
+        await self._failure
 
     async def _receive(self) -> None:
         while True:
@@ -169,7 +192,9 @@ class PbftRunner:
                     self._on_frame(item.sender, item.message)
                 elif isinstance(item, PeerEvent) and item.connected:
                     self.driver.on_peer_connected(item.public_key)
-            except Exception:  # a bug must not stop consensus: log it loudly, drop the frame
+            except FailStop:
+                raise
+            except Exception:  # a bug in handling one frame must not stop consensus: log it loudly, drop the frame
                 log.exception("consensus failed to handle a frame")
 
     def _on_frame(self, sender: bytes, data: bytes) -> None:
@@ -200,9 +225,13 @@ class PbftRunner:
         while True:
             batch = await self._forwarded.get()
             opened = await self.verifier.open_many(batch.transactions)
-            self.driver.admit_forwarded(batch, opened)
+            self.driver.admit_forwarded(batch, opened)  # may propose: a FailStop ends the runner
 
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(status_interval_ms / 1000)
             self.driver.on_tick()
+
+
+def _raise(failure: FailStop) -> None:
+    raise failure

@@ -1,119 +1,158 @@
-"""The write-ahead log of this validator's own consensus messages.
+"""The write-ahead log of what a validator must remember to stay safe across a crash.
 
-A record is appended and fsynced before the message it holds is sent. At start the log is
-replayed into the core (`Replica(persisted=...)`), so a restarted validator re-sends what it
-signed and never signs a different block for the same (height, view). Records of heights
-below the committed one are dropped when the log is opened (it stays small).
+It holds the core's `DurableRecord`s (node/consensus/core.py): own signed messages, the prepared
+certificate with its block, and the end of each view change. The driver appends a record (and
+the append is fsynced) before it carries out any later action, so nothing that depends on a
+record leaves the node first; `Replica(persisted=log.replay())` restores that state at start.
 
-File format: repeated [4-byte big-endian length][4-byte BLAKE2b checksum][encoded WalRecord];
-a torn or corrupt tail (a crash mid-append) ends the replay and is truncated.
+Bytes on disk are `node/consensus/record_file.py` frames (a torn tail is truncated, corruption
+followed by valid records refuses start-up). The log stays bounded while running: after a
+commit, and whenever it has doubled since it was last compacted, it is rewritten with only what a
+restart still needs (`compact`): records above the committed height, and at each height the highest
+prepared certificate plus the records of the highest view (the core never signs for a view it
+has left, so older views constrain nothing).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import ClassVar, Iterable, Protocol
 
-from node import encoding
-from node.consensus.core import PersistVote
-from node.consensus.messages import MESSAGE_BYTES_MAX, SignedMessage
-from node.encoding import HASH, U64, Optional, Struct, Text, check_schema
+from node import encoding, limits
+from node.consensus.core import DurableRecord, record_height, record_view
+from node.consensus.messages import MESSAGE_BYTES_MAX, PreparedState, SignedMessage, ViewEntered
+from node.consensus.record_file import LogCorrupted, RecordFile, StorageFailure, frame_record, parse_log, \
+    encode_header
+from node.encoding import Tagged, check_schema
+
+__all__ = ["FileVoteLog", "LogCorrupted", "MemoryVoteLog", "StorageFailure", "VoteLog", "compact"]
 
 
 @check_schema
 @dataclass(frozen=True, slots=True)
-class WalRecord:
-    SCHEMA: ClassVar = (U64, U64, Text(16, ascii_only=True), Optional(HASH), Struct(SignedMessage))
-    height: int
-    view: int
-    kind: str
-    block_hash: bytes | None
-    message: SignedMessage
+class WalEntry:
+    SCHEMA: ClassVar = (Tagged({cls.TAG: cls for cls in (SignedMessage, PreparedState, ViewEntered)}),)
+    record: DurableRecord
+
+
+def encode_record(record: DurableRecord) -> bytes:
+    return encoding.encode(WalEntry(record))
+
+
+def decode_record(body: bytes) -> DurableRecord:
+    """A record read back; a body that passed its checksum but does not decode is corruption."""
+    try:
+        return encoding.decode(WalEntry, body, MESSAGE_BYTES_MAX).record
+    except encoding.DecodeError as error:
+        raise LogCorrupted(f"write-ahead log record does not decode ({error}): written by another version, or "
+                           "damaged; refusing to start") from error
+
+
+def compact(records: Iterable[DurableRecord], committed_height: int) -> list[DurableRecord]:
+    """What a restart after `committed_height` still needs, in the original order."""
+    kept = [r for r in records if record_height(r) > committed_height]
+    top_view: dict[int, int] = {}
+    top_prepared: dict[int, PreparedState] = {}
+    for record in kept:
+        height = record_height(record)
+        top_view[height] = max(top_view.get(height, 0), record_view(record))
+        if isinstance(record, PreparedState) and (
+                height not in top_prepared or top_prepared[height].certificate.view < record.certificate.view):
+            top_prepared[height] = record
+    return [r for r in kept if (top_prepared.get(record_height(r)) is r if isinstance(r, PreparedState)
+                                else record_view(r) == top_view[record_height(r)])]
 
 
 class VoteLog(Protocol):
-    def append(self, vote: PersistVote) -> None:
-        """Durably record `vote` before returning."""
+    def append(self, record: DurableRecord) -> None:
+        """Durably record `record` before returning (raise StorageFailure if that is not certain)."""
 
-    def replay(self) -> list[PersistVote]: ...
+    def replay(self) -> list[DurableRecord]: ...
 
-
-def _record_of(vote: PersistVote) -> WalRecord:
-    return WalRecord(vote.height, vote.view, vote.kind, vote.block_hash, vote.message)
-
-
-def _vote_of(record: WalRecord) -> PersistVote:
-    return PersistVote(record.height, record.view, record.kind, record.block_hash, record.message)
+    def committed(self, height: int) -> None:
+        """The chain reached `height`: records at or below it are no longer needed."""
 
 
-def _checksum(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=4).digest()
+class _CompactingLog:
+    """The record list and the compaction policy shared by the file log and the simulator's log."""
+
+    def __init__(self, records: list[DurableRecord], committed_height: int) -> None:
+        self._records = compact(records, committed_height)
+        self._committed_height = committed_height
+        self._size_bytes = 0
+        self._compact_at_bytes = limits.wal_compact_bytes_min
+        if len(self._records) != len(records):
+            self._rewrite()
+
+    def append(self, record: DurableRecord) -> None:
+        body = encode_record(record)
+        self._append_body(body)
+        self._records.append(record)
+        self._size_bytes += len(body)
+        if self._size_bytes >= self._compact_at_bytes:
+            self._records = compact(self._records, self._committed_height)
+            self._rewrite()
+
+    def replay(self) -> list[DurableRecord]:
+        return list(self._records)
+
+    def committed(self, height: int) -> None:
+        self._committed_height = max(self._committed_height, height)
+        if any(record_height(r) <= self._committed_height for r in self._records):
+            self._records = compact(self._records, self._committed_height)
+            self._rewrite()
+
+    def _rewrite(self) -> None:
+        bodies = [encode_record(r) for r in self._records]
+        self._rewrite_bodies(bodies)
+        self._size_bytes = sum(map(len, bodies))
+        self._compact_at_bytes = max(limits.wal_compact_bytes_min, 2 * self._size_bytes)
+
+    def _append_body(self, body: bytes) -> None:
+        raise NotImplementedError
+
+    def _rewrite_bodies(self, bodies: list[bytes]) -> None:
+        raise NotImplementedError
 
 
-class FileVoteLog:
+class FileVoteLog(_CompactingLog):
+    """The node's log: `<home>/wal/votes.log`. Raises LogCorrupted or StorageFailure; both stop the node."""
+
     def __init__(self, path: Path, committed_height: int) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        records = [v for v in self._read() if v.height > committed_height]
-        self._rewrite(records)
-        self._records = records
-        self._file = open(self.path, "ab", buffering=0)
+        self._file = RecordFile.open(self.path, MESSAGE_BYTES_MAX)
+        super().__init__([decode_record(body) for body in self._file.records], committed_height)
 
-    def _read(self) -> list[PersistVote]:
-        if not self.path.exists():
-            return []
-        data = self.path.read_bytes()
-        votes, offset = [], 0
-        while offset + 8 <= len(data):
-            length = encoding.decode_uint_be(data[offset:offset + 4])
-            body = data[offset + 8:offset + 8 + length]
-            if len(body) != length or _checksum(body) != data[offset + 4:offset + 8]:
-                break  # torn tail from a crash mid-append: everything before it is intact
-            try:
-                votes.append(_vote_of(encoding.decode(WalRecord, body, MESSAGE_BYTES_MAX)))
-            except encoding.DecodeError:
-                break
-            offset += 8 + length
-        return votes
+    def _append_body(self, body: bytes) -> None:
+        self._file.append(body)
 
-    def _rewrite(self, votes: list[PersistVote]) -> None:
-        temporary = self.path.with_suffix(".tmp")
-        with open(temporary, "wb") as handle:
-            for vote in votes:
-                handle.write(_frame(vote))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.path)
-
-    def append(self, vote: PersistVote) -> None:
-        self._file.write(_frame(vote))
-        os.fsync(self._file.fileno())
-        self._records.append(vote)
-
-    def replay(self) -> list[PersistVote]:
-        return list(self._records)
+    def _rewrite_bodies(self, bodies: list[bytes]) -> None:
+        self._file.rewrite(bodies)
 
     def close(self) -> None:
         self._file.close()
 
 
-def _frame(vote: PersistVote) -> bytes:
-    body = encoding.encode(_record_of(vote))
-    return encoding.encode_uint_be(len(body), 4) + _checksum(body) + body
-
-
-class MemoryVoteLog:
-    """The simulator's log: survives a simulated crash because the simulator keeps it."""
+class MemoryVoteLog(_CompactingLog):
+    """The simulator's log: the same bytes as the file, in memory, so the simulator can tear or corrupt
+    them and replay goes through the node's own parser. It survives a simulated crash because the
+    simulator keeps it."""
 
     def __init__(self) -> None:
-        self.votes: list[PersistVote] = []
+        self.data = bytearray(encode_header())
+        super().__init__([], 0)
 
-    def append(self, vote: PersistVote) -> None:
-        # Round-trip through the encoding, as the file log does, so the simulator replays real bytes.
-        self.votes.append(_vote_of(encoding.decode(WalRecord, encoding.encode(_record_of(vote)), MESSAGE_BYTES_MAX)))
+    def reopen(self, committed_height: int) -> None:
+        """What a restart does: parse the bytes (truncating a torn tail), then compact."""
+        parsed = parse_log(self.data, MESSAGE_BYTES_MAX)
+        if parsed.valid_length == 0:
+            self.data = bytearray(encode_header())
+        del self.data[max(parsed.valid_length, len(encode_header())):]
+        _CompactingLog.__init__(self, [decode_record(body) for body in parsed.records], committed_height)
 
-    def replay(self) -> list[PersistVote]:
-        return list(self.votes)
+    def _append_body(self, body: bytes) -> None:
+        self.data += frame_record(body)
+
+    def _rewrite_bodies(self, bodies: list[bytes]) -> None:
+        self.data = bytearray(encode_header() + b"".join(frame_record(body) for body in bodies))

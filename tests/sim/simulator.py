@@ -1,129 +1,188 @@
-"""Deterministic simulation of a validator network: the real PBFT core, driver and ledger,
-an in-memory network and a simulated clock, all driven by one seed.
+"""Deterministic simulation of a validator network: the real PBFT core, driver, WAL parser and
+ledger, an in-memory network, per-node simulated clocks, all driven by one seed.
 
-Besides the validators, one non-voting full node follows the chain by block sync and
-forwards the transactions clients send it; it is checked like an honest validator.
+Besides the validators, one full node follows the chain by block sync and forwards what clients
+send it; it may be Byzantine too. The fault model is in `tests/sim/faults.py`; the Byzantine
+strategies in `tests/sim/byzantine.py`.
 
-Faults come from a `FaultPlan`: message loss, duplication, delay (so reordering),
-partitions that heal, crashes with restart from the WAL, and Byzantine validators (at most
-f). After every event the simulator checks safety; at the end it checks the ledger
-invariants and that the chain advanced once faults healed. Any violation raises
-`InvariantViolation` naming the seed, so a failure can be replayed exactly.
+Crashes are real crashes: a node dies in the middle of whatever it was doing (`SimCrash` is raised
+out of a WAL append, a store write or a send), its memory is lost, and it restarts from the bytes
+its WAL and store held — through the node's own WAL parser, so torn records are truncated and a
+corrupted one refuses start-up, as on disk.
+
+Safety is checked where it matters, on what honest nodes *send*: no honest key signs two values
+for one (height, view, slot), and no honest key sends a ViewChange that drops a prepared
+certificate behind a Commit it signed; and on every commit: one block per height, body bound to
+its header, certificate checked against the validator set another honest node committed with.
+At the end: ledger invariants, bounded consensus memory, and progress once faults healed. Any
+violation raises `InvariantViolation` naming the seed; a seed replays exactly (`trace_digest`).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import hashlib
 import heapq
 import random
-from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
 
-from node import blocks, crypto
+from node import blocks, crypto, limits
 from node.app import CommittedBlock, Ledger
-from node.blocks import Block, Header, header_hash
-from node.consensus.core import Replica
-from node.consensus.driver import Driver
-from node.consensus.messages import (Commit, NewView, PreparedCertificate, Prepare, PrePrepare, SignedMessage,
-                                     ViewChange, VoteSignature, decode_frame, encode_message, sign_message)
+from node.consensus.core import Replica, signing_slots
+from node.consensus.driver import Driver, FailStop
+from node.consensus.messages import Commit, SignedMessage, SyncRequest, ViewChange, decode_frame
+from node.consensus.record_file import HEADER_BYTES, RECORD_OVERHEAD_BYTES, LogCorrupted, StorageFailure, \
+    frame_record
 from node.consensus.wal import MemoryVoteLog
-from node.mempool import Mempool
 from node.genesis import Genesis, genesis_document, parse_genesis
-from node.state import KEY_ACCOUNT, KEY_SUPPLY
+from node.mempool import Mempool
+from node.state import KEY_ACCOUNT, KEY_SUPPLY, ValidatorInfo
 from node.storage.chain import ChainStore
-from node.storage.kv import MemoryStore
-from node.transactions import InvalidTransaction, Transaction, Transfer, open_transaction, sign_transaction
+from node.storage.kv import MemoryStore, StoreError
+from node.transactions import (AddValidator, GovernanceApprove, GovernancePropose, InvalidTransaction, Transaction,
+                               Transfer, open_transaction, sign_transaction, transaction_hash)
+from tests.sim.byzantine import Strategy
+from tests.sim.faults import BYZANTINE_MODES, FULL_NODE_MODES, FaultPlan, Partition, random_plan
 from tests.support import keys
+
+__all__ = ["BYZANTINE_MODES", "FULL_NODE_MODES", "FaultPlan", "GENESIS_TIME_MS", "InvariantViolation", "Partition",
+           "Simulator", "run_seed"]
 
 GENESIS_TIME_MS = 1_700_000_000_000
 USERS = 8
-BYZANTINE_MODES = ("equivocate", "withhold", "bad_signature", "replay", "forge_view_change", "twins", "outsider")
+CHAIN_ID = "paychain-sim"
 
 
 class InvariantViolation(AssertionError):
     pass
 
 
-@dataclass
-class FaultPlan:
-    loss: float = 0.0
-    duplicate: float = 0.0
-    delay_ms: tuple[int, int] = (1, 20)
-    partitions: list[tuple[int, int, frozenset[int]]] = field(default_factory=list)
-    """(start ms, end ms, isolated group): messages between the group and the rest are lost meanwhile."""
-    crashes: list[tuple[int, int, int]] = field(default_factory=list)
-    """(validator, crash ms, restart ms)."""
-    byzantine: dict[int, str] = field(default_factory=dict)
-    """validator -> one of BYZANTINE_MODES."""
-
-    @property
-    def heal_ms(self) -> int:
-        ends = [end for _, end, _ in self.partitions] + [restart for _, _, restart in self.crashes]
-        return max(ends, default=0)
-
-
-def random_plan(rng: random.Random, n: int) -> FaultPlan:
-    """A fault plan with at most f faulty validators (crashed, partitioned away, or Byzantine)."""
-    f = (n - 1) // 3
-    faulty = rng.sample(range(n), f)
-    plan = FaultPlan(loss=rng.choice([0.0, 0.02, 0.1]), duplicate=rng.choice([0.0, 0.05]),
-                     delay_ms=rng.choice([(1, 10), (1, 50), (5, 200)]))
-    for validator in faulty:
-        kind = rng.choice(["crash", "partition", "byzantine"])
-        start = rng.randrange(200, 3_000)
-        if kind == "crash":
-            plan.crashes.append((validator, start, start + rng.randrange(200, 3_000)))
-        elif kind == "partition":
-            plan.partitions.append((start, start + rng.randrange(500, 4_000), frozenset([validator])))
-        else:
-            plan.byzantine[validator] = rng.choice(BYZANTINE_MODES)
-    if rng.random() < 0.3:  # a short partition of a majority-preserving minority plus healing
-        start = rng.randrange(0, 2_000)
-        plan.partitions.append((start, start + rng.randrange(100, 1_500), frozenset(faulty)))
-    return plan
+class SimCrash(BaseException):
+    """The node dies right here: the rest of what it was doing is lost (BaseException: no handler in the
+    node's code may swallow a crash)."""
 
 
 def make_sim_genesis(n: int) -> Genesis:
     validators = [{"name": f"v{i}", "public_key": keys(f"validator-{i}").public_key.hex(),
-                   "role": ("merchant", "gateway", "user")[min(i, 2)], "p2p_address": ""} for i in range(n)]
+                   "role": ("merchant", "gateway", "user")[min(i, 2)], "p2p_address": f"127.0.0.1:{20_000 + i}"}
+                  for i in range(n)]
     accounts = [{"address": crypto.format_address(keys(f"user-{u}").address), "role": "user",
                  "balances": {"CNY": 1_000_000}} for u in range(USERS)]
     accounts += [{"address": crypto.format_address(keys(f"validator-{i}").address), "role": "user",
                   "balances": {"CNY": 10_000}} for i in range(n)]  # operators, to pay governance fees
-    return parse_genesis(genesis_document("paychain-sim", GENESIS_TIME_MS, [{"code": "CNY", "decimals": 2,
-                                                                             "min_fee": 1}],
+    return parse_genesis(genesis_document(CHAIN_ID, GENESIS_TIME_MS, [{"code": "CNY", "decimals": 2, "min_fee": 1}],
                                           keys("fees").address, validators, accounts))
 
 
-class SimNode:
-    """One node process (a validator, or with `index` None a full node): store and WAL survive a
-    crash, everything else is rebuilt."""
+# --- storage that can fail the way disks do --------------------------------------------------------
 
-    def __init__(self, sim: Simulator, index: int | None, name: str, slot: int) -> None:
+class SimWal(MemoryVoteLog):
+    """The node's WAL bytes, with crashes and storage faults at the worst moments."""
+
+    def __init__(self, node: SimNode) -> None:
+        self.node = node
+        super().__init__()
+
+    def _append_body(self, body: bytes) -> None:
+        frame = frame_record(body)
+        fault = self.node.sim.storage_fault(self.node)
+        if fault == "crash_before":
+            raise SimCrash
+        if fault == "torn":
+            self.data += frame[:self.node.sim.fault_rng.randrange(1, len(frame))]
+            raise SimCrash
+        if fault == "fsync_failed":
+            if self.node.sim.fault_rng.random() < 0.5:  # what reached the disk is unknown
+                self.data += frame
+            raise StorageFailure(Path("sim/votes.log"), "fsync", OSError(5, "simulated I/O error"))
+        self.data += frame
+        if fault == "crash_after":
+            raise SimCrash
+
+    def _rewrite_bodies(self, bodies: list[bytes]) -> None:
+        fault = self.node.sim.storage_fault(self.node)
+        if fault in ("crash_before", "torn"):
+            raise SimCrash  # the replace never happened: the old file stays
+        super()._rewrite_bodies(bodies)
+        if fault in ("crash_after", "fsync_failed"):
+            raise SimCrash
+
+    def corrupt_middle_record(self) -> bool:
+        """Flip a byte inside the first record when a later one exists (not a torn tail: refuses start)."""
+        first_body_at = HEADER_BYTES + RECORD_OVERHEAD_BYTES
+        if len(self.data) < first_body_at + 2 or len(self.replay()) < 2:
+            return False
+        self.data[first_body_at] ^= 0x40
+        return True
+
+
+class SimStore(MemoryStore):
+    """The block store: an atomic batch lands whole or not at all, but the node may die around it or see
+    the write fail (fail-stop)."""
+
+    def __init__(self, node: SimNode) -> None:
+        super().__init__()
+        self.node = node
+
+    def write(self, puts, deletes=()) -> None:
+        fault = self.node.sim.storage_fault(self.node) if self.node.up else None
+        if fault in ("crash_before", "torn"):
+            raise SimCrash
+        if fault == "fsync_failed":
+            if self.node.sim.fault_rng.random() < 0.5:
+                super().write(puts, deletes)
+            raise StoreError("simulated: LevelDB write failed")
+        super().write(puts, deletes)
+        if fault == "crash_after":
+            raise SimCrash
+
+
+# --- nodes ----------------------------------------------------------------------------------------
+
+class SimNode:
+    """One node process (a validator, or with `index` None a full node): store and WAL survive a crash,
+    everything else is rebuilt at restart."""
+
+    def __init__(self, sim: Simulator, index: int | None, name: str, slot: int, mode: str | None) -> None:
         self.sim = sim
         self.index = index
         self.name = name
         self.slot = slot
         """Position in the network: the validator index, or n + j for full node j (partitions use it)."""
         self.keys = keys(f"validator-{index}" if index is not None else name)
-        self.kv = MemoryStore()
-        self.wal = MemoryVoteLog()
+        self.mode = mode
+        """Byzantine strategy, or None for an honest node."""
+        self.kv = SimStore(self)
+        self.wal = SimWal(self)
         self.up = False
+        self.refused_start: str | None = None
         self.timer_generation: dict[str, int] = {}
+        self.strategy = Strategy(sim, self, mode) if mode is not None else None
         self.boot()
 
+    @property
+    def honest(self) -> bool:
+        return self.mode is None
+
+    def clock_ms(self) -> int:
+        return self.sim.wall_ms() + self.sim.plan.clock_skew_ms.get(self.slot, 0)
+
     def boot(self) -> None:
-        self.ledger = Ledger(ChainStore(self.kv, self.sim.genesis), Mempool(clock_ms=self.sim.wall_ms),
-                             clock_ms=self.sim.wall_ms)
+        self.ledger = Ledger(ChainStore(self.kv, self.sim.genesis), Mempool(clock_ms=self.clock_ms),
+                             clock_ms=self.clock_ms)
+        try:
+            self.wal.reopen(self.ledger.head.height)
+        except LogCorrupted as error:
+            self.refused_start = str(error)
+            return
         self.ledger.listeners.append(lambda committed: self.sim.on_commit(self, committed))
         validator_keys = self.ledger.validator_keys  # genesis', or as governance changed them
         index = validator_keys.index(self.keys.public_key) if self.keys.public_key in validator_keys else None
-        self.replica = Replica(index, self.keys if index is not None else None, self.sim.genesis.params.chain_id,
-                               validator_keys, self.ledger.head.height + 1,
-                               base_timeout_ms=500, resend_ms=300, persisted=self.wal.replay())
+        replica = Replica(index, self.keys if index is not None else None, CHAIN_ID, validator_keys,
+                          self.ledger.head.height + 1, base_timeout_ms=500, resend_ms=300,
+                          persisted=self.wal.replay())
         full_node_keys = [key for key in self.sim.full_node_keys if key != self.keys.public_key]
-        self.driver = Driver(self.replica, self.ledger, SimTransport(self), SimTimers(self), self.wal,
-                             self.sim.wall_ms, self.keys, full_node_keys=full_node_keys)
+        self.driver = Driver(replica, self.ledger, SimTransport(self), SimTimers(self), self.wal, self.clock_ms,
+                             self.keys, full_node_keys=full_node_keys)
         self.up = True
         self.driver.start()
 
@@ -151,6 +210,8 @@ class SimTimers:
         self.node.sim.schedule(delay_ms, ("timer", self.node, name, generation, height, view))
 
 
+# --- the simulator ----------------------------------------------------------------------------------
+
 class Simulator:
     def __init__(self, seed: int, n: int = 4, plan: FaultPlan | None = None) -> None:
         self.seed = seed
@@ -158,33 +219,45 @@ class Simulator:
         self.n = n
         self.f = (n - 1) // 3
         self.plan = plan if plan is not None else random_plan(self.rng, n)
+        self.fault_rng = random.Random(seed * 1_000_003 + 17)
         self.genesis = make_sim_genesis(n)
         self.now_ms = 0
         self._queue: list[tuple[int, int, tuple]] = []
         self._sequence = 0
+        self._trace = hashlib.blake2b(digest_size=16)
         self.committed: dict[int, bytes] = {}
         """height -> block hash committed by an honest node (the one chain)."""
-        self.sent_history: list[tuple[int, bytes]] = []
-        self.alternatives: dict[bytes, bytes] = {}
-        """An equivocating primary's block hash -> the other block it sent for the same view."""
+        self.validator_sets: dict[int, tuple[bytes, ...]] = {}
+        """height -> validator keys the first honest node to commit it used (checked by the others)."""
+        self.signed_on_wire: dict[tuple[bytes, tuple[int, int, str]], bytes | None] = {}
+        self.commit_votes: dict[tuple[bytes, int], int] = {}
+        """(honest key, height) -> highest view it sent a Commit in."""
+        self.crashes = 0
+        self.proposal_id: bytes | None = None
         self.full_node_keys = [keys("full-node-0").public_key]
-        self._genesis_index = {key: i for i, key in enumerate(self.genesis.params.validator_keys)}
-        self.nodes = [SimNode(self, i, f"v{i}", i) for i in range(n)]
-        self.full_nodes = [SimNode(self, None, "full-node-0", n)]
+        self.nodes = [SimNode(self, i, f"v{i}", i, self.plan.byzantine.get(i)) for i in range(n)]
+        self.full_nodes = [SimNode(self, None, "full-node-0", n, self.plan.full_node_mode)]
         self.twin: SimNode | None = None
         for validator, mode in self.plan.byzantine.items():
             if mode == "twins":
-                self.twin = SimNode(self, validator, f"v{validator}-twin", validator)
+                self.twin = SimNode(self, validator, f"v{validator}-twin", validator, "twins")
         self.client_nonces = [0] * USERS
         self.client_waiting: dict[int, bytes] = {}
         self.accepted_by: dict[str, list[tuple[bytes, int]]] = {}
         """node name -> (hash, simulated ms) of the client transactions it admitted."""
-        self.crashed_at: dict[int, int] = {}
+        self._schedule_plan()
+
+    def _schedule_plan(self) -> None:
         for validator, crash_ms, restart_ms in self.plan.crashes:
-            self.schedule(crash_ms, ("crash", self.nodes[validator]))
+            self.schedule(crash_ms, ("crash", self.nodes[validator], validator in self.plan.corrupt_wal))
             self.schedule(restart_ms, ("restart", self.nodes[validator]))
         self.schedule(0, ("client",))
         self.schedule(1_000, ("status",))
+        for node in self._all_nodes():
+            if node.strategy is not None:
+                self.schedule(self.rng.randrange(10, 60), ("attack", node))
+        if self.plan.add_full_node_at_ms is not None:
+            self.schedule(self.plan.add_full_node_at_ms, ("governance_propose",))
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -195,113 +268,58 @@ class Simulator:
         self._sequence += 1
         heapq.heappush(self._queue, (self.now_ms + max(0, delay_ms), self._sequence, event))
 
-    def honest(self, node: SimNode) -> bool:
-        return node.index not in self.plan.byzantine
+    @property
+    def trace_digest(self) -> str:
+        """A digest of every event handled and every block committed: equal for two runs of one seed."""
+        return self._trace.hexdigest()
 
-    def _partitioned(self, a: int, b: int) -> bool:
-        for start, end, group in self.plan.partitions:
-            if start <= self.now_ms < end and ((a in group) != (b in group)):
-                return True
-        return False
+    def before_heal(self) -> bool:
+        return self.now_ms < self.plan.heal_ms
+
+    def storage_fault(self, node: SimNode) -> str | None:
+        """The fault, if any, that strikes this durable write of `node` (honest nodes only, before heal)."""
+        if not node.up or not node.honest or not self.before_heal():
+            return None
+        roll = self.fault_rng.random()
+        if roll < self.plan.step_crash_rate:
+            return self.fault_rng.choice(["crash_before", "crash_after", "crash_after"])
+        if roll < self.plan.step_crash_rate + self.plan.storage_fault_rate:
+            return self.fault_rng.choice(["torn", "fsync_failed"])
+        return None
+
+    def index_of(self, public_key: bytes) -> int:
+        for node in self._all_nodes():
+            if node.keys.public_key == public_key:
+                return node.slot
+        return 0
+
+    def all_public_keys(self) -> list[bytes]:
+        return [node.keys.public_key for node in self.nodes + self.full_nodes]
+
+    def _cut(self, sender_slot: int, receiver_slot: int) -> bool:
+        return any(p.start_ms <= self.now_ms < p.end_ms and sender_slot in p.senders and receiver_slot in p.receivers
+                   for p in self.plan.partitions)
 
     def transmit(self, sender: SimNode, target: bytes, data: bytes) -> None:
+        """A frame the node's code sends: checked (honest senders), rewritten (Byzantine ones), delivered."""
         if not sender.up:
             return
-        for frame, destination in self._byzantine_rewrite(sender, target, data):
-            if (self._partitioned(sender.slot, self._instances(destination)[0].slot)
-                    or self.rng.random() < self.plan.loss):
+        if sender.honest:
+            self._check_sent(sender, data)
+        frames = [(data, target)] if sender.strategy is None else sender.strategy.rewrite(target, data)
+        for frame, destination in frames:
+            self.deliver_raw(sender, destination, frame)
+        if sender.honest and self.before_heal() and self.fault_rng.random() < self.plan.step_crash_rate / 4:
+            raise SimCrash  # between two sends of one step
+
+    def deliver_raw(self, sender: SimNode, target: bytes, frame: bytes) -> None:
+        for destination in self._instances(target):
+            if self._cut(sender.slot, destination.slot) or self.rng.random() < self.plan.loss:
                 continue
             copies = 2 if self.rng.random() < self.plan.duplicate else 1
             for _ in range(copies):
                 self.schedule(self.rng.randint(*self.plan.delay_ms),
                               ("deliver", destination, sender.keys.public_key, frame))
-
-    def _byzantine_rewrite(self, sender: SimNode, target: bytes, data: bytes) -> list[tuple[bytes, bytes]]:
-        mode = self.plan.byzantine.get(sender.index)
-        signed = decode_frame(data)
-        if mode is None or mode == "twins" or not isinstance(signed, SignedMessage):
-            return [(data, target)]  # service frames are not signed: the transport names their sender
-        message = signed.message
-        target_index = self._genesis_index.get(target, 0)
-        chain_id = self.genesis.params.chain_id
-        if mode == "withhold" and isinstance(message, (Prepare, Commit, ViewChange)):
-            return []
-        if mode == "bad_signature":
-            return [(encode_message(dataclasses.replace(signed, signature=bytes(64))), target)]
-        if mode == "replay":
-            self.sent_history.append((target, data))
-            old_target, old = self.rng.choice(self.sent_history)
-            return [(data, target), (old, target)]
-        if mode == "equivocate" and isinstance(message, PrePrepare) and target_index % 2 == 1:
-            # Two blocks for one view: odd validators get the other one, and this validator votes
-            # for both (below), as a real attacker would.
-            header = dataclasses.replace(message.block.header, timestamp_ms=message.block.header.timestamp_ms + 1)
-            other = PrePrepare(message.height, message.view, Block(header, message.block.transactions))
-            self.alternatives[header_hash(message.block.header)] = header_hash(header)
-            return [(encode_message(sign_message(sender.keys, chain_id, sender.index, other)), target)]
-        if mode == "equivocate" and isinstance(message, (Prepare, Commit)) and target_index % 2 == 1:
-            other_hash = self.alternatives.get(message.block_hash)
-            if other_hash is not None:
-                vote = dataclasses.replace(message, block_hash=other_hash)
-                return [(encode_message(sign_message(sender.keys, chain_id, sender.index, vote)), target)]
-        if mode == "forge_view_change" and isinstance(message, NewView):
-            # too few distinct signers: one view change listed three times
-            forged = dataclasses.replace(message, view_changes=message.view_changes[:1] * 3)
-            return [(encode_message(sign_message(sender.keys, chain_id, sender.index, forged)), target)]
-        if mode == "forge_view_change" and isinstance(message, ViewChange):
-            # a prepared certificate for a block nobody prepared, "signed" by this validator three times:
-            # accepted, it would force the new primary to re-propose a block of the attacker's choosing
-            fake_block = Block(dataclasses.replace(self.genesis_header_template(message.height),
-                                                   proposer=sender.keys.address), ())
-            fake_hash = header_hash(fake_block.header)
-            vote = sign_message(sender.keys, chain_id, sender.index, Prepare(message.height, 0, fake_hash))
-            certificate = PreparedCertificate(message.height, 0, fake_hash,
-                                              (VoteSignature(sender.index, vote.signature),) * 3)
-            forged = dataclasses.replace(message, prepared=certificate, prepared_block=fake_block)
-            return [(encode_message(sign_message(sender.keys, chain_id, sender.index, forged)), target)]
-        if mode == "outsider":
-            outsider = keys("outsider")
-            fake = sign_message(outsider, chain_id, sender.index, message)  # claims a validator's index
-            return [(data, target), (encode_message(fake), target)]
-        return [(data, target)]
-
-    def genesis_header_template(self, height: int):
-        return Header(self.genesis.params.chain_id, height, 0, bytes(32), bytes(20), 0, 0, bytes(32), bytes(32),
-                      bytes(32))
-
-    # --- events -------------------------------------------------------------------------------
-
-    def run(self, until_ms: int) -> None:
-        while self._queue and self._queue[0][0] <= until_ms:
-            time_ms, _, event = heapq.heappop(self._queue)
-            self.now_ms = time_ms
-            self._handle(event)
-        self.now_ms = until_ms
-
-    def _handle(self, event: tuple) -> None:
-        kind = event[0]
-        if kind == "deliver":
-            _, destination, sender, frame = event
-            for node in self._instances(destination):
-                if node.up:
-                    node.driver.on_frame(sender, frame)
-        elif kind == "timer":
-            _, node, name, generation, height, view = event
-            if node.up and node.timer_generation.get(name) == generation:
-                node.driver.on_timer(name, height, view)
-        elif kind == "crash":
-            event[1].up = False
-            event[1].timer_generation = {k: v + 1 for k, v in event[1].timer_generation.items()}
-        elif kind == "restart":
-            event[1].boot()
-        elif kind == "client":
-            self._client_step()
-            self.schedule(self.rng.randint(5, 60), ("client",))
-        elif kind == "status":
-            for node in self._all_nodes():
-                if node.up:
-                    node.driver.on_tick()
-            self.schedule(1_000, ("status",))
 
     def _instances(self, public_key: bytes) -> list[SimNode]:
         """The node(s) holding `public_key`: a twin shares its validator's key."""
@@ -310,51 +328,175 @@ class Simulator:
     def _all_nodes(self) -> list[SimNode]:
         return self.nodes + self.full_nodes + ([self.twin] if self.twin is not None else [])
 
+    # --- events -------------------------------------------------------------------------------
+
+    def run(self, until_ms: int) -> None:
+        while self._queue and self._queue[0][0] <= until_ms:
+            time_ms, sequence, event = heapq.heappop(self._queue)
+            self.now_ms = time_ms
+            self._trace.update(f"{time_ms}:{sequence}:{event[0]}".encode())
+            self._handle(event)
+        self.now_ms = until_ms
+
+    def _handle(self, event: tuple) -> None:
+        kind = event[0]
+        if kind == "deliver":
+            _, node, sender, frame = event
+            if node.up:
+                self._on_node(node, self._deliver, node, sender, frame)
+        elif kind == "timer":
+            _, node, name, generation, height, view = event
+            if node.up and node.timer_generation.get(name) == generation:
+                self._on_node(node, node.driver.on_timer, name, height, view)
+        elif kind == "crash":
+            self._scheduled_crash(event[1], event[2])
+        elif kind == "restart":
+            if not event[1].up and event[1].refused_start is None:
+                self._on_node(event[1], event[1].boot)
+        elif kind == "client":
+            self._client_step()
+            self.schedule(self.rng.randint(5, 60), ("client",))
+        elif kind == "status":
+            for node in self._all_nodes():
+                if node.up:
+                    self._on_node(node, node.driver.on_tick)
+            self.schedule(1_000, ("status",))
+        elif kind == "attack":
+            if event[1].up:
+                self._on_node(event[1], event[1].strategy.attack)
+            self.schedule(self.rng.randrange(10, 60), event)
+        elif kind.startswith("governance"):
+            self._governance_step(kind)
+
+    def _deliver(self, node: SimNode, sender: bytes, frame: bytes) -> None:
+        if node.strategy is not None and node.mode in FULL_NODE_MODES:
+            request = decode_frame(frame)
+            if isinstance(request, SyncRequest):
+                answer = node.strategy.answer_sync(request)
+                if answer is not None:
+                    self.deliver_raw(node, sender, answer)
+                return
+        node.driver.on_frame(sender, frame)
+
+    def _on_node(self, node: SimNode, handler, *args) -> None:
+        """Run one step of `node`; a crash or a fail-stop inside it takes the node down, mid-step."""
+        try:
+            handler(*args)
+        except SimCrash:
+            self._crash(node)
+        except FailStop:
+            if node.honest and not self.before_heal():
+                raise InvariantViolation(f"seed {self.seed}: {node.name} failed-stop after faults healed")
+            self._crash(node)
+
+    def _crash(self, node: SimNode) -> None:
+        """The node's process dies; it restarts after a while (before the faults heal)."""
+        node.up = False
+        node.timer_generation = {k: v + 1 for k, v in node.timer_generation.items()}
+        self.crashes += 1
+        restart_ms = min(self.now_ms + self.fault_rng.randrange(50, 1_500), max(self.now_ms + 50, self.plan.heal_ms))
+        self.schedule(restart_ms - self.now_ms, ("restart", node))
+
+    def _scheduled_crash(self, node: SimNode, corrupt: bool) -> None:
+        if node.up:
+            node.up = False
+            node.timer_generation = {k: v + 1 for k, v in node.timer_generation.items()}
+            self.crashes += 1
+        if corrupt:
+            node.wal.corrupt_middle_record()
+
     def _client_step(self) -> None:
         """A user sends its next transfer once its previous one is committed somewhere honest."""
         user = self.rng.randrange(USERS)
         waiting = self.client_waiting.get(user)
         if waiting is not None:
-            if not any(n.up and n.ledger.store.get_tx(waiting) for n in self.nodes if self.honest(n)):
+            if not any(n.up and n.ledger.store.get_tx(waiting) for n in self.nodes if n.honest):
                 return
             del self.client_waiting[user]
         sender = keys(f"user-{user}")
         recipient = keys(f"user-{(user + 1 + self.rng.randrange(USERS - 1)) % USERS}")
-        raw = sign_transaction(sender, Transaction("paychain-sim", sender.public_key, self.client_nonces[user], "CNY",
+        raw = sign_transaction(sender, Transaction(CHAIN_ID, sender.public_key, self.client_nonces[user], "CNY",
                                                    1, Transfer(recipient.address, "CNY", self.rng.randint(1, 500))))
         live = [n for n in self.nodes + self.full_nodes if n.up]
         if not live:
             return
         target = self.rng.choice(live)
-        result = target.driver.submit([raw])[0]
-        if isinstance(result, InvalidTransaction):
+        results: list = []
+        self._on_node(target, lambda: results.extend(target.driver.submit([raw])))
+        if not results or isinstance(results[0], InvalidTransaction):
             return
         self.client_nonces[user] += 1
-        self.client_waiting[user] = result
-        self.accepted_by.setdefault(target.name, []).append((result, self.now_ms))
+        self.client_waiting[user] = results[0]
+        self.accepted_by.setdefault(target.name, []).append((results[0], self.now_ms))
+
+    def _governance_step(self, kind: str) -> None:
+        """Honest operators make the full node a validator: one proposes, then enough approve."""
+        honest = [node for node in self.nodes if node.honest]
+        full_node = self.full_nodes[0]
+        if kind == "governance_propose":
+            info = ValidatorInfo("fn", full_node.keys.public_key, 1, "127.0.0.1:29999")
+            self.proposal_id = self._operator_send(honest[0], GovernancePropose(AddValidator(info), 200))
+            self.schedule(600, ("governance_approve",))
+        elif self.proposal_id is not None:
+            quorum = blocks.quorum_size(self.n)
+            for operator in honest[1:quorum]:
+                self._operator_send(operator, GovernanceApprove(self.proposal_id))
+
+    def _operator_send(self, operator: SimNode, body) -> bytes | None:
+        signer = operator.keys
+        raw = sign_transaction(signer, Transaction(CHAIN_ID, signer.public_key, 0, "CNY", 1, body))
+        live = [n for n in self.nodes if n.up and n.honest]
+        results: list = []
+        if live:
+            target = live[0]
+            self._on_node(target, lambda: results.extend(target.driver.submit([raw])))
+        return results[0] if results and isinstance(results[0], bytes) else transaction_hash(raw)
 
     # --- checks ----------------------------------------------------------------------------
 
-    def on_commit(self, node: SimNode, committed: CommittedBlock) -> None:
-        height = committed.block.header.height
-        validators = node.ledger.state().validators_at(height)
-        blocks.verify_certificate(committed.certificate, committed.block.header, [v.public_key for v in validators])
-        if not self.honest(node) and self.plan.byzantine.get(node.index) != "twins":
+    def _check_sent(self, sender: SimNode, data: bytes) -> None:
+        """Safety on the wire: what an honest key signs and sends, whatever crashes happened in between."""
+        decoded = decode_frame(data)
+        if not isinstance(decoded, SignedMessage):
             return
-        known = self.committed.get(height)
-        if known is None:
-            self.committed[height] = committed.block_hash
-        elif known != committed.block_hash:
+        key = sender.keys.public_key
+        message = decoded.message
+        for slot, value in signing_slots(message):
+            known = self.signed_on_wire.setdefault((key, slot), value)
+            if known != value:
+                raise InvariantViolation(f"seed {self.seed}: {sender.name} signed two values for {slot}")
+        if isinstance(message, Commit):
+            views = self.commit_votes
+            views[(key, message.height)] = max(views.get((key, message.height), -1), message.view)
+        if isinstance(message, ViewChange):
+            committed_view = self.commit_votes.get((key, message.height))
+            if committed_view is not None and committed_view < message.new_view and (
+                    message.prepared is None or message.prepared.view < committed_view):
+                raise InvariantViolation(f"seed {self.seed}: {sender.name} sent a view change to {message.new_view} "
+                                         f"at height {message.height} without the certificate behind its commit vote "
+                                         f"in view {committed_view}")
+
+    def on_commit(self, node: SimNode, committed: CommittedBlock) -> None:
+        if not node.honest:
+            return
+        height = committed.block.header.height
+        self._trace.update(committed.block_hash)
+        known = self.committed.setdefault(height, committed.block_hash)
+        if known != committed.block_hash:
             raise InvariantViolation(f"seed {self.seed}: fork at height {height} on {node.name}")
+        try:
+            blocks.check_body(committed.block)
+            reference = self.validator_sets.setdefault(
+                height, tuple(v.public_key for v in node.ledger.state().validators_at(height)))
+            blocks.verify_certificate(committed.certificate, committed.block.header, reference)
+        except blocks.InvalidBlock as error:
+            raise InvariantViolation(f"seed {self.seed}: {node.name} committed block {height}: {error}") from error
 
     def check_ledgers(self) -> None:
-        """Supply conserved, no negative balance, nonces sequential, equal roots at equal heights."""
-        genesis_supply = sum(self.genesis.records[i][1].amount for i in range(len(self.genesis.records))
-                             if self.genesis.records[i][0].startswith(KEY_SUPPLY))
+        """Supply conserved, no negative balance, nonces sequential, one transaction index, equal roots."""
+        genesis_supply = sum(record.amount for key, record in self.genesis.records if key.startswith(KEY_SUPPLY))
         roots: dict[int, bytes] = {}
-        for node in self.nodes + self.full_nodes:
-            if not self.honest(node) or not node.up:
-                continue
+        for node in self.live_honest():
             state = node.ledger.state()
             total = 0
             for key, record in state.iter_records():
@@ -368,35 +510,76 @@ class Simulator:
             head = node.ledger.head
             if roots.setdefault(head.height, head.state_root) != head.state_root:
                 raise InvariantViolation(f"seed {self.seed}: state roots differ at height {head.height}")
-            next_nonce: dict[bytes, int] = {}
-            for height in range(1, head.height + 1):
-                for raw in node.ledger.store.get_block(height).transactions:
-                    envelope = open_transaction(raw, self.genesis.params.chain_id, verify_signature=False)
-                    expected = next_nonce.get(envelope.sender, 0)
-                    if envelope.nonce != expected:
-                        raise InvariantViolation(f"seed {self.seed}: nonce {envelope.nonce} after {expected - 1} "
-                                                 f"at height {height} on {node.name}")
-                    next_nonce[envelope.sender] = expected + 1
-            for user in range(USERS):
-                address = keys(f"user-{user}").address
-                nonce = state.account(address).nonce
-                if nonce > self.client_nonces[user]:
-                    raise InvariantViolation(f"seed {self.seed}: user {user} nonce {nonce} beyond what was sent")
+            self._check_blocks(node)
+
+    def _check_blocks(self, node: SimNode) -> None:
+        next_nonce: dict[bytes, int] = {}
+        store = node.ledger.store
+        for height in range(1, node.ledger.head.height + 1):
+            block = store.get_block(height)
+            if blocks.header_hash(block.header) != self.committed.get(height):
+                raise InvariantViolation(f"seed {self.seed}: {node.name} stores another block at {height}")
+            for raw in block.transactions:
+                record = store.get_tx(transaction_hash(raw))
+                if record is None or record.raw != raw or record.height != height:
+                    raise InvariantViolation(f"seed {self.seed}: {node.name}'s transaction index is wrong at {height}")
+                envelope = open_transaction(raw, CHAIN_ID, verify_signature=False)
+                expected = next_nonce.get(envelope.sender, 0)
+                if envelope.nonce != expected:
+                    raise InvariantViolation(f"seed {self.seed}: nonce {envelope.nonce} after {expected - 1} "
+                                             f"at height {height} on {node.name}")
+                next_nonce[envelope.sender] = expected + 1
+
+    def check_bounded_memory(self) -> None:
+        """What one sender can make a replica keep at one height stays within fixed bounds."""
+        votes_per_sender_max = limits.pbft_past_views_kept + 2
+        for node in self.live_honest():
+            replica = node.driver.replica
+            for (kind, sender), views in replica.round.votes.items():
+                future = [v for v in views if v > replica.view]
+                if len(future) > 1 or len(views) > votes_per_sender_max:
+                    raise InvariantViolation(f"seed {self.seed}: {node.name} keeps {len(views)} {kind} votes of "
+                                             f"validator {sender} ({len(future)} for future views)")
+            per_sender: dict[int, int] = {}
+            for view, collected in replica.round.view_changes.items():
+                for sender in collected:
+                    per_sender[sender] = per_sender.get(sender, 0) + 1
+            if any(count > 2 for count in per_sender.values()):
+                raise InvariantViolation(f"seed {self.seed}: {node.name} keeps more than two view changes per sender")
+            if any(slot[0] < replica.height for slot in replica.signed):
+                raise InvariantViolation(f"seed {self.seed}: {node.name} keeps signatures of committed heights")
+
+    def view_change_allowance_ms(self) -> int:
+        """Time the healed network may need to reach an honest primary: the faults may have left the views
+        high (timeouts double per view), and up to f primaries in a row may be Byzantine or lasting-faulty."""
+        replicas = [node.driver.replica for node in self.live_honest() if node.driver.replica.is_validator]
+        if not replicas:
+            return 0
+        view = max(replica.view for replica in replicas)
+        return sum(replicas[0].timeout_ms(v) for v in range(view, view + self.f + 1))
+
+    def live_honest(self) -> list[SimNode]:
+        """Honest nodes (validators and the full node) that are up."""
+        return [n for n in self.nodes + self.full_nodes if n.honest and n.up]
 
     def honest_heights(self) -> list[int]:
-        """Heights of the honest validators that are up and of the full nodes."""
-        return [n.ledger.head.height for n in self.nodes + self.full_nodes if self.honest(n) and n.up]
+        return [n.ledger.head.height for n in self.live_honest()]
 
 
 def run_seed(seed: int, n: int = 4, duration_ms: int = 12_000, progress_ms: int = 8_000,
-             plan: FaultPlan | None = None, on_step: Callable[[Simulator], None] | None = None) -> Simulator:
+             plan: FaultPlan | None = None) -> Simulator:
     """Run one seeded simulation and check every invariant; raises InvariantViolation naming the seed."""
     sim = Simulator(seed, n, plan)
     heal = sim.plan.heal_ms
     sim.run(heal)
+    for node in sim.nodes + sim.full_nodes:  # everything heals: nodes still down restart now
+        if not node.up and node.refused_start is None:
+            sim._on_node(node, node.boot)
     heights_at_heal = min(sim.honest_heights(), default=0)
+    progress_ms += sim.view_change_allowance_ms()
     sim.run(max(duration_ms, heal + progress_ms))
     sim.check_ledgers()
+    sim.check_bounded_memory()
     if min(sim.honest_heights()) <= heights_at_heal:
         raise InvariantViolation(f"seed {seed}: no progress within {progress_ms} ms after faults healed at {heal} ms "
                                  f"(heights {sim.honest_heights()}, plan {sim.plan})")

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from node import blocks, limits
+from node import blocks, crypto, limits
 from node.app import Ledger
 from node.blocks import InvalidBlock
 from node.state import EMPTY_ACCOUNT, State
@@ -216,12 +216,37 @@ def with_header(block, **changes):
     return dataclasses.replace(block, header=dataclasses.replace(block.header, **changes))
 
 
-def test_invalid_block_timestamp_too_far_in_the_future():
+def test_invalid_block_timestamp_too_far_in_the_future_for_a_vote():
     block, follower = proposed()
     latest_ms = FOLLOWER_NOW_MS + limits.timestamp_skew_ms_max
-    rejected_by_follower(with_header(block, timestamp_ms=latest_ms + 1), follower,
-                         "block timestamp is too far in the future")
+    with pytest.raises(InvalidBlock, match="block timestamp is too far in the future"):
+        follower.ledger.process_proposal(with_header(block, timestamp_ms=latest_ms + 1))
     follower.ledger.process_proposal(with_header(block, timestamp_ms=latest_ms))  # at the limit: accepted
+
+
+def test_a_certified_block_commits_whatever_the_local_clock_says():
+    """The clock rule is for voting: a node whose clock lags still applies blocks 2f+1 validators certified."""
+    block, follower = proposed()
+    ahead = with_header(block, timestamp_ms=FOLLOWER_NOW_MS + limits.timestamp_skew_ms_max + 60_000)
+    follower.ledger.commit(ahead, certify(ahead, VALIDATOR, CHAIN_ID))
+    assert follower.ledger.head.height == 1
+
+
+def test_invalid_block_a_known_header_with_another_body():
+    """The executed-block cache is keyed by header hash: the same header with another body is not that block."""
+    block, follower = proposed([sign("alice", 0, Transfer(BOB, "CNY", 5)), sign("bob", 0, Transfer(ALICE, "CNY", 7))])
+    follower.ledger.process_proposal(block)
+    shortened = dataclasses.replace(block, transactions=block.transactions[:1])
+    before = snapshot(follower)
+    with pytest.raises(InvalidBlock, match="body differs"):
+        follower.ledger.process_proposal(shortened)
+    with pytest.raises(InvalidBlock, match="body differs"):
+        follower.ledger.commit(shortened, certify(shortened, VALIDATOR, CHAIN_ID))
+    assert snapshot(follower) == before
+    fresh = Chain(Ledger(ChainStore(MemoryStore(), make_genesis()), clock_ms=lambda: FOLLOWER_NOW_MS))
+    with pytest.raises(InvalidBlock, match="tx_count"):  # not executed before: the body is checked against the header
+        fresh.ledger.commit(shortened, certify(shortened, VALIDATOR, CHAIN_ID))
+    assert fresh.ledger.head.height == 0
 
 
 def test_invalid_block_state_root_mismatch():
@@ -253,7 +278,10 @@ def test_invalid_block_with_a_forged_transaction():
     block, follower = proposed([sign("alice", 0, Transfer(BOB, "CNY", 5))])
     raw = bytearray(block.transactions[0])
     raw[-1] ^= 1  # flip a signature bit
-    rejected_by_follower(dataclasses.replace(block, transactions=(bytes(raw),)), follower,
+    forged = dataclasses.replace(block, transactions=(bytes(raw),))
+    rejected_by_follower(forged, follower, "the body's transactions do not match the header's tx root")
+    # … and with a header that commits to the forged body, the signature check catches it
+    rejected_by_follower(with_header(forged, tx_root=blocks.tx_root([crypto.hash_bytes(bytes(raw))])), follower,
                          "transaction 0 is invalid: signature does not verify")
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from node import crypto, encoding
 from node.blocks import Block, Header, header_hash
-from node.consensus.core import Broadcast, PersistVote, Replica, RequestProposal, SetTimer, ValidateBlock
+from node.consensus.core import Broadcast, Persist, Replica, RequestProposal, SetTimer, ValidateBlock
 from node.consensus.messages import (Commit, InvalidMessage, NewView, PreparedCertificate, Prepare, PrePrepare,
                                      PrepareVote, SignedMessage, ViewChange, VoteSignature,
                                      check_prepared_certificate, decode_frame, encode_message, sign_message,
@@ -84,15 +84,20 @@ def test_prepared_certificate_checks():
 def test_file_wal_replays_and_drops_a_torn_tail(tmp_path):
     path = tmp_path / "votes.log"
     wal = FileVoteLog(path, committed_height=0)
-    votes = [PersistVote(1, 0, "prepare", b"\x01" * 32, signed(0, Prepare(1, 0, b"\x01" * 32))),
-             PersistVote(1, 0, "commit", b"\x01" * 32, signed(0, Commit(1, 0, b"\x01" * 32)))]
-    for vote in votes:
-        wal.append(vote)
+    records = [signed(0, Prepare(1, 0, b"\x01" * 32)), signed(0, Commit(1, 0, b"\x01" * 32))]
+    for record in records:
+        wal.append(record)
     wal.close()
     with open(path, "ab") as handle:
-        handle.write(b"\x00\x00\x10\x00torn")  # a crash in the middle of an append
-    assert FileVoteLog(path, committed_height=0).replay() == votes
+        handle.write(b"\xd7\x1c\x5a\x93\x00\x00\x10\x00torn")  # a crash in the middle of an append
+    assert FileVoteLog(path, committed_height=0).replay() == records
     assert FileVoteLog(path, committed_height=1).replay() == []  # committed heights are pruned
+
+
+def persist(wal, actions) -> None:
+    for action in actions:
+        if isinstance(action, Persist):
+            wal.append(action.record)
 
 
 def test_a_replica_never_signs_a_second_block_for_one_view_after_restart():
@@ -102,16 +107,14 @@ def test_a_replica_never_signs_a_second_block_for_one_view_after_restart():
     replica = Replica(0, VALIDATORS[0], CHAIN_ID, VALIDATOR_KEYS, height=1)
     actions = replica.on_message(signed(1, PrePrepare(1, 0, first)))
     assert any(isinstance(a, ValidateBlock) for a in actions)
-    for action in replica.on_block_validated(header_hash(first.header), True):
-        if isinstance(action, PersistVote):
-            wal.append(action)
-    assert [v.kind for v in wal.votes] == ["prepare"]
+    persist(wal, replica.on_block_validated(header_hash(first.header), True))
+    assert [type(r.message) for r in wal.replay()] == [Prepare]
     restarted = Replica(0, VALIDATORS[0], CHAIN_ID, VALIDATOR_KEYS, height=1, persisted=wal.replay())
     assert any(isinstance(a, Broadcast) and isinstance(a.message.message, Prepare) for a in restarted.start())
     restarted.round.proposals.clear()  # even if the primary now shows it another block for view 0 …
     restarted.on_message(signed(1, PrePrepare(1, 0, second)))
     actions = restarted.on_block_validated(header_hash(second.header), True)
-    assert not any(isinstance(a, PersistVote) for a in actions)  # … it refuses to sign it
+    assert not any(isinstance(a, Persist) for a in actions)  # … it refuses to sign it
     assert restarted.dropped.get("refused_double_sign") == 1
 
 
