@@ -19,6 +19,7 @@ from typing import Any
 from gateway.nodes import ChainError, RegionClient
 from node import crypto, encoding
 from node.contracts import system
+from node.rpc.views import signing_domain_from_json
 from node.transactions import (Body, CallContract, Envelope, InvalidTransaction, RechargePost, RechargeRequest,
                                Transaction, required_fee, sign_transaction, signing_payload)
 
@@ -33,7 +34,8 @@ CATALOG_CACHE_ENTRIES_MAX = 10_000
 
 @dataclass(frozen=True, slots=True)
 class ChainParams:
-    chain_id: str
+    domain: crypto.SigningDomain
+    """The region's network (chain id and genesis hash): what transactions for it are signed for."""
     orders_contract: bytes
     min_fees: dict[str, int]
     decimals: dict[str, int]
@@ -57,7 +59,11 @@ class ChainView:
             contracts = {c["name"]: crypto.parse_address(c["address"]) for c in answer.get("contracts", [])}
             if system.ORDERS not in contracts:
                 raise ChainError(0, f"chain {answer['chain_id']} has no orders contract")
-            self._params = ChainParams(answer["chain_id"], contracts[system.ORDERS],
+            try:
+                domain = signing_domain_from_json(answer)
+            except ValueError as error:
+                raise ChainError(0, f"the node's chain_getParams names {error}") from error
+            self._params = ChainParams(domain, contracts[system.ORDERS],
                                        {a["code"]: a["min_fee"] for a in answer["assets"]},
                                        {a["code"]: a["decimals"] for a in answer["assets"]})
             self._params_read_at = time.monotonic()
@@ -91,13 +97,13 @@ class ChainView:
                          fee_asset: str) -> Transaction:
         params = await self.params()
         body = CallContract(params.orders_contract, function, encoding.encode_value(args), ORDER_GAS)
-        return self.with_least_fee(Transaction(params.chain_id, public_key, nonce, fee_asset, 0, body), params)
+        return self.with_least_fee(Transaction(params.domain.chain_id, public_key, nonce, fee_asset, 0, body), params)
 
     async def recharge_request(self, public_key: bytes, nonce: int, gateway: bytes, asset: str, amount: int,
                                reference: str) -> Transaction:
         params = await self.params()
         body = RechargeRequest(gateway, asset, amount, reference)
-        return self.with_least_fee(Transaction(params.chain_id, public_key, nonce, asset, 0, body), params)
+        return self.with_least_fee(Transaction(params.domain.chain_id, public_key, nonce, asset, 0, body), params)
 
     @staticmethod
     def with_least_fee(transaction: Transaction, params: ChainParams) -> Transaction:
@@ -142,9 +148,10 @@ class Signer:
     async def _send_once(self, chain: ChainView, body: Body, fee_asset: str) -> str:
         params = await chain.params()
         nonce = await self._next_nonce(chain)
-        transaction = chain.with_least_fee(Transaction(params.chain_id, self.keys.public_key, nonce, fee_asset, 0,
-                                                       body), params)
-        tx_hash = await chain.client.send_transaction(sign_transaction(self.keys, transaction), resend=False)
+        transaction = chain.with_least_fee(Transaction(params.domain.chain_id, self.keys.public_key, nonce, fee_asset,
+                                                       0, body), params)
+        tx_hash = await chain.client.send_transaction(sign_transaction(self.keys, params.domain, transaction),
+                                                      resend=False)
         self._last = (nonce, tx_hash)
         return tx_hash
 

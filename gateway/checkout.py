@@ -19,14 +19,15 @@ from aiohttp import web
 
 from gateway import payments
 from gateway.api import invalid, json_body, services_of
-from gateway.chain import ChainView, is_prepared, prepared_payload
+from gateway.chain import ChainParams, ChainView, is_prepared, prepared_payload
 from gateway.nodes import ChainError, NodeUnavailable
 from gateway.payments import PaymentError
 from gateway.security import CSRF_COOKIE, csrf_token_of, is_secure, set_cookie
 from gateway.services import Services
 from gateway.store import recharge_key, recharge_queue_key
 from node import crypto, encoding, limits
-from node.transactions import CallContract, InvalidTransaction, RechargeRequest, open_transaction
+from node.rpc.views import signing_domain_json
+from node.transactions import CallContract, InvalidTransaction, RechargeRequest, Transaction, open_transaction
 
 WEB_FOLDER = Path(__file__).resolve().parent / "web"
 CSRF_COOKIE_MAX_AGE_S = 12 * 3600
@@ -152,7 +153,7 @@ async def checkout_prepare(request: web.Request) -> web.Response:
                            f"your wallet holds {balance} minor units of {option['currency']}, the total with the fee "
                            f"is more; recharge first. Nothing was charged.")
     transaction = await _chain_call(_order_transaction(chain, payment, option, public_key, account["pending_nonce"]))
-    return web.json_response({"payload": prepared_payload(transaction).hex(), "chain_id": transaction.chain_id,
+    return web.json_response({**_prepared(transaction, params),
                               "fee": transaction.fee, "fee_asset": transaction.fee_asset, "nonce": transaction.nonce,
                               "summary": f"pay {option['total']} {option['currency']} minor units for "
                                          f"{payment['quantity']} x {option['name']} into escrow"})
@@ -167,7 +168,7 @@ async def checkout_submit(request: web.Request) -> web.Response:
     signed = _signed_bytes(body.get("signed"))
     chain = services.chain(payment["region"])
     params = await _chain_call(chain.params())
-    envelope = _open(signed, params.chain_id)
+    envelope = _open(signed, params.domain)
     option = _check_order_call(payment, envelope, params.orders_contract)
     expected = await _order_transaction(chain, payment, option, envelope.transaction.sender_public_key,
                                         envelope.transaction.nonce)
@@ -214,9 +215,14 @@ def _signed_bytes(value: Any) -> bytes:
         raise invalid(f"signed: the signed transaction as hex ({error})") from error
 
 
-def _open(signed: bytes, chain_id: str):
+def _prepared(transaction: Transaction, params: ChainParams) -> dict[str, Any]:
+    """What the page signs: the payload, and the network it is for (the genesis hash is part of the signature)."""
+    return {"payload": prepared_payload(transaction).hex(), **signing_domain_json(params.domain)}
+
+
+def _open(signed: bytes, domain: crypto.SigningDomain):
     try:
-        return open_transaction(signed, chain_id)
+        return open_transaction(signed, domain)
     except InvalidTransaction as error:
         raise PaymentError(422, "invalid_transaction", error.message) from error
 
@@ -283,8 +289,8 @@ async def recharge_prepare(request: web.Request) -> web.Response:
         raise PaymentError(403, "not_registered", "this wallet is not registered (KYC) on this network yet")
     transaction = await _chain_call(chain.recharge_request(
         public_key, account["pending_nonce"], services.config.keys.address, asset, amount, "recharge page"))
-    return web.json_response({"payload": prepared_payload(transaction).hex(), "chain_id": params.chain_id,
-                              "fee": transaction.fee, "fee_asset": transaction.fee_asset,
+    return web.json_response({**_prepared(transaction, params), "fee": transaction.fee,
+                              "fee_asset": transaction.fee_asset,
                               "request_summary": f"recharge {amount} minor units of {asset} through the gateway"})
 
 
@@ -297,7 +303,7 @@ async def recharge_submit(request: web.Request) -> web.Response:
     chain = _region_chain(services, region)
     signed = _signed_bytes(body.get("signed"))
     params = await _chain_call(chain.params())
-    envelope = _open(signed, params.chain_id)
+    envelope = _open(signed, params.domain)
     request_body = envelope.transaction.body
     if not isinstance(request_body, RechargeRequest) or request_body.gateway != services.config.keys.address:
         raise PaymentError(422, "invalid_transaction", "the signed transaction is not a recharge request to this gateway")

@@ -8,6 +8,7 @@ in the spirit of CometBFT's ABCI:
     process_proposal(block)          validate and execute a proposed block
     commit(block, certificate)       make a validated block final and durable
     head / validator_keys            what consensus needs to know about the chain
+    signing_domain                   what every signature on the chain is made for (chain id and genesis hash)
     has_pending / waiting_transactions   what the mempool holds (a full node re-forwards what waits)
 
 `Ledger` implements it on the state, the mempool and the chain store.
@@ -22,7 +23,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
-from node import blocks, encoding, limits
+from node import blocks, crypto, encoding, limits
 from node.blocks import Block, CommitCertificate, Header, InvalidBlock, Receipt
 from node.execution import BlockContext, apply_block, execute_candidates, open_block_transactions, validate_header
 from node.contracts import system
@@ -36,6 +37,10 @@ from node.transactions import Envelope, InvalidTransaction, open_transaction, tr
 class Application(Protocol):
     @property
     def chain_id(self) -> str: ...
+
+    @property
+    def signing_domain(self) -> crypto.SigningDomain:
+        """What votes, certificates and transactions are signed for (chain id and genesis hash)."""
 
     @property
     def validator_keys(self) -> tuple[bytes, ...]: ...
@@ -141,6 +146,10 @@ class Ledger:
         return self.params.chain_id
 
     @property
+    def signing_domain(self) -> crypto.SigningDomain:
+        return self.store.genesis.signing_domain
+
+    @property
     def validator_keys(self) -> tuple[bytes, ...]:
         """Keys of the validators that certify the next block (genesis', or as governance changed them)."""
         return tuple(v.public_key for v in self.validators)
@@ -193,7 +202,7 @@ class Ledger:
         batch verifier on another core); otherwise it is opened and verified here.
         """
         try:
-            envelope = verified if verified is not None else open_transaction(raw, self.chain_id)
+            envelope = verified if verified is not None else open_transaction(raw, self.signing_domain)
             assert envelope.raw == raw
             self._admit(envelope)
         except InvalidTransaction as error:
@@ -271,7 +280,7 @@ class Ledger:
         if check_clock and header.timestamp_ms > self._clock_ms() + limits.timestamp_skew_ms_max:
             raise InvalidBlock("block timestamp is too far in the future")
         blocks.check_body(block)
-        envelopes = open_block_transactions(block, self.chain_id, self._verified)
+        envelopes = open_block_transactions(block, self.signing_domain, self._verified)
         new_state, receipts = apply_block(self.state(), block, {e.hash: e for e in envelopes})
         encoded_changes = new_state.encoded_changes()
         tree_update = self.committed.tree.compute_update(encoded_changes)
@@ -340,7 +349,7 @@ class Ledger:
             self.process_proposal(block, check_clock=False)  # certified: final whatever this node's clock says
             executed = self._executed[block_hash]
         assert executed.block == block
-        blocks.verify_certificate(certificate, block.header, self.validator_keys)
+        blocks.verify_certificate(certificate, block.header, self.signing_domain, self.validator_keys)
         events = order_events(executed.receipts, self.params.contract(system.ORDERS))
         by_tx: dict[int, list[OrderEvent]] = {}
         for event in events:

@@ -1,8 +1,9 @@
 """Blocks, headers, receipts, commit certificates, and the Merkle roots that bind them.
 
 A block is final when it carries a CommitCertificate: signatures of more than two
-thirds of the validators over (chain id, height, view, block hash). Anyone with the
-genesis validator set can check a certificate with `verify_certificate`.
+thirds of the validators over (signing domain, height, view, block hash), the signing
+domain being the chain id and the genesis hash. Anyone with the genesis can check a
+certificate with `verify_certificate`.
 """
 
 from __future__ import annotations
@@ -171,8 +172,8 @@ def receipts_root_of_encoded(encoded_receipts: Sequence[bytes]) -> bytes:
     return merkle_root([crypto.hash_bytes(r) for r in encoded_receipts])
 
 
-def sign_commit(keys: crypto.KeyPair, chain_id: str, vote: CommitVote) -> bytes:
-    return crypto.sign(keys, chain_id, crypto.TAG_COMMIT_VOTE, encoding.encode(vote))
+def sign_commit(keys: crypto.KeyPair, domain: crypto.SigningDomain, vote: CommitVote) -> bytes:
+    return crypto.sign(keys, domain, crypto.TAG_COMMIT_VOTE, encoding.encode(vote))
 
 
 def quorum_size(validator_count: int) -> int:
@@ -180,8 +181,11 @@ def quorum_size(validator_count: int) -> int:
     return validator_count * 2 // 3 + 1
 
 
-def verify_certificate(certificate: CommitCertificate, header: Header, validator_keys: Sequence[bytes]) -> None:
-    """Raise InvalidBlock unless `certificate` proves `header` final for this validator set."""
+def verify_certificate(certificate: CommitCertificate, header: Header, domain: crypto.SigningDomain,
+                       validator_keys: Sequence[bytes]) -> None:
+    """Raise InvalidBlock unless `certificate` proves `header` final for this validator set on the network `domain`."""
+    if header.chain_id != domain.chain_id:
+        raise InvalidBlock(f"block is for chain {header.chain_id!r}, not {domain.chain_id!r}")
     block_hash = header_hash(header)
     if certificate.block_hash != block_hash:
         raise InvalidBlock("certificate is for a different block hash")
@@ -197,6 +201,6 @@ def verify_certificate(certificate: CommitCertificate, header: Header, validator
     for entry in certificate.signatures:
         if entry.validator_index >= len(validator_keys):
             raise InvalidBlock(f"certificate signer {entry.validator_index} is not a validator")
-        if not crypto.verify(validator_keys[entry.validator_index], header.chain_id, crypto.TAG_COMMIT_VOTE,
-                             payload, entry.signature):
+        if not crypto.verify(validator_keys[entry.validator_index], domain, crypto.TAG_COMMIT_VOTE, payload,
+                             entry.signature):
             raise InvalidBlock(f"certificate signature of validator {entry.validator_index} does not verify")

@@ -1,8 +1,9 @@
 """Keys, addresses, hashing and domain-separated signatures.
 
 Everything that signs or verifies goes through `sign` / `verify`, which bind the
-chain id and a type tag to the message so that a signature made for one purpose
-(a transaction on chain A) can never be accepted for another (a vote, or chain B).
+signing domain (chain id and genesis hash) and a type tag to the message so that a
+signature made for one purpose (a transaction on network A) can never be accepted for
+another (a vote, or network B — even one that shares A's chain id).
 """
 
 from __future__ import annotations
@@ -80,25 +81,46 @@ class KeyPair:
         return f"KeyPair(address={format_address(self.address)})"
 
 
-def _signing_message(chain_id: str, tag: bytes, payload: bytes) -> bytes:
+@dataclass(frozen=True, slots=True)
+class SigningDomain:
+    """The network every signature is made for: one value per chain, made once from its genesis.
+
+    The chain id alone does not tell networks apart (every local network is "paychain-local"),
+    so the domain also holds the genesis hash: a signature for one network never verifies on another.
+    """
+
+    chain_id: str
+    """The chain's name from genesis (ASCII)."""
+    genesis_hash: bytes
+    """`Genesis.hash`: the hash of the chain's parameters and initial state."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.chain_id, str) or not self.chain_id.isascii() or not 0 < len(self.chain_id) <= 255:
+            raise ValueError("a signing domain's chain id is 1 to 255 ASCII characters")
+        if not isinstance(self.genesis_hash, bytes) or len(self.genesis_hash) != HASH_BYTES:
+            raise ValueError(f"a signing domain's genesis hash is {HASH_BYTES} bytes")
+
+
+def _signing_message(domain: SigningDomain, tag: bytes, payload: bytes) -> bytes:
     assert tag in _SIGNED_TAGS, tag
-    chain = chain_id.encode()
-    # Length prefixes make the concatenation unambiguous.
-    return len(tag).to_bytes(1, "big") + tag + len(chain).to_bytes(1, "big") + chain + payload
+    assert isinstance(domain, SigningDomain), f"signatures need a SigningDomain, got {type(domain).__name__}"
+    chain = domain.chain_id.encode()
+    # Length prefixes make the concatenation unambiguous; the genesis hash has a fixed length.
+    return len(tag).to_bytes(1, "big") + tag + len(chain).to_bytes(1, "big") + chain + domain.genesis_hash + payload
 
 
-def sign(keys: KeyPair, chain_id: str, tag: bytes, payload: bytes) -> bytes:
-    """Sign `payload` for `chain_id` under type `tag`; returns a 64-byte signature."""
-    message = _signing_message(chain_id, tag, payload)
+def sign(keys: KeyPair, domain: SigningDomain, tag: bytes, payload: bytes) -> bytes:
+    """Sign `payload` for the network `domain` under type `tag`; returns a 64-byte signature."""
+    message = _signing_message(domain, tag, payload)
     signed = nacl.bindings.crypto_sign(message, keys.seed + keys.public_key)
     return signed[:SIGNATURE_BYTES]
 
 
-def verify(public_key: bytes, chain_id: str, tag: bytes, payload: bytes, signature: bytes) -> bool:
-    """True if `signature` is `public_key`'s signature of `payload` for `chain_id` under `tag`."""
+def verify(public_key: bytes, domain: SigningDomain, tag: bytes, payload: bytes, signature: bytes) -> bool:
+    """True if `signature` is `public_key`'s signature of `payload` for the network `domain` under `tag`."""
     if len(public_key) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
         return False
-    message = _signing_message(chain_id, tag, payload)
+    message = _signing_message(domain, tag, payload)
     try:
         nacl.bindings.crypto_sign_open(signature + message, public_key)
     except (nacl.exceptions.BadSignatureError, ValueError, TypeError):

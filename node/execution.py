@@ -281,10 +281,9 @@ def apply_block(state: State, block: Block,
     after computing the commitment (`CommittedState.tree`).
     """
     header = block.header
-    chain_id = state.base.params.chain_id
     if header.tx_count != len(block.transactions):
         raise InvalidBlock("header tx_count does not match the body")
-    envelopes = open_block_transactions(block, chain_id, opened)
+    envelopes = open_block_transactions(block, state.base.signing_domain, opened)
     if blocks.tx_root([e.hash for e in envelopes]) != header.tx_root:
         raise InvalidBlock("tx root does not match the transactions")
     new_state = State(state.base, dict(state.changes))
@@ -326,15 +325,15 @@ def _fits_contracts(contracts: set[bytes], contract: bytes | None) -> bool:
     return True
 
 
-def open_block_transactions(block: Block, chain_id: str,
+def open_block_transactions(block: Block, domain: crypto.SigningDomain,
                             opened: Mapping[bytes, Envelope] | None = None) -> tuple[Envelope, ...]:
-    """Decode and verify a block's transactions, reusing already verified envelopes."""
+    """Decode and verify a block's transactions for the network `domain`, reusing already verified envelopes."""
     envelopes = []
     for index, raw in enumerate(block.transactions):
         envelope = None if opened is None else opened.get(crypto.hash_bytes(raw))
         if envelope is None:
             try:
-                envelope = open_transaction(raw, chain_id)
+                envelope = open_transaction(raw, domain)
             except InvalidTransaction as error:
                 raise InvalidBlock(f"transaction {index} is invalid: {error.message}") from error
         envelopes.append(envelope)

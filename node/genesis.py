@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -84,9 +84,14 @@ class Genesis:
     """Initial state records (key, record), sorted by key."""
     hash: bytes
     """Hash of params and initial state: identifies the chain in the store."""
+    signing_domain: crypto.SigningDomain = field(init=False)
+    """What every signature on this chain is made for: the chain id and `hash`."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "signing_domain", crypto.SigningDomain(self.params.chain_id, self.hash))
 
     def state(self) -> CommittedState:
-        committed = CommittedState(self.params)
+        committed = CommittedState(self.params, signing_domain=self.signing_domain)
         committed.load((key, encode_record(record)) for key, record in self.records)
         return committed
 

@@ -129,8 +129,8 @@ pbft_past_views_kept = 4
 pbft_outbox_resend_max = 8
 """Most own messages re-sent on each resend tick (all of them go to a peer that reconnects)."""
 wal_compact_bytes_min = 4 * 1024 * 1024
-"""The write-ahead log is rewritten without records it no longer needs once it is at least this big (and
-after every commit that leaves records of committed heights behind)."""
+"""The write-ahead log is rewritten without records it no longer needs (committed heights, views left) once it
+is at least this big and twice what the last rewrite kept: bounded, and no extra fsyncs per block."""
 sync_request_timeout_ms = 2_000
 """A block-sync request not answered within this is given up, and the peer loses trust."""
 sync_distrust_ms_min = 1_000

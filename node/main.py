@@ -58,7 +58,7 @@ def bootstrap(config: NodeConfig) -> Node:
     try:
         ledger = Ledger(ChainStore(store, genesis))
         keys = load_node_key(config.validator_key_path) if config.validator_key_path is not None else None
-        verifier = BatchVerifier(ledger.chain_id, workers=2)
+        verifier = BatchVerifier(ledger.signing_domain, workers=2)
         if len(genesis.params.validators) == 1:
             consensus, network, notify, info = _single_validator(config, ledger, keys)
         else:

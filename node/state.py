@@ -603,6 +603,9 @@ class CommittedState:
 
     params: Any = None
     """The chain's `genesis.ChainParams` (fixed at genesis)."""
+    signing_domain: crypto.SigningDomain | None = None
+    """The chain's signing domain (`Genesis.signing_domain`): what transactions and contract messages are
+    verified for. None only while genesis itself is built (its hash is not known yet)."""
     records: dict[bytes, Any] = field(default_factory=dict)
     tree: StateTree = field(default_factory=StateTree)
     version: int = 0

@@ -1,9 +1,9 @@
 """The closed set of transaction kinds, their signing payload, and stateless validation.
 
 A transaction is `SignedTransaction(transaction, signature)`; the signature covers the
-chain id, the transaction type tag and the canonical encoding of `transaction`
-(see `crypto.sign`). Stateless checks (shape, signature, chain id) live here;
-checks that need the ledger (nonce, balance, roles) live in `execution.py`.
+signing domain (chain id and genesis hash), the transaction type tag and the canonical
+encoding of `transaction` (see `crypto.sign`). Stateless checks (shape, signature, chain id)
+live here; checks that need the ledger (nonce, balance, roles) live in `execution.py`.
 """
 
 from __future__ import annotations
@@ -286,7 +286,7 @@ class Transaction:
     SCHEMA: ClassVar = (CHAIN_ID, PUBLIC_KEY, UInt(limits.nonce_max), ASSET, AMOUNT,
                         Tagged({cls.TAG: cls for cls in BODY_CLASSES}))
     chain_id: str
-    """The network this transaction is for; also bound into the signature."""
+    """The network this transaction is for; the signature binds it too, with the genesis hash."""
     sender_public_key: bytes
     """The sender's ed25519 public key; the sender's address is derived from it."""
     nonce: int
@@ -326,11 +326,12 @@ class Envelope:
 
 # --- making and opening ------------------------------------------------------------
 
-def sign_transaction(keys: crypto.KeyPair, transaction: Transaction) -> bytes:
-    """The encoded signed transaction, ready for `tx_send`."""
+def sign_transaction(keys: crypto.KeyPair, domain: crypto.SigningDomain, transaction: Transaction) -> bytes:
+    """The encoded signed transaction for the network `domain`, ready for `tx_send`."""
     assert transaction.sender_public_key == keys.public_key, "signing key must match sender_public_key"
+    assert transaction.chain_id == domain.chain_id, "the transaction names another chain than the signing domain"
     payload = encoding.encode(transaction)
-    signature = crypto.sign(keys, transaction.chain_id, crypto.TAG_TRANSACTION, payload)
+    signature = crypto.sign(keys, domain, crypto.TAG_TRANSACTION, payload)
     return encoding.encode(SignedTransaction(transaction, signature))
 
 
@@ -343,7 +344,7 @@ def transaction_hash(raw: bytes) -> bytes:
 _SIGNATURE_FIELD_BYTES = 2 + crypto.SIGNATURE_BYTES
 
 
-def open_transaction(raw: bytes, chain_id: str, verify_signature: bool = True) -> Envelope:
+def open_transaction(raw: bytes, domain: crypto.SigningDomain, verify_signature: bool = True) -> Envelope:
     """Decode and statelessly validate a signed transaction; raises InvalidTransaction."""
     try:
         signed = encoding.decode(SignedTransaction, raw, limits.tx_bytes_max)
@@ -354,12 +355,18 @@ def open_transaction(raw: bytes, chain_id: str, verify_signature: bool = True) -
     if len(raw) > limits.payment_tx_bytes_max and not isinstance(transaction.body, large_kinds):
         raise InvalidTransaction("too_large", f"a {kind_name(transaction)} transaction may not exceed "
                                               f"{limits.payment_tx_bytes_max} bytes")
-    validate_transaction(transaction, chain_id)
+    validate_transaction(transaction, domain.chain_id)
     sender = crypto.address_from_public_key(transaction.sender_public_key)
     envelope = Envelope(raw, transaction_hash(raw), signed, sender)
-    if verify_signature and not verify_envelope(envelope, chain_id):
-        raise InvalidTransaction("bad_signature", "signature does not verify for the sender's key and chain id")
+    if verify_signature and not verify_envelope(envelope, domain):
+        raise bad_signature()
     return envelope
+
+
+def bad_signature() -> InvalidTransaction:
+    """The refusal of a transaction whose signature does not verify (here, or in a batch verifier)."""
+    return InvalidTransaction("bad_signature", "signature does not verify for the sender's key and this network "
+                                               "(chain id and genesis hash)")
 
 
 def signing_payload(envelope: Envelope) -> bytes:
@@ -368,9 +375,9 @@ def signing_payload(envelope: Envelope) -> bytes:
     return envelope.raw[1:-_SIGNATURE_FIELD_BYTES]
 
 
-def verify_envelope(envelope: Envelope, chain_id: str) -> bool:
-    """True if the sender's signature covers this transaction on `chain_id`."""
-    return crypto.verify(envelope.transaction.sender_public_key, chain_id, crypto.TAG_TRANSACTION,
+def verify_envelope(envelope: Envelope, domain: crypto.SigningDomain) -> bool:
+    """True if the sender's signature covers this transaction on the network `domain`."""
+    return crypto.verify(envelope.transaction.sender_public_key, domain, crypto.TAG_TRANSACTION,
                          signing_payload(envelope), envelope.signed.signature)
 
 

@@ -20,7 +20,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Sequence
 
 from node import crypto
-from node.transactions import Envelope, InvalidTransaction, open_transaction, signing_payload
+from node.transactions import Envelope, InvalidTransaction, bad_signature, open_transaction, signing_payload
 
 worker_parent_check_s = 0.5
 """How often a worker checks that the node that started it is still alive."""
@@ -37,16 +37,16 @@ def exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def verify_triples(chain_id: str, triples: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
-    """Runs in a worker: (public key, payload, signature) -> valid?"""
-    return [crypto.verify(public_key, chain_id, crypto.TAG_TRANSACTION, payload, signature)
+def verify_triples(domain: crypto.SigningDomain, triples: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
+    """Runs in a worker: (public key, payload, signature) -> valid for the network `domain`?"""
+    return [crypto.verify(public_key, domain, crypto.TAG_TRANSACTION, payload, signature)
             for public_key, payload, signature in triples]
 
 
 class BatchVerifier:
-    def __init__(self, chain_id: str, workers: int = 2, processes: bool = True) -> None:
+    def __init__(self, domain: crypto.SigningDomain, workers: int = 2, processes: bool = True) -> None:
         assert 1 <= workers <= 16
-        self.chain_id = chain_id
+        self.domain = domain
         self.workers = workers
         self._pool: Executor
         if processes:
@@ -61,24 +61,22 @@ class BatchVerifier:
         opened: list[Envelope | InvalidTransaction] = []
         for raw in raws:
             try:
-                opened.append(open_transaction(raw, self.chain_id, verify_signature=False))
+                opened.append(open_transaction(raw, self.domain, verify_signature=False))
             except InvalidTransaction as error:
                 opened.append(error)
         candidates = [e for e in opened if isinstance(e, Envelope)]
         triples = [(e.transaction.sender_public_key, signing_payload(e), e.signed.signature) for e in candidates]
         if len(triples) < verify_chunk_txs_min:
-            valid = verify_triples(self.chain_id, triples)
+            valid = verify_triples(self.domain, triples)
         else:
             size = -(-len(triples) // self.workers)
             chunks = [triples[i:i + size] for i in range(0, len(triples), size)]
             loop = asyncio.get_running_loop()
-            results = await asyncio.gather(*(loop.run_in_executor(self._pool, verify_triples, self.chain_id, chunk)
+            results = await asyncio.gather(*(loop.run_in_executor(self._pool, verify_triples, self.domain, chunk)
                                              for chunk in chunks))
             valid = [ok for chunk in results for ok in chunk]
         verdicts = iter(valid)
-        return [entry if not isinstance(entry, Envelope) or next(verdicts) else
-                InvalidTransaction("bad_signature", "signature does not verify for the sender's key and chain id")
-                for entry in opened]
+        return [entry if not isinstance(entry, Envelope) or next(verdicts) else bad_signature() for entry in opened]
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ from gateway.payments import PaymentBook  # noqa: E402
 from gateway.store import GatewayStore  # noqa: E402
 from node import crypto, encoding, limits  # noqa: E402
 from node.localnet import DEV_PASSWORD, dev_keys, load_processes  # noqa: E402
+from node.rpc.views import signing_domain_from_json  # noqa: E402
 from node.storage.kv import LevelDbStore  # noqa: E402
 from node.transactions import Register, Role, Transaction, Transfer, required_fee, sign_transaction  # noqa: E402
 
@@ -202,15 +204,16 @@ def add_catalog_product(net: Localnet) -> None:
         str(PRODUCT_PER_ORDER_LIMIT), "--wait", env=environment)
 
 
-async def send_signed(network: Any, signer: crypto.KeyPair, bodies: list[Any], chain_id: str, min_fee: int) -> None:
-    """Sign `bodies` from `signer` with consecutive nonces, send them, wait until all committed successfully."""
+async def send_signed(network: Any, signer: crypto.KeyPair, bodies: list[Any], domain: crypto.SigningDomain,
+                      min_fee: int) -> None:
+    """Sign `bodies` from `signer` for the network `domain` with consecutive nonces, send them, wait until all
+    committed successfully."""
     nonce = (await network.rpc("account_get", crypto.format_address(signer.address)))["pending_nonce"]
     raws = []
     for offset, body in enumerate(bodies):
-        transaction = Transaction(chain_id, signer.public_key, nonce + offset, CURRENCY, 0, body)
+        transaction = Transaction(domain.chain_id, signer.public_key, nonce + offset, CURRENCY, 0, body)
         fee = required_fee(transaction, min_fee)
-        raws.append(sign_transaction(signer, Transaction(chain_id, signer.public_key, nonce + offset, CURRENCY, fee,
-                                                         body)))
+        raws.append(sign_transaction(signer, domain, dataclasses.replace(transaction, fee=fee)))
     result = await network.rpc("tx_sendBatch", ["0x" + raw.hex() for raw in raws])
     if result["rejected"]:
         raise RuntimeError(f"setup transactions rejected: {result['results']}")
@@ -225,10 +228,11 @@ async def register_buyers(network: Any, buyers: list[crypto.KeyPair]) -> None:
     params = await network.rpc("chain_getParams")
     min_fee = next(asset["min_fee"] for asset in params["assets"] if asset["code"] == CURRENCY)
     kyc_hash = crypto.hash_bytes(b"bench_gateway buyer")
+    domain = signing_domain_from_json(params)
     await send_signed(network, dev_keys("gateway"), [Register(b.address, int(Role.USER), kyc_hash) for b in buyers],
-                      params["chain_id"], min_fee)
+                      domain, min_fee)
     await send_signed(network, dev_keys("alice"), [Transfer(b.address, CURRENCY, BUYER_BALANCE_MINOR) for b in buyers],
-                      params["chain_id"], min_fee)
+                      domain, min_fee)
 
 
 # --- gateway process figures ----------------------------------------------------------------------
@@ -445,7 +449,8 @@ class Shopper:
                                     {"public_key": self.keys.public_key.hex(), "product_id": PRODUCT_ID})
         prepared_at = time.time()
         transaction = encoding.decode(Transaction, bytes.fromhex(prepared["payload"]), limits.tx_bytes_max)
-        signed = sign_transaction(self.keys, transaction)  # what the page does with the prepared bytes
+        # What the page does with the prepared bytes: sign them for the network the gateway names.
+        signed = sign_transaction(self.keys, signing_domain_from_json(prepared), transaction)
         submitted = await self._json("POST", path + "/submit", {"signed": signed.hex()})
         submitted_at = time.time()
         state = submitted["state"]

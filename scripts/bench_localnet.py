@@ -27,7 +27,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from node import crypto  # noqa: E402
-from node.genesis import genesis_document  # noqa: E402
+from node.genesis import genesis_document, parse_genesis  # noqa: E402
 from node.localnet import DEV_ASSETS, create_homes, default_genesis, dev_keys, start_node, stop_node, wait_healthy  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("bench_node", Path(__file__).with_name("bench_node.py"))
@@ -37,19 +37,18 @@ _spec.loader.exec_module(bench_node)
 CHAIN_ID = "paychain-local"
 
 
-def make_network(home: Path, accounts: list[crypto.KeyPair], base_port: int) -> list:
+def network_genesis(accounts: list[crypto.KeyPair], base_port: int) -> dict:
+    """The genesis document of the 4-validator network, with `accounts` funded."""
     base = default_genesis(4, base_port=base_port)
     entries = [{"address": crypto.format_address(k.address), "role": "user", "balances": {"CNY": 10_000_000}}
                for k in accounts]
-    genesis = genesis_document(CHAIN_ID, base["genesis_time_ms"], DEV_ASSETS, dev_keys("fees").address,
-                               base["validators"], entries)
+    return genesis_document(CHAIN_ID, base["genesis_time_ms"], DEV_ASSETS, dev_keys("fees").address,
+                            base["validators"], entries)
+
+
+def make_network(home: Path, genesis: dict, base_port: int) -> list:
     node_homes = create_homes(home, 4, base_port, genesis=genesis, write_wallets=False)
     return [start_node(node_home, f"node{i}", base_port + 2 * i) for i, node_home in enumerate(node_homes)]
-
-
-def sign_transfers(accounts: list[crypto.KeyPair], rounds: int, first_nonce: int, seed: int) -> list[bytes]:
-    bench_node.CHAIN_ID = CHAIN_ID
-    return bench_node.sign_transfers(accounts, rounds, seed, first_nonce)
 
 
 async def submit_round_robin(session, urls: list[str], raws: list[bytes], batch: int) -> list[tuple[float, list]]:
@@ -121,10 +120,12 @@ async def phase(session, processes, urls, watcher, raws, batch, label, rate_tps:
 async def run(args: argparse.Namespace, home: Path) -> dict:
     accounts = [dev_keys(f"bench-{i}") for i in range(args.accounts)]
     print(f"signing {args.accounts * 4} transfers…", flush=True)
-    load = sign_transfers(accounts, 2, 0, seed=1)
-    paced = sign_transfers(accounts, 1, 2, seed=3)
-    after_kill = sign_transfers(accounts, 1, 3, seed=2)
-    processes = make_network(home, accounts, args.port)
+    genesis = network_genesis(accounts, args.port)
+    domain = parse_genesis(genesis).signing_domain
+    load = bench_node.sign_transfers(domain, accounts, 2, seed=1, first_nonce=0)
+    paced = bench_node.sign_transfers(domain, accounts, 1, seed=3, first_nonce=2)
+    after_kill = bench_node.sign_transfers(domain, accounts, 1, seed=2, first_nonce=3)
+    processes = make_network(home, genesis, args.port)
     urls = [p.rpc_url for p in processes]
     stopped: list[int] = []
     try:
@@ -175,7 +176,6 @@ def main() -> None:
                                          port=args.port + 100, profile=None, block_interval_ms=None)
         single_home = Path(tempfile.mkdtemp(prefix="paychain-bench-single-"))
         try:
-            bench_node.CHAIN_ID = "paychain-bench"
             single = asyncio.run(bench_node.run_bench(single_args, single_home))
         finally:
             shutil.rmtree(single_home, ignore_errors=True)

@@ -27,14 +27,16 @@ import aiohttp
 
 from node import crypto, limits
 from node.config import save_node_key, write_config
-from node.genesis import genesis_document
+from node.genesis import genesis_document, parse_genesis
 from node.localnet import dev_keys, wait_healthy
 from node.transactions import Transaction, Transfer, sign_transaction
 
 CHAIN_ID = "paychain-bench"
 
 
-def make_home(folder: Path, accounts: list[crypto.KeyPair], port: int, block_interval_ms: int | None) -> None:
+def make_home(folder: Path, accounts: list[crypto.KeyPair], port: int,
+              block_interval_ms: int | None) -> crypto.SigningDomain:
+    """A single validator's home; the signing domain of its new chain."""
     validator = dev_keys("bench-validator")
     entries = [{"address": crypto.format_address(k.address), "role": "user",
                 "balances": {"CNY": 10_000_000}} for k in accounts]
@@ -49,18 +51,21 @@ def make_home(folder: Path, accounts: list[crypto.KeyPair], port: int, block_int
         lines = [line for line in config.read_text().splitlines() if not line.startswith("block_interval_ms_min")]
         config.write_text("\n".join(lines + [f"block_interval_ms_min = {block_interval_ms}"]) + "\n")
     save_node_key(folder / "validator_key.json", validator)
+    return parse_genesis(document).signing_domain
 
 
-def sign_transfers(accounts: list[crypto.KeyPair], rounds: int, seed: int, first_nonce: int = 0) -> list[bytes]:
-    """`rounds` transfers per account, ordered nonce-round by nonce-round so batches never leave gaps."""
+def sign_transfers(domain: crypto.SigningDomain, accounts: list[crypto.KeyPair], rounds: int, seed: int,
+                   first_nonce: int = 0) -> list[bytes]:
+    """`rounds` transfers per account for the network `domain`, ordered nonce-round by nonce-round so batches
+    never leave gaps."""
     rng = random.Random(seed)
     raws = []
     for round_index in range(rounds):
         for index, sender in enumerate(accounts):
             recipient = accounts[(index + rng.randrange(1, len(accounts))) % len(accounts)]
-            transaction = Transaction(CHAIN_ID, sender.public_key, first_nonce + round_index, "CNY", 1,
+            transaction = Transaction(domain.chain_id, sender.public_key, first_nonce + round_index, "CNY", 1,
                                       Transfer(recipient.address, "CNY", rng.randrange(1, 100)))
-            raws.append(sign_transaction(sender, transaction))
+            raws.append(sign_transaction(sender, domain, transaction))
     return raws
 
 
@@ -169,14 +174,15 @@ def verifications_per_second(samples: int = 5, sample_s: float = 0.5) -> float:
     """Median of several short samples: one sample is easily skewed on a shared machine."""
     pair = dev_keys("bench-verify")
     payload = os.urandom(150)
-    signature = crypto.sign(pair, CHAIN_ID, crypto.TAG_TRANSACTION, payload)
+    domain = crypto.SigningDomain(CHAIN_ID, os.urandom(crypto.HASH_BYTES))
+    signature = crypto.sign(pair, domain, crypto.TAG_TRANSACTION, payload)
     rates = []
     for _ in range(samples):
         count = 0
         start = time.perf_counter()
         while time.perf_counter() - start < sample_s:
             for _ in range(200):
-                crypto.verify(pair.public_key, CHAIN_ID, crypto.TAG_TRANSACTION, payload, signature)
+                crypto.verify(pair.public_key, domain, crypto.TAG_TRANSACTION, payload, signature)
             count += 200
         rates.append(count / (time.perf_counter() - start))
     return statistics.median(rates)
@@ -198,10 +204,10 @@ def peak_rss_mb(pid: int) -> float:
 async def run_bench(args: argparse.Namespace, home: Path) -> dict:
     accounts = [dev_keys(f"bench-{i}") for i in range(args.accounts)]
     port = args.port
-    make_home(home, accounts, port, args.block_interval_ms)
+    domain = make_home(home, accounts, port, args.block_interval_ms)
     print(f"signing {args.accounts * args.rounds} + {args.accounts * args.latency_rounds} transfers…", flush=True)
-    load = sign_transfers(accounts, args.rounds, seed=1)
-    paced = sign_transfers(accounts, args.latency_rounds, seed=2, first_nonce=args.rounds)
+    load = sign_transfers(domain, accounts, args.rounds, seed=1)
+    paced = sign_transfers(domain, accounts, args.latency_rounds, seed=2, first_nonce=args.rounds)
     env = dict(os.environ)
     if args.profile:
         env["PAYCHAIN_PROFILE"] = str(Path(args.profile).resolve())

@@ -83,18 +83,18 @@ SPIN_COUNT = 20_000
 
 # --- signing ------------------------------------------------------------------------------------
 
-def contract_call(keys: crypto.KeyPair, nonce: int, contract: bytes, function: str, args: tuple,
-                  min_fee: int) -> bytes:
-    """A signed call paying exactly the least fee its gas limit allows."""
+def contract_call(keys: crypto.KeyPair, domain: crypto.SigningDomain, nonce: int, contract: bytes, function: str,
+                  args: tuple, min_fee: int) -> bytes:
+    """A call signed for the network `domain`, paying exactly the least fee its gas limit allows."""
     body = CallContract(contract, function, encoding.encode_value(args), ORDER_GAS_LIMIT)
-    fee = required_fee(Transaction(CHAIN_ID, keys.public_key, nonce, FEE_ASSET, 0, body), min_fee)
-    return sign_transaction(keys, Transaction(CHAIN_ID, keys.public_key, nonce, FEE_ASSET, fee, body))
+    fee = required_fee(Transaction(domain.chain_id, keys.public_key, nonce, FEE_ASSET, 0, body), min_fee)
+    return sign_transaction(keys, domain, Transaction(domain.chain_id, keys.public_key, nonce, FEE_ASSET, fee, body))
 
 
-def sign_orders(buyers: list[crypto.KeyPair], merchants: list[crypto.KeyPair], contract: bytes, nonce: int,
-                min_fee: int) -> list[bytes]:
+def sign_orders(domain: crypto.SigningDomain, buyers: list[crypto.KeyPair], merchants: list[crypto.KeyPair],
+                contract: bytes, nonce: int, min_fee: int) -> list[bytes]:
     """One create_order per buyer (buyer i buys one unit from merchant i mod M)."""
-    return [contract_call(buyer, nonce, contract, "create_order",
+    return [contract_call(buyer, domain, nonce, contract, "create_order",
                           (merchants[i % len(merchants)].address, PRODUCT_ID, 1, PRODUCT_PRICE_MINOR, FEE_ASSET),
                           min_fee) for i, buyer in enumerate(buyers)]
 
@@ -103,9 +103,11 @@ def catalog_args() -> tuple:
     return (PRODUCT_ID, "Benchmark item", PRODUCT_PRICE_MINOR, FEE_ASSET, PRODUCT_STOCK, PRODUCT_PER_ORDER_LIMIT)
 
 
-def sign_catalog_adds(merchants: list[crypto.KeyPair], contract: bytes, min_fee: int) -> list[bytes]:
+def sign_catalog_adds(domain: crypto.SigningDomain, merchants: list[crypto.KeyPair], contract: bytes,
+                      min_fee: int) -> list[bytes]:
     """Each merchant's first transaction: add the benchmark product to its catalog."""
-    return [contract_call(merchant, 0, contract, "catalog_add", catalog_args(), min_fee) for merchant in merchants]
+    return [contract_call(merchant, domain, 0, contract, "catalog_add", catalog_args(), min_fee)
+            for merchant in merchants]
 
 
 def make_genesis_document(buyers: list[crypto.KeyPair], merchants: list[crypto.KeyPair],
@@ -191,7 +193,8 @@ def transaction_timings(genesis: Genesis, merchants: list[crypto.KeyPair], raws:
     failures: dict[str, int] = {}
 
     def open_all(repetition: int) -> None:
-        envelopes.extend(open_transaction(raw, CHAIN_ID) for raw in raws[repetition * calls:(repetition + 1) * calls])
+        chunk = raws[repetition * calls:(repetition + 1) * calls]
+        envelopes.extend(open_transaction(raw, genesis.signing_domain) for raw in chunk)
 
     def apply_all(repetition: int) -> None:
         for envelope in envelopes[repetition * calls:(repetition + 1) * calls]:
@@ -220,7 +223,7 @@ def ledger_timings(genesis: Genesis, merchants: list[crypto.KeyPair], raws: list
         signers = [dev_keys(f"validator-{i}") for i in range(blocks.quorum_size(VALIDATORS))]
         samples: dict[str, list[float]] = {"admit_us": [], "propose_us": [], "commit_us": []}
         min_fee = genesis.params.asset(FEE_ASSET).min_fee
-        chunks = [sign_catalog_adds(merchants, genesis.params.contract("orders"), min_fee)]
+        chunks = [sign_catalog_adds(genesis.signing_domain, merchants, genesis.params.contract("orders"), min_fee)]
         chunks += [raws[i:i + block_orders] for i in range(0, len(raws) - block_orders + 1, block_orders)]
         for height, chunk in enumerate(chunks, start=1):
             started = time.perf_counter()
@@ -230,7 +233,7 @@ def ledger_timings(genesis: Genesis, merchants: list[crypto.KeyPair], raws: list
             block = ledger.prepare_proposal(height, 0, signers[0].address, genesis.params.genesis_time_ms + height,
                                             txs_max=len(chunk))
             proposed = time.perf_counter()
-            committed = ledger.commit(block, certify(block, signers, CHAIN_ID))
+            committed = ledger.commit(block, certify(block, signers, genesis.signing_domain))
             finished = time.perf_counter()
             failed = [r.code for r in committed.receipts if not r.success]
             if len(committed.receipts) != len(chunk) or failed:
@@ -365,9 +368,9 @@ class Network:
         return codes
 
 
-async def add_catalog(network: Network, min_fee: int) -> None:
-    """Each merchant adds the benchmark product; returns when every catalog_add committed successfully."""
-    raws = sign_catalog_adds(network.merchants, network.contract, min_fee)
+async def add_catalog(network: Network, raws: list[bytes]) -> None:
+    """Each merchant adds the benchmark product (`raws`: the signed catalog_adds); returns when every catalog_add
+    committed successfully."""
     result = await network.rpc("tx_sendBatch", ["0x" + raw.hex() for raw in raws])
     if result["rejected"]:
         raise RuntimeError(f"catalog_add rejected: {result['results']}")
@@ -420,7 +423,7 @@ def print_log_tails(processes: list[NodeProcess], lines: int = 10) -> None:
 
 
 async def run_network(args: argparse.Namespace, home: Path, genesis_document_json: dict[str, Any], contract: bytes,
-                      merchants: list[crypto.KeyPair], min_fee: int, full_load: list[bytes],
+                      merchants: list[crypto.KeyPair], catalog_adds: list[bytes], full_load: list[bytes],
                       half_load: list[bytes]) -> dict[str, Any]:
     node_homes = create_homes(home, VALIDATORS, args.port, genesis=genesis_document_json, write_wallets=False)
     processes: list[NodeProcess] = []
@@ -436,7 +439,7 @@ async def run_network(args: argparse.Namespace, home: Path, genesis_document_jso
             try:
                 await asyncio.wait_for(ready.wait(), 10)
                 print(f"catalog: {len(merchants)} merchants add {PRODUCT_ID!r} (stock {PRODUCT_STOCK:,})", flush=True)
-                await add_catalog(network, min_fee)
+                await add_catalog(network, catalog_adds)
                 print(f"phase 1: {len(full_load):,} create_order calls to {VALIDATORS} validators", flush=True)
                 full = await phase(network, full_load, "full load", args.batch, args.phase_timeout_s)
                 rate = full["orders_per_s_finalized"] / 2
@@ -514,8 +517,9 @@ def main() -> None:
     contract = genesis.params.contract("orders")
     min_fee = genesis.params.asset(FEE_ASSET).min_fee
     print(f"signing {args.orders:,} + {args.orders // 2:,} create_order calls…", flush=True)
-    full_load = sign_orders(buyers, merchants, contract, 0, min_fee)
-    half_load = sign_orders(buyers[:args.orders // 2], merchants, contract, 1, min_fee)
+    catalog_adds = sign_catalog_adds(genesis.signing_domain, merchants, contract, min_fee)
+    full_load = sign_orders(genesis.signing_domain, buyers, merchants, contract, 0, min_fee)
+    half_load = sign_orders(genesis.signing_domain, buyers[:args.orders // 2], merchants, contract, 1, min_fee)
     home = Path(tempfile.mkdtemp(prefix="paychain-bench-orders-"))
     try:
         print(f"in-process microbenchmarks ({args.repetitions} repetitions)…", flush=True)
@@ -524,7 +528,8 @@ def main() -> None:
         others_cores = ((machine_busy_seconds() - busy_before) - (time.process_time() - own_before)) \
             / (time.perf_counter() - started)
         micro["machine_busy_cores_other_processes"] = round(max(0.0, others_cores), 2)
-        network = asyncio.run(run_network(args, home, document, contract, merchants, min_fee, full_load, half_load))
+        network = asyncio.run(run_network(args, home, document, contract, merchants, catalog_adds, full_load,
+                                           half_load))
     except KeyboardInterrupt:
         sys.exit("interrupted: the nodes this run started are stopped and its temporary folder is removed")
     finally:

@@ -1,41 +1,87 @@
 #!/usr/bin/env python3
-"""Run many seeded consensus simulations (tests/sim) and print failing seeds for replay."""
+"""Run many seeded consensus simulations (tests/sim) over mixed network sizes; print failing seeds and figures.
+
+Each seed draws its own fault plan (tests/sim/faults.py): honest crash-restarts anywhere, storage
+faults, up to f Byzantine validators and a Byzantine full node, skewed clocks, one-way partitions,
+governance adding a validator. Seeds run in parallel worker processes; a failing seed replays exactly:
+
+    python scripts/sim_many.py --seed 1234 --n 7 -v
+"""
 
 from __future__ import annotations
 
 import argparse
+import collections
+import logging
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.sim.simulator import InvariantViolation, run_seed  # noqa: E402
+SIZES = (4, 5, 6, 7, 8, 9, 10)
+
+
+def size_of(seed: int, fixed: int | None) -> int:
+    return fixed if fixed is not None else SIZES[seed % len(SIZES)]
+
+
+def run_one(job: tuple[int, int, int, int]) -> tuple[int, int, str | None, dict[str, int]]:
+    """(seed, n, failure or None, fault mix) for one seed."""
+    from tests.sim.simulator import run_seed
+    logging.disable(logging.WARNING)
+    seed, n, duration_ms, progress_ms = job
+    try:
+        sim = run_seed(seed, n=n, duration_ms=duration_ms, progress_ms=progress_ms)
+    except Exception as error:  # any exception is a finding
+        return seed, n, f"{type(error).__name__}: {error}"[:2_000], {}
+    plan = sim.plan
+    mix = collections.Counter({f"byzantine:{mode}": 1 for mode in plan.byzantine.values()})
+    mix.update({"crashes": sim.crashes, "partitions": len(plan.partitions),
+                "corrupt_wal": len(plan.corrupt_wal), "step_crash_rate>0": int(plan.step_crash_rate > 0),
+                "storage_faults>0": int(plan.storage_fault_rate > 0),
+                "lagging_clock": sum(1 for skew in plan.clock_skew_ms.values() if skew < -5_000),
+                "governance": int(plan.add_full_node_at_ms is not None)})
+    if plan.full_node_mode:
+        mix[f"full_node:{plan.full_node_mode}"] += 1
+    return seed, n, None, dict(mix)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=4, help="validators (4, 7, 10 …)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, help="validators for every seed (default: 4..10 by seed)")
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--count", type=int, default=1_000)
     parser.add_argument("--seed", type=int, help="replay one seed")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--duration-ms", type=int, default=7_000)
+    parser.add_argument("--progress-ms", type=int, default=4_500)
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
-    seeds = [args.seed] if args.seed is not None else range(args.start, args.start + args.count)
-    failures = []
+    seeds = [args.seed] if args.seed is not None else list(range(args.start, args.start + args.count))
+    jobs = [(seed, size_of(seed, args.n), args.duration_ms, args.progress_ms) for seed in seeds]
+    failures: list[tuple[int, int]] = []
+    mix: collections.Counter = collections.Counter()
+    sizes: collections.Counter = collections.Counter()
     started = time.monotonic()
-    for done, seed in enumerate(seeds, 1):
-        try:
-            sim = run_seed(seed, n=args.n)
-            if args.verbose:
-                print(f"seed {seed}: heights {sim.honest_heights()} plan {sim.plan}")
-        except (InvariantViolation, Exception) as error:  # any exception is a finding
-            failures.append(seed)
-            print(f"FAIL seed {seed}: {error}", flush=True)
-        if done % 50 == 0:
-            print(f"{done}/{len(seeds)} seeds, {len(failures)} failing, {time.monotonic() - started:.0f} s",
-                  flush=True)
-    print(f"{len(seeds)} seeds (n={args.n}): {len(failures)} failing {failures[:20]}")
+    with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
+        for done, (seed, n, failure, seed_mix) in enumerate(pool.map(run_one, jobs, chunksize=4), 1):
+            sizes[n] += 1
+            mix.update(seed_mix)
+            if failure is not None:
+                failures.append((seed, n))
+                print(f"FAIL seed {seed} n={n}: {failure}", flush=True)
+            elif args.verbose:
+                print(f"seed {seed} n={n}: ok {seed_mix}", flush=True)
+            if done % 100 == 0:
+                print(f"{done}/{len(jobs)} seeds, {len(failures)} failing, {time.monotonic() - started:.0f} s",
+                      flush=True)
+    elapsed = time.monotonic() - started
+    print(f"{len(jobs)} seeds in {elapsed:.0f} s ({args.workers} workers): {len(failures)} failing {failures[:20]}")
+    print("sizes: " + ", ".join(f"n={n}: {count}" for n, count in sorted(sizes.items())))
+    print("fault mix (seeds with, or total count): " + ", ".join(f"{k} {v}" for k, v in sorted(mix.items())))
     sys.exit(1 if failures else 0)
 
 

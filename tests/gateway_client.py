@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from node import crypto, encoding, limits
+from node.rpc.views import signing_domain_from_json
 from node.transactions import Transaction, sign_transaction
 
 
@@ -94,9 +95,10 @@ class Shopper:
         return _open(self.opener, urllib.request.Request(self.url + path))
 
     def sign(self, prepared: dict[str, Any]) -> str:
-        """What the page does with the prepared bytes, done with the node's own signing code."""
+        """What the page does with the prepared bytes, done with the node's own signing code: it signs for the
+        network (chain id and genesis hash) the gateway names with them."""
         transaction = encoding.decode(Transaction, bytes.fromhex(prepared["payload"]), limits.tx_bytes_max)
-        return sign_transaction(self.keys, transaction).hex()
+        return sign_transaction(self.keys, signing_domain_from_json(prepared), transaction).hex()
 
     def pay(self, payment_id: str, product_id: str) -> Answer:
         """Open the checkout, prepare, sign locally, submit; the submit's answer."""

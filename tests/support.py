@@ -8,7 +8,7 @@ import functools
 import json
 import socket
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import aiohttp
 
@@ -20,6 +20,7 @@ from node.localnet import dev_keys
 from node.rpc.jsonrpc import Dispatcher
 from node.rpc.methods import NodeMethods
 from node.rpc.server import RpcServer
+from node.rpc.views import signing_domain_from_json
 from node.storage.chain import ChainStore
 from node.storage.kv import KeyValueStore, MemoryStore
 from node.transactions import Body, Transaction, Transfer, sign_transaction
@@ -60,9 +61,39 @@ def make_genesis(users: dict[str, dict[str, int]] | None = None, gateways: tuple
     return parse_genesis(document)
 
 
-def sign(name: str, nonce: int, body: Body, fee: int = 1, fee_asset: str = "CNY", chain_id: str = CHAIN_ID) -> bytes:
+DOMAIN = make_genesis().signing_domain
+"""The signing domain of the default test genesis (`make_genesis()`); another genesis has another one."""
+
+
+def other_network(domain: crypto.SigningDomain = DOMAIN) -> crypto.SigningDomain:
+    """A network with the same chain id as `domain` but another genesis (e.g. a second local network)."""
+    return crypto.SigningDomain(domain.chain_id, crypto.hash_bytes(b"another genesis" + domain.genesis_hash))
+
+
+def sign(name: str, nonce: int, body: Body, fee: int = 1, fee_asset: str = "CNY",
+         domain: crypto.SigningDomain = DOMAIN) -> bytes:
+    """A transaction from a named test account, signed for the network `domain`."""
     pair = keys(name)
-    return sign_transaction(pair, Transaction(chain_id, pair.public_key, nonce, fee_asset, fee, body))
+    return sign_transaction(pair, domain, Transaction(domain.chain_id, pair.public_key, nonce, fee_asset, fee, body))
+
+
+def signer_for(genesis: Genesis) -> Callable[..., bytes]:
+    """`sign`, for transactions on `genesis`'s network (a genesis other than `make_genesis()`'s)."""
+    return functools.partial(sign, domain=genesis.signing_domain)
+
+
+def network_of(client: Any) -> crypto.SigningDomain:
+    """The signing domain of the network a running node serves, read from its `node_status` as wallets do
+    (`client`: a wallet_cli RpcClient)."""
+    return signing_domain_from_json(client.call("node_status"))
+
+
+def dev_transfer(domain: crypto.SigningDomain, sender: str, nonce: int, recipient: str, amount: int) -> bytes:
+    """A CNY transfer (fee 1) between dev accounts of a local network (`node.localnet.dev_keys`), signed for
+    `domain`."""
+    pair = dev_keys(sender)
+    body = Transfer(dev_keys(recipient).address, "CNY", amount)
+    return sign_transaction(pair, domain, Transaction(domain.chain_id, pair.public_key, nonce, "CNY", 1, body))
 
 
 def address(name: str) -> str:
@@ -75,9 +106,9 @@ def hex0x(data: bytes) -> str:
 
 
 def transfer(sender: str = "alice", nonce: int = 0, recipient: str = "bob", amount: int = 100, asset: str = "CNY",
-             fee: int = 1, fee_asset: str = "CNY", chain_id: str = CHAIN_ID) -> bytes:
+             fee: int = 1, fee_asset: str = "CNY", domain: crypto.SigningDomain = DOMAIN) -> bytes:
     """A signed transfer between named test accounts."""
-    return sign(sender, nonce, Transfer(keys(recipient).address, asset, amount), fee, fee_asset, chain_id)
+    return sign(sender, nonce, Transfer(keys(recipient).address, asset, amount), fee, fee_asset, domain)
 
 
 @dataclass
@@ -95,18 +126,18 @@ class TestChain:
         block = self.ledger.prepare_proposal(height, 0, self.validator.address, self.now_ms)
         self.ledger.process_proposal(block)
         signers = [keys(f"validator-{i}") for i in range(blocks.quorum_size(len(self.ledger.validator_keys)))]
-        return self.ledger.commit(block, certify(block, signers, self.ledger.chain_id))
+        return self.ledger.commit(block, certify(block, signers, self.ledger.signing_domain))
 
     def submit(self, *raws: bytes) -> list[bytes]:
         return [self.ledger.check_tx(raw) for raw in raws]
 
 
 def certify(block: blocks.Block, validators: crypto.KeyPair | list[crypto.KeyPair],
-            chain_id: str) -> blocks.CommitCertificate:
-    """A commit certificate signed by `validators` (validator i = the i-th key given)."""
+            domain: crypto.SigningDomain) -> blocks.CommitCertificate:
+    """A commit certificate signed by `validators` (validator i = the i-th key given) for the network `domain`."""
     signers = validators if isinstance(validators, list) else [validators]
     vote = blocks.CommitVote(block.header.height, block.header.view, blocks.header_hash(block.header))
-    signatures = tuple(blocks.CommitSignature(index, blocks.sign_commit(signer, chain_id, vote))
+    signatures = tuple(blocks.CommitSignature(index, blocks.sign_commit(signer, domain, vote))
                        for index, signer in enumerate(signers))
     return blocks.CommitCertificate(vote.height, vote.view, vote.block_hash, signatures)
 

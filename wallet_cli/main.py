@@ -25,6 +25,7 @@ import click
 
 from node import crypto, limits
 from node.crypto import KeyPair
+from node.rpc.views import signing_domain_from_json
 from node.transactions import (RechargePost, RechargeRequest, RechargeVoid, Register, SetMerchantStatus, Transaction,
                                Transfer, Withdraw, parse_role, required_fee, sign_transaction)
 from wallet_cli.keystore import Keystore, KeystoreError, WrongPassword
@@ -54,11 +55,21 @@ class Context:
         self.rpc = RpcClient(rpc_url)
         self.as_json = as_json
         self._params: dict[str, Any] | None = None
+        self._signing_domain: crypto.SigningDomain | None = None
 
     def params(self) -> dict[str, Any]:
         if self._params is None:
             self._params = self.rpc.call("chain_getParams")
         return self._params
+
+    def signing_domain(self) -> crypto.SigningDomain:
+        """The network of the node this wallet talks to (chain id and genesis hash): what it signs for."""
+        if self._signing_domain is None:
+            try:
+                self._signing_domain = signing_domain_from_json(self.params())
+            except ValueError as error:
+                raise WalletFailure(f"the node's chain_getParams names {error}") from error
+        return self._signing_domain
 
     def asset(self, code: str) -> dict[str, Any]:
         for asset in self.params()["assets"]:
@@ -334,11 +345,12 @@ def send(ctx: Context, sender: str, body: Any, fee_asset: str, fee: str | None, 
     keys = ctx.keystore.load(sender, read_password(password_file))
     asset = ctx.asset(fee_asset)
     account = ctx.rpc.call("account_get", crypto.format_address(keys.address))
-    transaction = Transaction(ctx.params()["chain_id"], keys.public_key, account["pending_nonce"], fee_asset, 0, body)
+    domain = ctx.signing_domain()
+    transaction = Transaction(domain.chain_id, keys.public_key, account["pending_nonce"], fee_asset, 0, body)
     # The least fee the chain takes: the asset's minimum, plus the gas limit's share for a contract transaction.
     fee_minor = required_fee(transaction, asset["min_fee"]) if fee is None else parse_amount(ctx, fee, fee_asset)
     transaction = dataclasses.replace(transaction, fee=fee_minor)
-    raw = sign_transaction(keys, transaction)
+    raw = sign_transaction(keys, domain, transaction)
     tx_hash = ctx.rpc.call("tx_send", "0x" + raw.hex())["hash"]
     result: dict[str, Any] = {"hash": tx_hash, "status": "pending", "nonce": transaction.nonce}
     if wait:

@@ -21,7 +21,7 @@ import click
 
 from node import crypto, encoding
 from node.contracts import system
-from node.rpc.views import InvalidValue, value_from_json, value_json
+from node.rpc.views import signing_domain_from_json, signing_domain_json, value_from_json, value_json
 from wallet_cli.main import (Context, WalletFailure, _emit, default_fee_asset, format_amount, main, parse_amount,
                              pass_ctx, password_file_option, read_password, resolve_address, run_command,
                              send_options)
@@ -40,8 +40,8 @@ QUOTE_FILE_BYTES_MAX = 16 * 1024
 
 @dataclass(frozen=True, slots=True)
 class SignedQuote:
-    chain_id: str
-    """The chain the signature is for."""
+    domain: crypto.SigningDomain
+    """The network (chain id and genesis hash) the signature is for."""
     gateway: bytes
     """Address of the gateway that quoted."""
     public_key: bytes
@@ -58,17 +58,17 @@ def make_quote(pay_asset: str, pay_amount: int, settle_asset: str, settle_amount
     return dict(zip(QUOTE_KEYS, (pay_asset, pay_amount, settle_asset, settle_amount, expires_height, quote_id)))
 
 
-def sign_quote(keys: crypto.KeyPair, chain_id: str, quote: dict[str, Any]) -> SignedQuote:
-    """The gateway's signature of `quote`, as the contract's `verify_signed` checks it."""
-    signature = crypto.sign(keys, chain_id, crypto.TAG_CONTRACT_MESSAGE, encoding.encode_value(quote))
-    return SignedQuote(chain_id, keys.address, keys.public_key, quote, signature)
+def sign_quote(keys: crypto.KeyPair, domain: crypto.SigningDomain, quote: dict[str, Any]) -> SignedQuote:
+    """The gateway's signature of `quote` on the network `domain`, as the contract's `verify_signed` checks it."""
+    signature = crypto.sign(keys, domain, crypto.TAG_CONTRACT_MESSAGE, encoding.encode_value(quote))
+    return SignedQuote(domain, keys.address, keys.public_key, quote, signature)
 
 
 def quote_document(signed: SignedQuote) -> dict[str, Any]:
     """The JSON a quote file holds."""
-    return {"format": QUOTE_FORMAT, "chain_id": signed.chain_id, "gateway": crypto.format_address(signed.gateway),
-            "gateway_public_key": "0x" + signed.public_key.hex(), "quote": value_json(signed.quote),
-            "signature": "0x" + signed.signature.hex()}
+    return {"format": QUOTE_FORMAT, **signing_domain_json(signed.domain),
+            "gateway": crypto.format_address(signed.gateway), "gateway_public_key": "0x" + signed.public_key.hex(),
+            "quote": value_json(signed.quote), "signature": "0x" + signed.signature.hex()}
 
 
 def parse_quote_document(document: Any) -> SignedQuote:
@@ -79,15 +79,15 @@ def parse_quote_document(document: Any) -> SignedQuote:
         public_key = encoding.parse_hex(document["gateway_public_key"], "gateway_public_key", 32)
         signature = encoding.parse_hex(document["signature"], "signature", 64)
         quote = value_from_json(document["quote"], "quote")
-        signed = SignedQuote(str(document["chain_id"]), crypto.parse_address(document["gateway"]), public_key,
+        signed = SignedQuote(signing_domain_from_json(document), crypto.parse_address(document["gateway"]), public_key,
                              quote, signature)
-    except (KeyError, TypeError, InvalidValue, encoding.DecodeError, crypto.InvalidAddress) as error:
+    except (KeyError, TypeError, ValueError) as error:  # DecodeError, InvalidAddress, InvalidValue are ValueErrors
         raise WalletFailure(f"the quote file is malformed: {error}") from error
     if not isinstance(quote, dict) or tuple(quote) != QUOTE_KEYS:
         raise WalletFailure(f"the quote must have exactly the fields {', '.join(QUOTE_KEYS)}, in that order")
     if crypto.address_from_public_key(public_key) != signed.gateway:
         raise WalletFailure("the quote's public key is not the gateway's")
-    if not crypto.verify(public_key, signed.chain_id, crypto.TAG_CONTRACT_MESSAGE, encoding.encode_value(quote),
+    if not crypto.verify(public_key, signed.domain, crypto.TAG_CONTRACT_MESSAGE, encoding.encode_value(quote),
                          signature):
         raise WalletFailure("the quote's signature does not verify: the file was changed after signing")
     return signed
@@ -177,7 +177,7 @@ def quote(ctx: Context, sender: str, pay: str, pay_asset: str, settle: str, sett
     expires_height = ctx.rpc.call("node_status")["height"] + valid_blocks
     value = make_quote(pay_asset, pay_minor, settle_asset, settle_minor, expires_height,
                        quote_id or "q-" + secrets.token_hex(8))
-    document = quote_document(sign_quote(keys, ctx.params()["chain_id"], value))
+    document = quote_document(sign_quote(keys, ctx.signing_domain(), value))
     descriptor = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     with os.fdopen(descriptor, "w") as handle:
         json.dump(document, handle, indent=2)
@@ -238,8 +238,11 @@ def propose(ctx: Context, merchant: str, quote_path: Path, sender: str, fee: str
             wait: bool, timeout: float, password_file: Path | None) -> None:
     """Payer: pay with a gateway's quote; your payment waits in escrow until enough parties approve."""
     signed = read_quote(quote_path)
-    if signed.chain_id != ctx.params()["chain_id"]:
-        raise WalletFailure(f"the quote is for chain {signed.chain_id!r}, not {ctx.params()['chain_id']!r}")
+    domain = ctx.signing_domain()
+    if signed.domain != domain:
+        raise WalletFailure(f"the quote is for another network (chain {signed.domain.chain_id!r}, genesis "
+                            f"0x{signed.domain.genesis_hash.hex()[:16]}…) than this node's ({domain.chain_id!r}, "
+                            f"0x{domain.genesis_hash.hex()[:16]}…)")
     terms = signed.quote
     merchant_address = resolve_address(ctx, merchant)
     proposal_id = "0x" + proposal_id_of(signed.gateway, terms["quote_id"]).hex()

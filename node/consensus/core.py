@@ -174,14 +174,15 @@ class Round:
 
 
 class Replica:
-    def __init__(self, index: int | None, keys: crypto.KeyPair | None, chain_id: str,
+    def __init__(self, index: int | None, keys: crypto.KeyPair | None, domain: crypto.SigningDomain,
                  validator_keys: Sequence[bytes], height: int, base_timeout_ms: int = 1_000,
                  timeout_ms_max: int = 60_000, resend_ms: int = 500,
                  persisted: Sequence[DurableRecord] = ()) -> None:
         """`height` is the next height to decide; `persisted` are WAL records from earlier runs."""
         self.index = index
         self.keys = keys
-        self.chain_id = chain_id
+        self.domain = domain
+        """What every signature covers: the chain id and the genesis hash."""
         self.validator_keys = tuple(validator_keys)
         self.n = len(self.validator_keys)
         self.f = (self.n - 1) // 3
@@ -261,7 +262,7 @@ class Replica:
 
     def _sign(self, message) -> SignedMessage:
         assert self.keys is not None and self.index is not None
-        return sign_message(self.keys, self.chain_id, self.index, message)
+        return sign_message(self.keys, self.domain, self.index, message)
 
     def _may_sign(self, message: Message) -> bool:
         """Never sign for a view this node has left, nor two different values for one slot."""
@@ -356,7 +357,7 @@ class Replica:
         block_hash = header_hash(block.header)
         if awaited_by_new_view:
             self.round.new_view_awaiting_proposal.discard(self.view)
-            actions = self._send_new_view(self.view, block)
+            return self._send_new_view(self.view, block)  # which validates it (and so prepares it)
         else:
             actions, signed = self._send_own(PrePrepare(self.height, self.view, block))
             if signed is None:
@@ -370,7 +371,7 @@ class Replica:
         if message.height < self.height:
             return self._drop("stale")
         try:
-            verify_message(signed, self.chain_id, self.validator_keys)
+            verify_message(signed, self.domain, self.validator_keys)
         except InvalidMessage:
             return self._drop("bad_signature")
         sender = signed.validator_index
@@ -580,7 +581,7 @@ class Replica:
             return
         if view_change.prepared.height != view_change.height or view_change.prepared.view >= view_change.new_view:
             raise InvalidMessage("prepared certificate is not from an earlier view of this height")
-        check_prepared_certificate(view_change.prepared, view_change.prepared_block, self.chain_id,
+        check_prepared_certificate(view_change.prepared, view_change.prepared_block, self.domain,
                                    self.validator_keys)
 
     def _check_new_view(self, view: int) -> list[Action]:
@@ -651,7 +652,7 @@ class Replica:
             raise InvalidMessage("new view carries fewer than 2f+1 view changes")
         for signed in message.view_changes:
             verify_message(SignedMessage(signed.validator_index, signed.view_change, signed.signature),
-                           self.chain_id, self.validator_keys)
+                           self.domain, self.validator_keys)
             self._check_view_change_content(signed.view_change)
         return _highest_prepared(message.view_changes)
 

@@ -287,7 +287,7 @@ class Driver:
         index = keys.index(self.keys.public_key) if self.keys is not None and self.keys.public_key in keys else None
         log.warning("validator set changes at height %d: %d validators, this node %s", self.app.head.height + 1,
                     len(keys), "votes" if index is not None else "does not vote")
-        self.replica = Replica(index, self.keys if index is not None else None, old.chain_id, keys,
+        self.replica = Replica(index, self.keys if index is not None else None, old.domain, keys,
                                self.app.head.height + 1, base_timeout_ms=old.base_timeout_ms,
                                timeout_ms_max=old.timeout_ms_max, resend_ms=old.resend_ms,
                                persisted=self.wal.replay())
@@ -358,7 +358,7 @@ class Driver:
             if certified.block.header.height != self.app.head.height + 1:
                 continue
             try:
-                check_certified_block(certified, self.app.validator_keys)
+                check_certified_block(certified, self.app.signing_domain, self.app.validator_keys)
             except InvalidMessage as error:
                 log.warning("block sync: rejected block %d: %s", certified.block.header.height, error)
                 self._drop("bad_sync_block")

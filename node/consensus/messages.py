@@ -249,23 +249,25 @@ def signing_payload(message: Message) -> tuple[bytes, bytes]:
     return crypto.TAG_CONSENSUS, encoding.pack([message.TAG, encoding.wire_of(message)])
 
 
-def sign_message(keys: crypto.KeyPair, chain_id: str, validator_index: int, message: Message) -> SignedMessage:
+def sign_message(keys: crypto.KeyPair, domain: crypto.SigningDomain, validator_index: int,
+                 message: Message) -> SignedMessage:
+    """`message` signed for the network `domain` (the value a Replica is given as its `chain_id`)."""
     tag, payload = signing_payload(message)
-    return SignedMessage(validator_index, message, crypto.sign(keys, chain_id, tag, payload))
+    return SignedMessage(validator_index, message, crypto.sign(keys, domain, tag, payload))
 
 
-def verify_message(signed: SignedMessage, chain_id: str, validator_keys: Sequence[bytes]) -> None:
-    """Raise InvalidMessage unless a validator signed this message."""
+def verify_message(signed: SignedMessage, domain: crypto.SigningDomain, validator_keys: Sequence[bytes]) -> None:
+    """Raise InvalidMessage unless a validator signed this message for the network `domain`."""
     if signed.validator_index >= len(validator_keys):
         raise InvalidMessage(f"sender {signed.validator_index} is not a validator")
     tag, payload = signing_payload(signed.message)
-    if not crypto.verify(validator_keys[signed.validator_index], chain_id, tag, payload, signed.signature):
+    if not crypto.verify(validator_keys[signed.validator_index], domain, tag, payload, signed.signature):
         raise InvalidMessage(f"signature of validator {signed.validator_index} does not verify")
 
 
-def sign_view_change(keys: crypto.KeyPair, chain_id: str, validator_index: int,
+def sign_view_change(keys: crypto.KeyPair, domain: crypto.SigningDomain, validator_index: int,
                      view_change: ViewChange) -> SignedViewChange:
-    signed = sign_message(keys, chain_id, validator_index, view_change)
+    signed = sign_message(keys, domain, validator_index, view_change)
     return SignedViewChange(validator_index, view_change, signed.signature)
 
 
@@ -293,7 +295,7 @@ def decode_frame(data: bytes) -> SignedMessage | ServiceMessage:
 
 # --- certificates -------------------------------------------------------------------------------
 
-def check_prepared_certificate(certificate: PreparedCertificate, block: Block | None, chain_id: str,
+def check_prepared_certificate(certificate: PreparedCertificate, block: Block | None, domain: crypto.SigningDomain,
                                validator_keys: Sequence[bytes]) -> None:
     """Raise InvalidMessage unless 2f+1 distinct validators prepared `block` at the certificate's view."""
     signers = [s.validator_index for s in certificate.signatures]
@@ -310,7 +312,7 @@ def check_prepared_certificate(certificate: PreparedCertificate, block: Block | 
     payload = encoding.encode(PrepareVote(certificate.height, certificate.view, certificate.block_hash))
     for entry in certificate.signatures:
         if entry.validator_index >= len(validator_keys) or not crypto.verify(
-                validator_keys[entry.validator_index], chain_id, crypto.TAG_PREPARE_VOTE, payload, entry.signature):
+                validator_keys[entry.validator_index], domain, crypto.TAG_PREPARE_VOTE, payload, entry.signature):
             raise InvalidMessage(f"prepared certificate signature of validator {entry.validator_index} is invalid")
 
 
@@ -322,10 +324,11 @@ def check_block_body(block: Block) -> None:
         raise InvalidMessage(str(error)) from error
 
 
-def check_certified_block(certified: CertifiedBlock, validator_keys: Sequence[bytes]) -> None:
-    """Raise InvalidMessage unless the certificate proves the block, header and body, final."""
+def check_certified_block(certified: CertifiedBlock, domain: crypto.SigningDomain,
+                          validator_keys: Sequence[bytes]) -> None:
+    """Raise InvalidMessage unless the certificate proves the block, header and body, final on the network `domain`."""
     try:
-        verify_certificate(certified.certificate, certified.block.header, validator_keys)
+        verify_certificate(certified.certificate, certified.block.header, domain, validator_keys)
         check_body(certified.block)
     except InvalidBlock as error:
         raise InvalidMessage(f"block {certified.block.header.height}: {error}") from error

@@ -91,7 +91,7 @@ class PbftRunner:
         own_index = validator_keys.index(keys.public_key) if keys and keys.public_key in validator_keys else None
         self.app = app
         self.network = network
-        replica = Replica(own_index, keys, app.chain_id, validator_keys, app.head.height + 1,
+        replica = Replica(own_index, keys, app.signing_domain, validator_keys, app.head.height + 1,
                           base_timeout_ms=base_timeout_ms, persisted=wal.replay())
         self.timers = LoopTimers()
         self.transport = NetworkTransport(network, validator_keys, keys.public_key if keys else None)

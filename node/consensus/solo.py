@@ -62,7 +62,7 @@ class SoloProducer:
             return 0
         self.app.process_proposal(block)
         vote = CommitVote(height, self.view, blocks.header_hash(block.header))
-        signature = blocks.sign_commit(self.keys, self.app.chain_id, vote)
+        signature = blocks.sign_commit(self.keys, self.app.signing_domain, vote)
         certificate = CommitCertificate(height, self.view, vote.block_hash, (CommitSignature(0, signature),))
         await self.app.commit_async(block, certificate)
         log.info("committed block %d with %d txs in %.1f ms", height, len(block.transactions),

@@ -6,11 +6,11 @@ the append is fsynced) before it carries out any later action, so nothing that d
 record leaves the node first; `Replica(persisted=log.replay())` restores that state at start.
 
 Bytes on disk are `node/consensus/record_file.py` frames (a torn tail is truncated, corruption
-followed by valid records refuses start-up). The log stays bounded while running: after a
-commit, and whenever it has doubled since it was last compacted, it is rewritten with only what a
-restart still needs (`compact`): records above the committed height, and at each height the highest
-prepared certificate plus the records of the highest view (the core never signs for a view it
-has left, so older views constrain nothing).
+followed by valid records refuses start-up). The log stays bounded while running: whenever it is
+at least `wal_compact_bytes_min` and has doubled since it was last rewritten, it is rewritten with
+only what a restart still needs (`compact`): records above the committed height, and at each
+height the highest prepared certificate plus the records of the highest view (the core never
+signs for a view it has left, so older views constrain nothing). Opening the log compacts it too.
 """
 
 from __future__ import annotations
@@ -98,8 +98,10 @@ class _CompactingLog:
         return list(self._records)
 
     def committed(self, height: int) -> None:
+        # Records of committed heights are harmless (a restart drops them): rewriting the log at every
+        # commit would cost two more fsyncs per block, so they go at the next size-triggered compaction.
         self._committed_height = max(self._committed_height, height)
-        if any(record_height(r) <= self._committed_height for r in self._records):
+        if self._size_bytes >= self._compact_at_bytes:
             self._records = compact(self._records, self._committed_height)
             self._rewrite()
 

@@ -150,8 +150,10 @@ class ChainHost:
         _require(type(public_key) is bytes and len(public_key) == 32, "bad_argument", "a public key is 32 bytes")
         _require(type(signature) is bytes and len(signature) == 64, "bad_argument", "a signature is 64 bytes")
         payload = _encode(value, limits.contract_value_bytes_max, "signed value")
-        return crypto.verify(public_key, self.state.base.params.chain_id, crypto.TAG_CONTRACT_MESSAGE, payload,
-                             signature)
+        domain = self.state.base.signing_domain
+        if domain is None:
+            return False  # a genesis contract's init: the chain, and so what a signature is for, does not exist yet
+        return crypto.verify(public_key, domain, crypto.TAG_CONTRACT_MESSAGE, payload, signature)
 
     def _host_balance_of(self, address: Value, asset: Value) -> int:
         return self.state.account(_address(address, "address")).balance_of(self._asset(asset))

@@ -54,7 +54,7 @@ class NodeMethods:
                  consensus_info: Callable[[], dict[str, Any]] | None = None,
                  verifier: BatchVerifier | None = None) -> None:
         self.ledger = ledger
-        self.verifier = verifier or BatchVerifier(ledger.chain_id, workers=1, processes=False)
+        self.verifier = verifier or BatchVerifier(ledger.signing_domain, workers=1, processes=False)
         self.validator_address = validator_address
         self.on_admitted = on_admitted
         self.consensus_info = consensus_info or (lambda: {"view": 0, "primary": None, "peers": [], "syncing": False})
@@ -90,8 +90,7 @@ class NodeMethods:
         head = self.ledger.head
         return {
             "node_version": NODE_VERSION,
-            "chain_id": self.ledger.chain_id,
-            "genesis_hash": views.hex0x(self.ledger.store.genesis.hash),
+            **views.signing_domain_json(self.ledger.signing_domain),
             "height": head.height,
             "block_hash": views.hex0x(head.block_hash),
             "state_root": views.hex0x(head.state_root),
@@ -108,7 +107,7 @@ class NodeMethods:
     async def chain_get_params(self, context: Any) -> dict[str, Any]:
         params = self.ledger.params
         return {
-            "chain_id": params.chain_id,
+            **views.signing_domain_json(self.ledger.signing_domain),
             "genesis_time_ms": params.genesis_time_ms,
             "fee_account": views.address_text(params.fee_account),
             "assets": [{"code": a.code, "decimals": a.decimals, "min_fee": self.ledger.state().min_fee(a.code)}

@@ -25,6 +25,21 @@ def address_text(address: bytes) -> str:
     return crypto.format_address(address)
 
 
+def signing_domain_json(domain: crypto.SigningDomain) -> dict[str, str]:
+    """How the RPC names a network: its chain id and genesis hash, what every signature on it is made for."""
+    return {"chain_id": domain.chain_id, "genesis_hash": hex0x(domain.genesis_hash)}
+
+
+def signing_domain_from_json(answer: Any) -> crypto.SigningDomain:
+    """The signing domain `signing_domain_json` wrote (in `node_status`, `chain_getParams`, a quote file…);
+    ValueError if `answer` names none."""
+    try:
+        genesis_hash = encoding.parse_hex(answer["genesis_hash"], "genesis_hash", crypto.HASH_BYTES)
+        return crypto.SigningDomain(answer["chain_id"], genesis_hash)
+    except (KeyError, TypeError, ValueError) as error:  # DecodeError is a ValueError
+        raise ValueError(f"no network to sign for (chain_id and genesis_hash): {error!r}") from error
+
+
 def role_name(role: int) -> str | None:
     return ROLE_NAMES.get(Role(role)) if role else None
 

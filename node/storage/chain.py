@@ -115,7 +115,7 @@ class ChainStore:
 
     def load_state(self) -> CommittedState:
         """The committed state, rebuilt from the store and checked against the head's state root."""
-        state = CommittedState(self.genesis.params)
+        state = CommittedState(self.genesis.params, signing_domain=self.genesis.signing_domain)
         state.load((schema.state_key_from_store(key), value) for key, value in self.kv.iterate(schema.STATE_PREFIX))
         if state.root != self.head.state_root:
             raise StoreError(f"state in the store does not match the state root of block {self.head.height}: "

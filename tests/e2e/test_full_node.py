@@ -17,20 +17,18 @@ import urllib.request
 import pytest
 
 from node.config import write_config
-from node.localnet import dev_keys
-from node.transactions import Transaction, Transfer, sign_transaction
 from tests.e2e.test_validator_network import committed_hashes, status
 from tests.processes import LocalNetwork, free_port_range, kill_hard, localnet_down, start_node, validator_network_up
+from tests.support import dev_transfer, network_of
 
 pytestmark = pytest.mark.slow
 
 CATCH_UP_TIMEOUT_S = 30
 
 
-def transfer(nonce: int) -> bytes:
-    alice = dev_keys("alice")
-    return sign_transaction(alice, Transaction("paychain-local", alice.public_key, nonce, "CNY", 1,
-                                               Transfer(dev_keys("bob").address, "CNY", 100 + nonce)))
+def transfer(node: LocalNetwork, nonce: int) -> bytes:
+    """A transfer from alice, signed for the network `node` serves."""
+    return dev_transfer(network_of(node.rpc), "alice", nonce, "bob", 100 + nonce)
 
 
 def wait_committed(node: LocalNetwork, tx_hash: str, timeout_s: float = CATCH_UP_TIMEOUT_S) -> dict:
@@ -72,7 +70,7 @@ def test_full_node_follows_forwards_and_catches_up(network, tmp_path) -> None:
     assert node_status["mode"] == "full-node" and node_status["validator"] is None
 
     # Transactions sent to the full node reach the validators and become final everywhere.
-    hashes = [full_node.rpc.call("tx_send", "0x" + transfer(nonce).hex())["hash"] for nonce in range(5)]
+    hashes = [full_node.rpc.call("tx_send", "0x" + transfer(full_node, nonce).hex())["hash"] for nonce in range(5)]
     receipts = [wait_committed(validators[0], tx_hash) for tx_hash in hashes]
     assert all(r["receipt"]["success"] for r in receipts)
     top = max(r["height"] for r in receipts)
@@ -82,7 +80,7 @@ def test_full_node_follows_forwards_and_catches_up(network, tmp_path) -> None:
 
     # kill -9 the full node; the validators go on; restarted, it catches up by block sync.
     kill_hard(full_node.pid)
-    more = [validators[nonce % 4].rpc.call("tx_send", "0x" + transfer(nonce).hex())["hash"]
+    more = [validators[nonce % 4].rpc.call("tx_send", "0x" + transfer(validators[0], nonce).hex())["hash"]
             for nonce in range(5, 10)]
     top = max(wait_committed(validators[0], tx_hash)["height"] for tx_hash in more)
     restarted = start_node(full_node.home / "full0", full_node.rpc_url)
@@ -109,7 +107,8 @@ def test_node_not_on_the_allowlist_is_refused(network, tmp_path) -> None:
     try:
         node_key = json.loads((outsider_home / "node_key.json").read_text())
         assert node_key["public_key"] not in {v["public_key"] for v in validators[0].rpc.call("chain_getValidators")}
-        hashes = [validators[0].rpc.call("tx_send", "0x" + transfer(nonce).hex())["hash"] for nonce in range(3)]
+        hashes = [validators[0].rpc.call("tx_send", "0x" + transfer(validators[0], nonce).hex())["hash"]
+                  for nonce in range(3)]
         top = max(wait_committed(validators[0], tx_hash)["height"] for tx_hash in hashes)
         deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
         while sum(metric(v, "paychain_p2p", "refused_peers") for v in validators) <= refused_before:

@@ -227,6 +227,12 @@ def test_invalid_checkouts_charge_nothing(shop) -> None:
     bad_signature = bytearray.fromhex(carol.sign(prepared))
     bad_signature[-1] ^= 1
     assert carol.post(f"/api/checkout/{payment['id']}/submit", {"signed": bad_signature.hex()}).status == 422
+    # Signed for another local network: the same chain id ("paychain-local"), another genesis hash.
+    assert prepared["genesis_hash"] == network.rpc.call("node_status")["genesis_hash"]
+    other_genesis = dict(prepared, genesis_hash="0x" + crypto.hash_bytes(b"another local network").hex())
+    replayed = carol.post(f"/api/checkout/{payment['id']}/submit", {"signed": carol.sign(other_genesis)})
+    assert replayed.status == 422 and replayed.body["error"]["code"] == "invalid_transaction"
+    assert "genesis hash" in replayed.body["error"]["message"]
     expiring = merchant.create({"product_id": "tea", "expires_in_s": 5}).body
     merchant.wait_state(expiring["id"], ("expired",), timeout_s=20)
     expired = carol.pay(expiring["id"], "tea")

@@ -19,7 +19,7 @@ import pytest
 
 from node.config import save_node_key, write_config
 from node.localnet import default_genesis, dev_keys
-from node.transactions import Transaction, Transfer, sign_transaction
+from tests.support import dev_transfer, network_of
 from wallet_cli.rpc_client import RpcClient, RpcUnavailable
 
 pytestmark = pytest.mark.slow
@@ -114,9 +114,7 @@ def wait_until(condition, timeout_s: float, message: str) -> None:
 
 
 def send_transfer(client: RpcClient, nonce: int) -> None:
-    alice = dev_keys("alice")
-    raw = sign_transaction(alice, Transaction("paychain-local", alice.public_key, nonce, "CNY", 1,
-                                              Transfer(dev_keys("bob").address, "CNY", 1)))
+    raw = dev_transfer(network_of(client), "alice", nonce, "bob", 1)
     client.call("tx_send", "0x" + raw.hex())
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from node.localnet import ORDERS_INIT_ARGS
 from tests.processes import LocalNetwork, localnet_down, validator_network_up
+from tests.support import dev_transfer, network_of
 
 pytestmark = pytest.mark.slow
 
@@ -131,12 +132,8 @@ def test_auto_complete_after_the_confirmation_window(shop: LocalNetwork) -> None
 
 
 def _tiny_transfer(network: LocalNetwork) -> bytes:
-    from node.localnet import dev_keys
-    from node.transactions import Transaction, Transfer, sign_transaction
-    alice = dev_keys("alice")
     nonce = network.rpc.call("account_get", ok(network, "balance", "alice")["address"])["pending_nonce"]
-    return sign_transaction(alice, Transaction("paychain-local", alice.public_key, nonce, "CNY", 1,
-                                               Transfer(dev_keys("bob").address, "CNY", 1)))
+    return dev_transfer(network_of(network.rpc), "alice", nonce, "bob", 1)
 
 
 def test_governance_risk_limit_takes_effect_on_every_node(shop: LocalNetwork) -> None:

@@ -14,10 +14,9 @@ import time
 
 import pytest
 
-from node.localnet import dev_keys
-from node.transactions import Transaction, Transfer, sign_transaction
 from tests.processes import (LocalNetwork, kill_hard, localnet_down, start_node, validator_network_up,
                              wait_gone, children_of)
+from tests.support import dev_transfer, network_of
 from wallet_cli.rpc_client import RpcCallError, RpcClient, RpcUnavailable
 
 pytestmark = pytest.mark.slow
@@ -32,6 +31,7 @@ class Load:
 
     def __init__(self, nodes: list[LocalNetwork]) -> None:
         self.urls = [n.rpc_url for n in nodes]
+        self.domain = network_of(nodes[0].rpc)
         self.stop = threading.Event()
         self.sent = 0
         self.thread = threading.Thread(target=self.run, daemon=True)
@@ -42,9 +42,7 @@ class Load:
         turn = 0
         while not self.stop.is_set() and time.monotonic() < deadline:
             for name in SENDERS:
-                sender = dev_keys(name)
-                raw = sign_transaction(sender, Transaction("paychain-local", sender.public_key, nonces[name], "CNY", 1,
-                                                           Transfer(dev_keys("merchant").address, "CNY", 1)))
+                raw = dev_transfer(self.domain, name, nonces[name], "merchant", 1)
                 turn += 1
                 for attempt in range(len(self.urls)):  # a dead validator: try the next one
                     try:

@@ -19,9 +19,10 @@ from node.p2p.memory import Faults, MemoryHub, MemoryNetwork
 from node.storage.chain import ChainStore
 from node.storage.kv import MemoryStore
 from node.transactions import Transfer
-from tests.support import keys, make_genesis, sign
+from tests.support import keys, make_genesis, signer_for
 
 GENESIS = make_genesis(validators=4)
+sign = signer_for(GENESIS)
 VALIDATORS = [keys(f"validator-{i}") for i in range(4)]
 FULL_NODE = keys("full-node-0")
 OUTSIDER = keys("outsider")

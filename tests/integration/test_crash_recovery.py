@@ -10,6 +10,7 @@ import pytest
 
 from node import crypto
 from node.localnet import default_genesis, dev_keys
+from node.rpc.views import signing_domain_from_json
 from node.transactions import Transaction, Transfer, sign_transaction
 from tests.processes import children_of, kill_hard, localnet_down, localnet_up, paychain, start_node, wait_gone
 from wallet_cli.rpc_client import RpcCallError, RpcClient, RpcUnavailable
@@ -21,14 +22,15 @@ LOAD_TXS_MAX = 3_000
 LOAD_SECONDS_MAX = 20
 
 
-def signed_transfers(count_per_sender: int) -> list[bytes]:
+def signed_transfers(domain: crypto.SigningDomain, count_per_sender: int) -> list[bytes]:
     raws = []
     for nonce in range(count_per_sender):
         for index, name in enumerate(SENDERS):
             sender = dev_keys(name)
             recipient = dev_keys(SENDERS[(index + 1) % len(SENDERS)])
-            raws.append(sign_transaction(sender, Transaction("paychain-local", sender.public_key, nonce, "CNY", 1,
-                                                             Transfer(recipient.address, "CNY", 1 + nonce % 7))))
+            body = Transfer(recipient.address, "CNY", 1 + nonce % 7)
+            raws.append(sign_transaction(sender, domain, Transaction(domain.chain_id, sender.public_key, nonce, "CNY",
+                                                                     1, body)))
     return raws
 
 
@@ -64,7 +66,8 @@ def test_kill_9_under_load_loses_nothing_committed(tmp_path) -> None:
     node_home = network.home / "node0"
     restarted = None
     try:
-        load = Load(network.rpc_url, signed_transfers(LOAD_TXS_MAX // len(SENDERS)))
+        domain = signing_domain_from_json(network.rpc.call("node_status"))
+        load = Load(network.rpc_url, signed_transfers(domain, LOAD_TXS_MAX // len(SENDERS)))
         load.thread.start()
         network.wait_height(5, timeout_s=30)
         # What the node reported as committed just before the kill.
@@ -92,8 +95,8 @@ def test_kill_9_under_load_loses_nothing_committed(tmp_path) -> None:
         # The restarted node keeps committing: a new transfer becomes final.
         alice = dev_keys("alice")
         nonce = client.call("account_get", crypto.format_address(alice.address))["pending_nonce"]
-        raw = sign_transaction(alice, Transaction("paychain-local", alice.public_key, nonce, "CNY", 1,
-                                                  Transfer(dev_keys("bob").address, "CNY", 5)))
+        raw = sign_transaction(alice, domain, Transaction(domain.chain_id, alice.public_key, nonce, "CNY", 1,
+                                                          Transfer(dev_keys("bob").address, "CNY", 5)))
         tx_hash = client.call("tx_send", "0x" + raw.hex())["hash"]
         deadline = time.monotonic() + 15
         while client.call("tx_get", tx_hash)["status"] != "committed":

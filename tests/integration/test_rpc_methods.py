@@ -11,14 +11,14 @@ from typing import Any, Callable
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from node import blocks, encoding, limits
+from node import blocks, crypto, encoding, limits
 from node.rpc.errors import NOT_FOUND, TOO_MANY, TRANSACTION_RULE_CODES
 from node.state import PROOF_BYTES_MAX, AccountProof, ValidatorInfo, verify_account_proof
 from node.transactions import (AddValidator, GovernancePropose, RechargePost, RechargeRequest, Register, Role,
                                Withdraw, transaction_hash)
 from tests import support
-from tests.support import (ASSETS, CHAIN_ID, address, hex0x, keys, make_chain, make_genesis, run_async, serve_rpc,
-                           sign, transfer)
+from tests.support import (ASSETS, CHAIN_ID, DOMAIN, address, hex0x, keys, make_chain, make_genesis, other_network,
+                           run_async, serve_rpc, sign, signer_for, transfer)
 
 INVALID_PARAMS = -32602
 STARTING_BALANCE = 100_000
@@ -44,7 +44,7 @@ async def test_node_status_reports_the_head_and_the_mempool() -> None:
         latest = await rpc.result("chain_getBlock", ["latest"])
         assert await rpc.result("node_peers") == []
     assert status["chain_id"] == CHAIN_ID
-    assert status["genesis_hash"] == hex0x(make_genesis().hash)
+    assert status["genesis_hash"] == hex0x(make_genesis().hash) == hex0x(DOMAIN.genesis_hash)
     assert status["height"] == 1
     assert status["block_hash"] == latest["header"]["hash"]
     assert status["state_root"] == latest["header"]["state_root"]
@@ -58,6 +58,7 @@ async def test_chain_get_params() -> None:
     async with serve_rpc(make_chain().ledger) as rpc:
         params = await rpc.result("chain_getParams")
     assert params["chain_id"] == CHAIN_ID
+    assert params["genesis_hash"] == hex0x(make_genesis().hash)  # what wallets sign for, with the chain id
     assert params["genesis_time_ms"] == 1_700_000_000_000
     assert params["fee_account"] == address("fees")
     assert params["assets"] == ASSETS
@@ -85,12 +86,13 @@ async def test_chain_get_validators() -> None:
 @run_async
 async def test_chain_get_validators_of_a_past_height() -> None:
     """After governance grew the set, the set of an old height still checks that block's certificate."""
-    chain = make_chain(make_genesis(users={"validator-0": {"CNY": 1_000}}, validators=1))
+    genesis = make_genesis(users={"validator-0": {"CNY": 1_000}}, validators=1)
+    chain = make_chain(genesis)
     newcomer = ValidatorInfo("v1", keys("validator-1").public_key, int(Role.USER), "validator-1.example.com:26656")
-    chain.submit(sign("validator-0", 0, GovernancePropose(AddValidator(newcomer), 10)))  # 2f+1 of one: enacted
+    chain.submit(signer_for(genesis)("validator-0", 0, GovernancePropose(AddValidator(newcomer), 10)))  # enacted
     assert chain.commit_pending().receipts[0].events[-1].name == "proposal_executed"
     for nonce in (1, 2):
-        chain.submit(transfer("validator-0", nonce))
+        chain.submit(transfer("validator-0", nonce, domain=genesis.signing_domain))
         chain.commit_pending()
     async with serve_rpc(chain.ledger) as rpc:
         by_height = [await rpc.result("chain_getValidators", [height]) for height in range(5)]
@@ -102,7 +104,8 @@ async def test_chain_get_validators_of_a_past_height() -> None:
         certificate = encoding.decode(blocks.CommitCertificate, bytes.fromhex(block["certificate"]["encoded"][2:]),
                                       64 * 1024)
         header = chain.ledger.store.get_block(block["header"]["height"]).header
-        blocks.verify_certificate(certificate, header, [bytes.fromhex(v["public_key"][2:]) for v in validators])
+        blocks.verify_certificate(certificate, header, genesis.signing_domain,
+                                  [bytes.fromhex(v["public_key"][2:]) for v in validators])
 
 
 @pytest.mark.parametrize("height, code", [(4, NOT_FOUND), (-1, INVALID_PARAMS), ("1", INVALID_PARAMS),
@@ -152,7 +155,7 @@ async def test_chain_get_block_by_height_hash_and_latest() -> None:
     assert certificate["height"] == 2 and certificate["block_hash"] == second["header"]["hash"]
     assert [s["validator_index"] for s in certificate["signatures"]] == [0]
     decoded = encoding.decode(blocks.CommitCertificate, bytes.fromhex(certificate["encoded"][2:]), 64 * 1024)
-    blocks.verify_certificate(decoded, stored.header, (keys("validator-0").public_key,))
+    blocks.verify_certificate(decoded, stored.header, DOMAIN, (keys("validator-0").public_key,))
 
 
 @pytest.mark.parametrize("block", [3, 1_000_000, "0x" + "11" * 32, 0])
@@ -233,7 +236,7 @@ def _just(raw: bytes) -> Callable[[support.TestChain], bytes]:
 
 REJECTIONS: dict[str, Callable[[support.TestChain], bytes]] = {
     "malformed": _just(bytes.fromhex("92c0c0")),
-    "wrong_chain": _just(transfer(chain_id="another-chain")),
+    "wrong_chain": _just(transfer(domain=crypto.SigningDomain("another-chain", DOMAIN.genesis_hash))),
     "bad_signature": _just(flip_last_byte(transfer())),
     "nonce_used": _committed_then(transfer(nonce=0, amount=7)),
     "nonce_too_far": _just(transfer(nonce=limits.nonce_window_max)),
@@ -281,6 +284,20 @@ async def test_invalid_tx_send_hex_is_invalid_params(tx: Any) -> None:
         error = await rpc.error("tx_send", [tx])
         assert error["code"] == INVALID_PARAMS and "tx" in error["message"]
         assert (await rpc.error("tx_send", []))["code"] == INVALID_PARAMS
+    assert len(chain.ledger.mempool) == 0
+
+
+@run_async
+async def test_invalid_transaction_signed_for_another_genesis_with_the_same_chain_id() -> None:
+    # Signed for another network named like this one (every local network is "paychain-local"): refused alone
+    # and in a batch (verified by the batch verifier), nothing admitted.
+    chain = make_chain()
+    replayed = [transfer(nonce=0, domain=other_network()), transfer("bob", 0, "alice", domain=other_network())]
+    async with serve_rpc(chain.ledger) as rpc:
+        error = await rpc.error("tx_send", [hex0x(replayed[0])])
+        batch = await rpc.result("tx_sendBatch", [[hex0x(raw) for raw in replayed]])
+    assert error["data"] == {"rule": "bad_signature"} and "genesis hash" in error["message"]
+    assert batch["rejected"] == 2 and [r["error"]["data"] for r in batch["results"]] == [{"rule": "bad_signature"}] * 2
     assert len(chain.ledger.mempool) == 0
 
 

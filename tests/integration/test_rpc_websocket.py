@@ -19,7 +19,7 @@ from node import crypto, encoding, limits
 from node.rpc.errors import SUBSCRIPTION_HTTP, SUBSCRIPTION_LIMIT, SUBSCRIPTION_UNKNOWN_TOPIC
 from node.transactions import CallContract
 from tests.support import (CHAIN_ID, RPC_WAIT_S, address, hex0x, keys, make_chain, make_genesis, run_async, serve_rpc,
-                           sign, transfer)
+                           signer_for, transfer)
 
 INVALID_PARAMS = -32602
 
@@ -155,11 +155,13 @@ async def test_account_subscription_notifies_only_transactions_touching_the_addr
 
 @run_async
 async def test_orders_subscription_follows_an_order_and_order_rpc_lists_it() -> None:
-    chain = make_chain(make_genesis(orders=(100, 3, 5)))
+    genesis = make_genesis(orders=(100, 3, 5))
+    chain = make_chain(genesis)
     contract = chain.ledger.params.contract("orders")
 
     def call(name: str, nonce: int, function: str, *args) -> bytes:
-        return sign(name, nonce, CallContract(contract, function, encoding.encode_value(args), 50_000), fee=51)
+        return signer_for(genesis)(name, nonce, CallContract(contract, function, encoding.encode_value(args), 50_000),
+                                   fee=51)
 
     chain.submit(call("merchant", 0, "catalog_add", "tea", "Tea", 300, "CNY", 10, 5))
     chain.commit_pending()

@@ -12,11 +12,11 @@ import dataclasses
 import random
 from typing import TYPE_CHECKING
 
-from node import crypto
+from node.consensus import driver as driver_module
 from node.blocks import Block, Header, header_hash
 from node.consensus.messages import (CertifiedBlock, Commit, NewView, PreparedCertificate, Prepare, PrePrepare,
                                      SignedMessage, Status, SyncRequest, SyncResponse, TxBatch, ViewChange,
-                                     VoteSignature, decode_frame, encode_message, encode_service, sign_message)
+                                     VoteSignature, encode_message, encode_service, sign_message)
 from tests.support import keys
 
 if TYPE_CHECKING:
@@ -39,14 +39,18 @@ class Strategy:
     def chain_id(self) -> str:
         return self.sim.genesis.params.chain_id
 
+    @property
+    def domain(self):
+        return self.sim.genesis.signing_domain
+
     def sign(self, message) -> bytes:
-        return encode_message(sign_message(self.node.keys, self.chain_id, self.node.driver.replica.index or 0,
+        return encode_message(sign_message(self.node.keys, self.domain, self.node.driver.replica.index or 0,
                                            message))
 
     # --- rewriting what the honest code sends -----------------------------------------------
 
     def rewrite(self, target: bytes, data: bytes) -> list[tuple[bytes, bytes]]:
-        decoded = decode_frame(data)
+        decoded = driver_module.decode_frame(data)  # memoized during a run (see simulator.memoized_crypto)
         if self.mode in ("sync_liar", "forged_sync") and isinstance(decoded, (Status, SyncResponse)):
             return []  # its own Status and answers are replaced by lies on the attack tick
         if not isinstance(decoded, SignedMessage) or self.mode in ("twins", "tx_spam", "sync_liar", "forged_sync"):
@@ -88,7 +92,7 @@ class Strategy:
             fake = Block(dataclasses.replace(_empty_header(self.chain_id, message.height),
                                              proposer=self.node.keys.address), ())
             fake_hash = header_hash(fake.header)
-            vote = sign_message(self.node.keys, self.chain_id, signed.validator_index, Prepare(message.height, 0,
+            vote = sign_message(self.node.keys, self.domain, signed.validator_index, Prepare(message.height, 0,
                                                                                                fake_hash))
             certificate = PreparedCertificate(message.height, 0, fake_hash,
                                               (VoteSignature(signed.validator_index, vote.signature),) * 3)
@@ -96,7 +100,7 @@ class Strategy:
         return [(data, target)]
 
     def _rewrite_outsider(self, target, data, signed):
-        fake = sign_message(keys("outsider"), self.chain_id, signed.validator_index, signed.message)
+        fake = sign_message(keys("outsider"), self.domain, signed.validator_index, signed.message)
         return [(data, target), (encode_message(fake), target)]
 
     def _rewrite_view_change_liar(self, target, data, signed):

@@ -13,7 +13,7 @@ from node.state import EMPTY_ACCOUNT, State
 from node.storage.chain import ChainStore
 from node.storage.kv import MemoryStore
 from node.transactions import InvalidTransaction, RechargePost, RechargeRequest, Transfer, open_transaction
-from tests.support import CHAIN_ID, certify, keys, make_chain, make_genesis, sign
+from tests.support import DOMAIN, certify, keys, make_chain, make_genesis, other_network, sign
 from tests.support import TestChain as Chain  # aliased: pytest would try to collect a Test* class
 
 ALICE, BOB, GATEWAY = (keys(n).address for n in ("alice", "bob", "gateway"))
@@ -37,7 +37,7 @@ def snapshot(chain) -> tuple:
 def test_check_tx_admits_and_returns_the_hash():
     chain = make_chain()
     raw = sign("alice", 0, Transfer(BOB, "CNY", 5))
-    assert chain.ledger.check_tx(raw) == open_transaction(raw, CHAIN_ID).hash
+    assert chain.ledger.check_tx(raw) == open_transaction(raw, DOMAIN).hash
     assert chain.ledger.has_pending()
 
 
@@ -45,7 +45,7 @@ def test_invalid_check_tx_records_the_rule_for_tx_get():
     chain = make_chain()
     raw = sign("alice", 0, Transfer(BOB, "CNY", 10**9))
     assert admission_error(chain, raw).code == "insufficient_funds"
-    code, message = chain.ledger.recent_rejections[open_transaction(raw, CHAIN_ID).hash]
+    code, message = chain.ledger.recent_rejections[open_transaction(raw, DOMAIN).hash]
     assert code == "insufficient_funds" and "cannot pay" in message
     assert chain.ledger.rejections == {"insufficient_funds": 1}
     assert not chain.ledger.has_pending()
@@ -59,8 +59,16 @@ def test_invalid_check_tx_malformed_bytes_are_recorded_by_hash():
 
 def test_invalid_check_tx_transaction_for_another_chain():
     chain = make_chain()
-    error = admission_error(chain, sign("alice", 0, Transfer(BOB, "CNY", 5), chain_id="paychain-other"))
+    other_chain = crypto.SigningDomain("paychain-other", DOMAIN.genesis_hash)
+    error = admission_error(chain, sign("alice", 0, Transfer(BOB, "CNY", 5), domain=other_chain))
     assert error.code == "wrong_chain"
+
+
+def test_invalid_check_tx_transaction_for_another_genesis_with_the_same_chain_id():
+    chain = make_chain()
+    error = admission_error(chain, sign("alice", 0, Transfer(BOB, "CNY", 5), domain=other_network()))
+    assert error.code == "bad_signature"
+    assert chain.ledger.rejections == {"bad_signature": 1} and len(chain.ledger.mempool) == 0
 
 
 def test_invalid_check_tx_already_known_is_not_counted_as_a_rejection():
@@ -167,7 +175,7 @@ def test_proposer_drops_and_reports_what_can_no_longer_be_included():
     funded = State(chain.ledger.committed)
     # Admitted against a view in which the stranger looked registered and funded; the real state disagrees.
     funded.set_account(STRANGER, dataclasses.replace(EMPTY_ACCOUNT, role=1).with_balance("CNY", 100))
-    stray = open_transaction(sign("stranger", 0, Transfer(BOB, "CNY", 5)), CHAIN_ID)
+    stray = open_transaction(sign("stranger", 0, Transfer(BOB, "CNY", 5)), DOMAIN)
     chain.ledger.mempool.add(stray, funded)
     good = chain.submit(sign("alice", 0, Transfer(BOB, "CNY", 5)))[0]
     committed = chain.commit_pending()
@@ -208,7 +216,7 @@ def rejected_by_follower(block, follower, message: str) -> None:
     with pytest.raises(InvalidBlock, match=message):
         follower.ledger.process_proposal(block)
     with pytest.raises(InvalidBlock, match=message):
-        follower.ledger.commit(block, certify(block, VALIDATOR, CHAIN_ID))
+        follower.ledger.commit(block, certify(block, VALIDATOR, DOMAIN))
     assert snapshot(follower) == before
 
 
@@ -228,7 +236,7 @@ def test_a_certified_block_commits_whatever_the_local_clock_says():
     """The clock rule is for voting: a node whose clock lags still applies blocks 2f+1 validators certified."""
     block, follower = proposed()
     ahead = with_header(block, timestamp_ms=FOLLOWER_NOW_MS + limits.timestamp_skew_ms_max + 60_000)
-    follower.ledger.commit(ahead, certify(ahead, VALIDATOR, CHAIN_ID))
+    follower.ledger.commit(ahead, certify(ahead, VALIDATOR, DOMAIN))
     assert follower.ledger.head.height == 1
 
 
@@ -241,11 +249,11 @@ def test_invalid_block_a_known_header_with_another_body():
     with pytest.raises(InvalidBlock, match="body differs"):
         follower.ledger.process_proposal(shortened)
     with pytest.raises(InvalidBlock, match="body differs"):
-        follower.ledger.commit(shortened, certify(shortened, VALIDATOR, CHAIN_ID))
+        follower.ledger.commit(shortened, certify(shortened, VALIDATOR, DOMAIN))
     assert snapshot(follower) == before
     fresh = Chain(Ledger(ChainStore(MemoryStore(), make_genesis()), clock_ms=lambda: FOLLOWER_NOW_MS))
     with pytest.raises(InvalidBlock, match="tx_count"):  # not executed before: the body is checked against the header
-        fresh.ledger.commit(shortened, certify(shortened, VALIDATOR, CHAIN_ID))
+        fresh.ledger.commit(shortened, certify(shortened, VALIDATOR, DOMAIN))
     assert fresh.ledger.head.height == 0
 
 
@@ -290,14 +298,17 @@ def test_invalid_commit_with_a_bad_certificate_writes_nothing():
     chain.submit(sign("alice", 0, Transfer(BOB, "CNY", 5)))
     block = chain.ledger.prepare_proposal(1, 0, VALIDATOR.address, chain.now_ms + 1000)
     before = snapshot(chain)
-    outsider = certify(block, keys("not-a-validator"), CHAIN_ID)
+    outsider = certify(block, keys("not-a-validator"), DOMAIN)
     with pytest.raises(InvalidBlock, match="does not verify"):
         chain.ledger.commit(block, outsider)
-    other_block = certify(with_header(block, view=1), VALIDATOR, CHAIN_ID)
+    replayed = certify(block, VALIDATOR, other_network())  # the same validator, on another local network
+    with pytest.raises(InvalidBlock, match="does not verify"):
+        chain.ledger.commit(block, replayed)
+    other_block = certify(with_header(block, view=1), VALIDATOR, DOMAIN)
     with pytest.raises(InvalidBlock, match="different block hash"):
         chain.ledger.commit(block, other_block)
     assert snapshot(chain) == before and chain.ledger.store.get_block(1) is None
-    chain.ledger.commit(block, certify(block, VALIDATOR, CHAIN_ID))
+    chain.ledger.commit(block, certify(block, VALIDATOR, DOMAIN))
     assert chain.ledger.head.height == 1
 
 
@@ -305,5 +316,5 @@ def test_invalid_certificate_needs_a_quorum_of_the_genesis_validators():
     chain = make_chain(make_genesis(validators=4))
     block = chain.ledger.prepare_proposal(1, 0, VALIDATOR.address, chain.now_ms + 1000)
     with pytest.raises(InvalidBlock, match="certificate has 1 signatures, needs 3"):
-        chain.ledger.commit(block, certify(block, VALIDATOR, CHAIN_ID))
+        chain.ledger.commit(block, certify(block, VALIDATOR, DOMAIN))
     assert chain.ledger.head.height == 0

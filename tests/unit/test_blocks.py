@@ -9,7 +9,7 @@ from hypothesis import given, strategies as st
 
 from node import blocks, crypto, limits
 from node.blocks import CommitCertificate, CommitSignature, CommitVote, Header, InvalidBlock
-from tests.support import CHAIN_ID, keys
+from tests.support import CHAIN_ID, DOMAIN, keys, other_network
 
 VALIDATORS = [keys(f"validator-{i}") for i in range(4)]
 VALIDATOR_KEYS = [v.public_key for v in VALIDATORS]
@@ -18,11 +18,11 @@ HEADER = Header(CHAIN_ID, 5, 2, b"\x01" * 32, VALIDATORS[0].address, 1_700_000_0
 HASHES = st.binary(min_size=32, max_size=32)
 
 
-def certificate(header: Header, signers, chain_id: str = CHAIN_ID, tag: bytes = crypto.TAG_COMMIT_VOTE):
+def certificate(header: Header, signers, domain: crypto.SigningDomain = DOMAIN, tag: bytes = crypto.TAG_COMMIT_VOTE):
     vote = CommitVote(header.height, header.view, blocks.header_hash(header))
     payload = blocks.encoding.encode(vote)
     return CommitCertificate(vote.height, vote.view, vote.block_hash, tuple(
-        CommitSignature(index, crypto.sign(VALIDATORS[index], chain_id, tag, payload)) for index in signers))
+        CommitSignature(index, crypto.sign(VALIDATORS[index], domain, tag, payload)) for index in signers))
 
 
 # --- hashes and roots ----------------------------------------------------------------------------
@@ -75,40 +75,40 @@ def test_quorum_is_more_than_two_thirds(validators, quorum):
 # --- certificates ----------------------------------------------------------------------------
 
 def test_certificate_with_a_quorum_verifies():
-    blocks.verify_certificate(certificate(HEADER, [0, 1, 2]), HEADER, VALIDATOR_KEYS)
-    blocks.verify_certificate(certificate(HEADER, [3, 1, 0, 2]), HEADER, VALIDATOR_KEYS)
+    blocks.verify_certificate(certificate(HEADER, [0, 1, 2]), HEADER, DOMAIN, VALIDATOR_KEYS)
+    blocks.verify_certificate(certificate(HEADER, [3, 1, 0, 2]), HEADER, DOMAIN, VALIDATOR_KEYS)
 
 
 def test_certificate_survives_encoding():
     cert = certificate(HEADER, [0, 2, 3])
     decoded = blocks.encoding.decode(CommitCertificate, blocks.encoding.encode(cert), blocks.CERTIFICATE_BYTES_MAX)
-    blocks.verify_certificate(decoded, HEADER, VALIDATOR_KEYS)
+    blocks.verify_certificate(decoded, HEADER, DOMAIN, VALIDATOR_KEYS)
 
 
 def test_invalid_certificate_for_another_block_hash():
     other = dataclasses.replace(HEADER, state_root=bytes(32))
     with pytest.raises(InvalidBlock, match="certificate is for a different block hash"):
-        blocks.verify_certificate(certificate(other, [0, 1, 2]), HEADER, VALIDATOR_KEYS)
+        blocks.verify_certificate(certificate(other, [0, 1, 2]), HEADER, DOMAIN, VALIDATOR_KEYS)
 
 
 @pytest.mark.parametrize("change", [{"height": 6}, {"view": 1}])
 def test_invalid_certificate_height_or_view_mismatch(change):
     cert = dataclasses.replace(certificate(HEADER, [0, 1, 2]), **change)
     with pytest.raises(InvalidBlock, match="certificate height/view do not match the header"):
-        blocks.verify_certificate(cert, HEADER, VALIDATOR_KEYS)
+        blocks.verify_certificate(cert, HEADER, DOMAIN, VALIDATOR_KEYS)
 
 
 def test_invalid_certificate_lists_a_validator_twice():
     cert = certificate(HEADER, [0, 1, 1])
     with pytest.raises(InvalidBlock, match="lists a validator twice"):
-        blocks.verify_certificate(cert, HEADER, VALIDATOR_KEYS)
+        blocks.verify_certificate(cert, HEADER, DOMAIN, VALIDATOR_KEYS)
 
 
 def test_invalid_certificate_without_quorum():
     with pytest.raises(InvalidBlock, match="certificate has 2 signatures, needs 3"):
-        blocks.verify_certificate(certificate(HEADER, [0, 1]), HEADER, VALIDATOR_KEYS)
+        blocks.verify_certificate(certificate(HEADER, [0, 1]), HEADER, DOMAIN, VALIDATOR_KEYS)
     with pytest.raises(InvalidBlock, match="certificate has 0 signatures, needs 3"):
-        blocks.verify_certificate(certificate(HEADER, []), HEADER, VALIDATOR_KEYS)
+        blocks.verify_certificate(certificate(HEADER, []), HEADER, DOMAIN, VALIDATOR_KEYS)
 
 
 def test_invalid_certificate_signer_not_a_validator():
@@ -116,38 +116,53 @@ def test_invalid_certificate_signer_not_a_validator():
     outsider = dataclasses.replace(cert.signatures[2], validator_index=4)
     cert = dataclasses.replace(cert, signatures=cert.signatures[:2] + (outsider,))
     with pytest.raises(InvalidBlock, match="certificate signer 4 is not a validator"):
-        blocks.verify_certificate(cert, HEADER, VALIDATOR_KEYS)
+        blocks.verify_certificate(cert, HEADER, DOMAIN, VALIDATOR_KEYS)
 
 
 def test_invalid_certificate_signature_does_not_verify():
     cert = certificate(HEADER, [0, 1, 2])
     swapped = (cert.signatures[0], CommitSignature(1, cert.signatures[2].signature), cert.signatures[2])
     with pytest.raises(InvalidBlock, match="signature of validator 1 does not verify"):
-        blocks.verify_certificate(dataclasses.replace(cert, signatures=swapped), HEADER, VALIDATOR_KEYS)
+        blocks.verify_certificate(dataclasses.replace(cert, signatures=swapped), HEADER, DOMAIN, VALIDATOR_KEYS)
 
 
 def test_invalid_certificate_signed_for_another_chain():
+    other_chain = crypto.SigningDomain("other-chain", DOMAIN.genesis_hash)
     with pytest.raises(InvalidBlock, match="does not verify"):
-        blocks.verify_certificate(certificate(HEADER, [0, 1, 2], chain_id="other-chain"), HEADER, VALIDATOR_KEYS)
+        blocks.verify_certificate(certificate(HEADER, [0, 1, 2], other_chain), HEADER, DOMAIN, VALIDATOR_KEYS)
+
+
+def test_invalid_certificate_signed_for_another_genesis_with_the_same_chain_id():
+    # A block certified on one local network ("paychain-local") is not final on another.
+    with pytest.raises(InvalidBlock, match="does not verify"):
+        blocks.verify_certificate(certificate(HEADER, [0, 1, 2], other_network()), HEADER, DOMAIN, VALIDATOR_KEYS)
+    blocks.verify_certificate(certificate(HEADER, [0, 1, 2], other_network()), HEADER, other_network(),
+                              VALIDATOR_KEYS)
+
+
+def test_invalid_certificate_for_a_header_of_another_chain():
+    header = dataclasses.replace(HEADER, chain_id="other-chain")
+    with pytest.raises(InvalidBlock, match="block is for chain 'other-chain'"):
+        blocks.verify_certificate(certificate(header, [0, 1, 2]), header, DOMAIN, VALIDATOR_KEYS)
 
 
 def test_invalid_certificate_signed_with_the_transaction_tag():
     with pytest.raises(InvalidBlock, match="does not verify"):
-        blocks.verify_certificate(certificate(HEADER, [0, 1, 2], tag=crypto.TAG_TRANSACTION), HEADER,
+        blocks.verify_certificate(certificate(HEADER, [0, 1, 2], tag=crypto.TAG_TRANSACTION), HEADER, DOMAIN,
                                   VALIDATOR_KEYS)
 
 
 def test_invalid_certificate_against_another_validator_set():
     others = [keys(f"other-{i}").public_key for i in range(4)]
     with pytest.raises(InvalidBlock, match="does not verify"):
-        blocks.verify_certificate(certificate(HEADER, [0, 1, 2]), HEADER, others)
+        blocks.verify_certificate(certificate(HEADER, [0, 1, 2]), HEADER, DOMAIN, others)
 
 
 def test_sign_commit_matches_the_certificate_payload():
     vote = CommitVote(HEADER.height, HEADER.view, blocks.header_hash(HEADER))
-    signature = blocks.sign_commit(VALIDATORS[0], CHAIN_ID, vote)
+    signature = blocks.sign_commit(VALIDATORS[0], DOMAIN, vote)
     cert = CommitCertificate(vote.height, vote.view, vote.block_hash, (CommitSignature(0, signature),))
-    blocks.verify_certificate(cert, HEADER, VALIDATOR_KEYS[:1])
+    blocks.verify_certificate(cert, HEADER, DOMAIN, VALIDATOR_KEYS[:1])
 
 
 def test_a_full_block_of_largest_transactions_reads_back_from_the_store():
@@ -166,6 +181,6 @@ def test_a_full_block_of_largest_transactions_reads_back_from_the_store():
 
 def test_a_block_reproposed_after_a_view_change_commits_in_the_later_view():
     vote = CommitVote(HEADER.height, HEADER.view + 2, blocks.header_hash(HEADER))
-    signatures = tuple(CommitSignature(i, blocks.sign_commit(VALIDATORS[i], CHAIN_ID, vote)) for i in (0, 1, 2))
-    blocks.verify_certificate(CommitCertificate(vote.height, vote.view, vote.block_hash, signatures), HEADER,
+    signatures = tuple(CommitSignature(i, blocks.sign_commit(VALIDATORS[i], DOMAIN, vote)) for i in (0, 1, 2))
+    blocks.verify_certificate(CommitCertificate(vote.height, vote.view, vote.block_hash, signatures), HEADER, DOMAIN,
                               VALIDATOR_KEYS)

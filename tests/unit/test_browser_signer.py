@@ -17,10 +17,10 @@ import nacl.pwhash
 import pytest
 
 from node import crypto, encoding, limits
-from node.transactions import (CallContract, DeployContract, RechargeRequest, Transaction, open_transaction,
-                               sign_transaction)
+from node.transactions import (CallContract, DeployContract, InvalidTransaction, RechargeRequest, Transaction,
+                               open_transaction, sign_transaction)
 from wallet_cli.keystore import KeystoreError, WrongPassword, decrypt_seed, encrypt_seed
-from tests.support import CHAIN_ID, keys
+from tests.support import CHAIN_ID, DOMAIN, keys, other_network
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 RUNNER = REPOSITORY / "web" / "test" / "run_signer_vectors.mjs"
@@ -30,6 +30,7 @@ PASSWORD = "correct horse ☃"
 """Not ASCII, so both sides must stretch the same UTF-8 bytes."""
 LONG_CHAIN_ID = "c" * limits.chain_id_chars_max
 """32 characters: msgpack's str8 form, where shorter chain ids use fixstr."""
+LONG_CHAIN = crypto.SigningDomain(LONG_CHAIN_ID, crypto.hash_bytes(b"a genesis of the long chain id"))
 
 ALICE_KEYSTORE = encrypt_seed(keys("alice").seed, PASSWORD, **FAST)
 
@@ -114,17 +115,22 @@ def build_cases() -> list[dict]:
     cases += [{"name": f"tampered_{name}", "op": "decrypt", "keystore": json.dumps(document), "password": PASSWORD}
               for name, document in TAMPERED_KEYSTORES.items()]
     signing = {
-        "sign_order_payment": (CHAIN_ID, order_payment()),
-        "sign_recharge_long_chain_id": (LONG_CHAIN_ID, recharge_request()),
-        "sign_for_other_key": (CHAIN_ID, order_payment(sender="bob")),
-        "sign_for_other_chain": ("paychain-other", order_payment()),
-        "sign_larger_than_a_payment": (CHAIN_ID, large_deploy()),
+        "sign_order_payment": (DOMAIN, order_payment()),
+        "sign_recharge_long_chain_id": (LONG_CHAIN, recharge_request()),
+        "sign_order_payment_other_genesis": (other_network(), order_payment()),
+        "sign_for_other_key": (DOMAIN, order_payment(sender="bob")),
+        "sign_for_other_chain": (crypto.SigningDomain("paychain-other", DOMAIN.genesis_hash), order_payment()),
+        "sign_larger_than_a_payment": (DOMAIN, large_deploy()),
     }
-    cases += [{"name": name, "op": "sign", "keystore": alice, "password": PASSWORD, "chain_id": chain_id,
-               "payload": encoding.encode(transaction).hex()} for name, (chain_id, transaction) in signing.items()]
+    cases += [{"name": name, "op": "sign", "keystore": alice, "password": PASSWORD, "chain_id": domain.chain_id,
+               "genesis_hash": "0x" + domain.genesis_hash.hex(), "payload": encoding.encode(transaction).hex()}
+              for name, (domain, transaction) in signing.items()]
     cases += [{"name": f"sign_garbage_{index}", "op": "sign", "keystore": alice, "password": PASSWORD,
-               "chain_id": CHAIN_ID, "payload": payload}
+               "chain_id": CHAIN_ID, "genesis_hash": "0x" + DOMAIN.genesis_hash.hex(), "payload": payload}
               for index, payload in enumerate(["", "00", "96a1", encoding.encode(order_payment()).hex()[:60]])]
+    cases += [{"name": f"sign_bad_genesis_hash_{index}", "op": "sign", "keystore": alice, "password": PASSWORD,
+               "chain_id": CHAIN_ID, "genesis_hash": genesis_hash, "payload": encoding.encode(order_payment()).hex()}
+              for index, genesis_hash in enumerate([None, "", "0x" + DOMAIN.genesis_hash.hex()[:-2], "0xzz" * 16])]
     return cases
 
 
@@ -172,17 +178,27 @@ def test_decrypt_opens_python_keystore(signer, name):
                                            "address": crypto.format_address(keys("alice").address)}}
 
 
-@pytest.mark.parametrize("name, chain_id, transaction", [
-    ("sign_order_payment", CHAIN_ID, order_payment()),
-    ("sign_recharge_long_chain_id", LONG_CHAIN_ID, recharge_request()),
+@pytest.mark.parametrize("name, domain, transaction", [
+    ("sign_order_payment", DOMAIN, order_payment()),
+    ("sign_recharge_long_chain_id", LONG_CHAIN, recharge_request()),
+    ("sign_order_payment_other_genesis", other_network(), order_payment()),
 ])
-def test_signed_bytes_equal_python_and_open(signer, name, chain_id, transaction):
-    expected = sign_transaction(keys("alice"), transaction)
+def test_signed_bytes_equal_python_and_open(signer, name, domain, transaction):
+    expected = sign_transaction(keys("alice"), domain, transaction)
     signed = bytes.fromhex(result(signer, name)["ok"]["signed"])
     assert signed == expected
-    envelope = open_transaction(signed, chain_id)
+    envelope = open_transaction(signed, domain)
     assert envelope.sender == keys("alice").address
     assert envelope.transaction == transaction
+
+
+def test_invalid_browser_signature_for_another_genesis_with_the_same_chain_id(signer):
+    # The page signs for the genesis the gateway names: a payment signed for one network is refused by another.
+    for_other_network = bytes.fromhex(result(signer, "sign_order_payment_other_genesis")["ok"]["signed"])
+    assert for_other_network != bytes.fromhex(result(signer, "sign_order_payment")["ok"]["signed"])
+    with pytest.raises(InvalidTransaction) as caught:
+        open_transaction(for_other_network, DOMAIN)
+    assert caught.value.code == "bad_signature"
 
 
 @pytest.mark.parametrize("name", ["wrong_password", "empty_password"])
@@ -207,13 +223,14 @@ def test_invalid_keystore_file(signer, name):
 
 
 @pytest.mark.parametrize("name", ["sign_for_other_key", "sign_for_other_chain", "sign_garbage_0",
-                                  "sign_garbage_1", "sign_garbage_2", "sign_garbage_3"])
+                                  "sign_garbage_1", "sign_garbage_2", "sign_garbage_3", "sign_bad_genesis_hash_0",
+                                  "sign_bad_genesis_hash_1", "sign_bad_genesis_hash_2", "sign_bad_genesis_hash_3"])
 def test_invalid_payload_refused(signer, name):
     assert error_name(signer, name) == "BadPayload"
 
 
 def test_invalid_payload_larger_than_a_payment(signer):
-    raw = sign_transaction(keys("alice"), large_deploy())
+    raw = sign_transaction(keys("alice"), DOMAIN, large_deploy())
     assert len(raw) > limits.payment_tx_bytes_max
-    open_transaction(raw, CHAIN_ID)  # valid on chain, but not something a checkout or recharge page signs
+    open_transaction(raw, DOMAIN)  # valid on chain, but not something a checkout or recharge page signs
     assert error_name(signer, "sign_larger_than_a_payment") == "BadPayload"

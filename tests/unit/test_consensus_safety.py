@@ -14,14 +14,14 @@ from node import crypto, encoding, limits
 from node.blocks import Block, Header, header_hash, tx_root
 from node.consensus.core import Broadcast, CommitBlock, Persist, Replica, RequestProposal, ValidateBlock
 from node.consensus.driver import Driver, FailStop
-from node.consensus.messages import (Commit, InvalidMessage, NewView, PreparedCertificate, Prepare, PrepareVote,
-                                     PrePrepare, SignedMessage, ViewChange, VoteSignature,
+from node.consensus.messages import (Commit, InvalidMessage, NewView, PreparedCertificate, PreparedState, Prepare,
+                                     PrepareVote, PrePrepare, SignedMessage, ViewChange, VoteSignature,
                                      check_prepared_certificate, sign_message, sign_view_change)
 from node.consensus.sync import BlockSync
 from node.consensus.wal import FileVoteLog, LogCorrupted, MemoryVoteLog, compact
-from tests.support import keys
+from tests.support import DOMAIN, keys
 
-CHAIN_ID = "paychain-test"
+CHAIN_ID = DOMAIN.chain_id
 VALIDATORS = [keys(f"validator-{i}") for i in range(4)]
 VALIDATOR_KEYS = [v.public_key for v in VALIDATORS]
 
@@ -33,11 +33,11 @@ def make_block(view: int = 0, proposer: int = 1, transactions: tuple[bytes, ...]
 
 
 def signed(index: int, message) -> SignedMessage:
-    return sign_message(VALIDATORS[index], CHAIN_ID, index, message)
+    return sign_message(VALIDATORS[index], DOMAIN, index, message)
 
 
 def replica(index: int, wal: MemoryVoteLog | None = None) -> Replica:
-    return Replica(index, VALIDATORS[index], CHAIN_ID, VALIDATOR_KEYS, height=1,
+    return Replica(index, VALIDATORS[index], DOMAIN, VALIDATOR_KEYS, height=1,
                    persisted=wal.replay() if wal is not None else ())
 
 
@@ -56,7 +56,7 @@ def prepared_certificate(block: Block, signers=(0, 1, 2), view: int = 0) -> Prep
     block_hash = header_hash(block.header)
     payload = encoding.encode(PrepareVote(1, view, block_hash))
     return PreparedCertificate(1, view, block_hash, tuple(
-        VoteSignature(i, crypto.sign(VALIDATORS[i], CHAIN_ID, crypto.TAG_PREPARE_VOTE, payload)) for i in signers))
+        VoteSignature(i, crypto.sign(VALIDATORS[i], DOMAIN, crypto.TAG_PREPARE_VOTE, payload)) for i in signers))
 
 
 def prepare_and_commit(node: Replica, wal: MemoryVoteLog, block: Block) -> list[SignedMessage]:
@@ -124,7 +124,7 @@ def test_after_a_finished_view_change_a_restart_is_not_mid_view_change():
     node = replica(0, wal)
     carry_out(wal, node.on_work(True))
     carry_out(wal, node.on_timeout("view", 1, 0))
-    changes = tuple(sign_view_change(VALIDATORS[i], CHAIN_ID, i, ViewChange(1, 1, None, None)) for i in (0, 2, 3))
+    changes = tuple(sign_view_change(VALIDATORS[i], DOMAIN, i, ViewChange(1, 1, None, None)) for i in (0, 2, 3))
     carry_out(wal, node.on_message(signed(2, NewView(1, 1, changes, None))))
     assert node.view == 1 and not node.view_changing
     restarted = replica(0, wal)
@@ -173,10 +173,10 @@ def test_signatures_of_committed_heights_are_forgotten():
 def test_invalid_prepared_certificate_with_a_shortened_or_swapped_body():
     block = make_block(transactions=(b"a", b"b"))
     certificate = prepared_certificate(block)
-    check_prepared_certificate(certificate, block, CHAIN_ID, VALIDATOR_KEYS)
+    check_prepared_certificate(certificate, block, DOMAIN, VALIDATOR_KEYS)
     for body in ((b"a",), (b"b", b"a"), ()):
         with pytest.raises(InvalidMessage, match="tx_count|tx root"):
-            check_prepared_certificate(certificate, Block(block.header, body), CHAIN_ID, VALIDATOR_KEYS)
+            check_prepared_certificate(certificate, Block(block.header, body), DOMAIN, VALIDATOR_KEYS)
 
 
 def test_one_byzantine_validator_cannot_halt_the_chain_with_an_early_view_change_carrying_a_forged_body():
@@ -198,7 +198,7 @@ def test_invalid_new_view_whose_fresh_block_names_another_proposer():
     node = replica(0)
     node.on_work(True)
     node.on_timeout("view", 1, 0)
-    changes = tuple(sign_view_change(VALIDATORS[i], CHAIN_ID, i, ViewChange(1, 1, None, None)) for i in (0, 2, 3))
+    changes = tuple(sign_view_change(VALIDATORS[i], DOMAIN, i, ViewChange(1, 1, None, None)) for i in (0, 2, 3))
     not_the_primary = make_block(view=1, proposer=3)
     assert node.on_message(signed(2, NewView(1, 1, changes, not_the_primary))) == []
     assert node.dropped["malformed_proposal"] == 1 and node.view_changing
@@ -229,6 +229,7 @@ class NoTimers:
 
 class ValidatingApp:
     chain_id = CHAIN_ID
+    signing_domain = DOMAIN
 
     def process_proposal(self, block, check_clock=True) -> None:
         pass
@@ -259,12 +260,17 @@ def test_a_wal_with_a_corrupt_record_before_valid_ones_refuses_to_start(tmp_path
 
 def test_the_wal_stays_bounded_while_running(tmp_path):
     wal = FileVoteLog(tmp_path / "votes.log", committed_height=0)
-    for height in range(1, 200):
-        wal.append(signed(0, Prepare(height, 0, bytes([height % 256]) * 32)))
-        wal.append(signed(0, Commit(height, 0, bytes([height % 256]) * 32)))
+    block = make_block(transactions=tuple(bytes([i]) * 2_000 for i in range(100)))  # ~200 KB per record
+    sizes = []
+    for height in range(1, 120):
+        certificate = dataclasses.replace(prepared_certificate(block), height=height)
+        wal.append(PreparedState(certificate, dataclasses.replace(block, header=dataclasses.replace(
+            block.header, height=height))))
         wal.committed(height)
-    assert wal.replay() == []
-    assert (tmp_path / "votes.log").stat().st_size < 1024
+        sizes.append((tmp_path / "votes.log").stat().st_size)
+    assert max(sizes) < 2 * limits.wal_compact_bytes_min + 400_000  # ~24 MB written in all
+    assert len(wal.replay()) < 30
+    assert FileVoteLog(tmp_path / "votes.log", committed_height=119).replay() == []
 
 
 def test_compaction_keeps_what_a_restart_needs():
@@ -277,7 +283,7 @@ def test_compaction_keeps_what_a_restart_needs():
         carry_out(wal, node.on_timeout("view", 1, view - 1))
     kept = compact(wal.replay(), committed_height=0)
     assert len(kept) < len(wal.replay())  # older views' messages are dropped …
-    restarted = Replica(0, VALIDATORS[0], CHAIN_ID, VALIDATOR_KEYS, height=1, persisted=kept)
+    restarted = Replica(0, VALIDATORS[0], DOMAIN, VALIDATOR_KEYS, height=1, persisted=kept)
     assert restarted.view == 3 and restarted.view_changing
     assert restarted.round.prepared is not None and restarted.round.prepared[1] == block  # … but not these
 

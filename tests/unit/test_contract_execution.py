@@ -12,8 +12,10 @@ from node import crypto, encoding, limits
 from node.contracts import runtime
 from node.state import contract_key
 from node.transactions import CallContract, DeployContract, InvalidTransaction, Transaction, required_fee
-from tests.support import keys, make_chain, make_genesis, sign
+from tests.support import keys, make_chain, make_genesis, signer_for
 
+GENESIS = make_genesis(deployers=("alice",))
+sign = signer_for(GENESIS)
 SOURCE = '''
 OWNER = "owner"
 
@@ -64,7 +66,7 @@ GAS = 200_000
 
 class Harness:
     def __init__(self) -> None:
-        self.chain = make_chain(make_genesis(deployers=("alice",)))
+        self.chain = make_chain(GENESIS)
         self.nonces: dict[str, int] = {}
 
     def send(self, name: str, body, fee: int | None = None):
@@ -192,7 +194,7 @@ def test_invalid_escrow_operation_moves_no_money(harness, function, args, code):
 
 
 def test_invalid_fee_below_what_the_gas_limit_needs():
-    chain = make_chain(make_genesis(deployers=("alice",)))
+    chain = make_chain(GENESIS)
     body = CallContract(bytes(20), "bump", encoding.encode_value((1,)), 200_000)
     with pytest.raises(InvalidTransaction) as caught:
         chain.submit(sign("alice", 0, body, fee=100))
@@ -209,7 +211,7 @@ def test_query_is_read_only(harness):
 
 
 def test_a_block_touches_at_most_block_contracts_max_contracts():
-    chain = make_chain(make_genesis(deployers=("alice",)))
+    chain = make_chain(GENESIS)
     count = limits.block_contracts_max + 1
     source = "def ping():\n    return 1\n"
     deploys = [sign("alice", nonce, DeployContract(source + "#" + str(nonce) + "\n", encoding.encode_value(()),

@@ -20,7 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from node import crypto, encoding
 from node.contracts import system
 from node.transactions import InvalidTransaction, SetMerchantStatus
-from tests.support import ASSETS, CHAIN_ID, keys, make_chain, make_genesis
+from tests.support import ASSETS, CHAIN_ID, keys, make_chain, make_genesis, other_network, signer_for
 from tests.unit.test_order_contract import CALL_FEE, Shop
 from wallet_cli.main import main as paywallet  # first: importing main adds --json to the commands it imports
 from wallet_cli import multisig
@@ -45,6 +45,8 @@ class Exchange(Shop):
         genesis = make_genesis(users=USERS, merchants=("merchant", "kiosk"), gateways=("gateway", "gateway2"),
                                crossborder=(approvals_required, QUOTE_BLOCKS_MAX))
         self.chain = make_chain(genesis)
+        self.domain = genesis.signing_domain
+        self.sign = signer_for(genesis)
         self.contract = genesis.params.contract(system.CROSSBORDER)
         self.nonces: dict[str, int] = {}
         self.quotes = 0
@@ -65,7 +67,7 @@ class Exchange(Shop):
                 signer: str | None = None, public_key: bytes | None = None, signature: bytes | None = None):
         """Propose with `quote` signed by `signer` (default: the gateway); the receipt and the new proposal's id."""
         quote = quote if quote is not None else self.quote()
-        signed = multisig.sign_quote(keys(signer or gateway), CHAIN_ID, quote)  # its public key is the signer's
+        signed = multisig.sign_quote(keys(signer or gateway), self.domain, quote)  # its public key is the signer's
         receipt = self.call(payer, "propose", keys(merchant).address, keys(gateway).address,
                             public_key or signed.public_key, quote, signature or signed.signature)
         proposed = [e for e in receipt.events if e.name == "crossborder_proposed"]
@@ -223,7 +225,7 @@ def test_the_proposal_id_is_known_from_the_quote(exchange):
 # --- invalid proposals --------------------------------------------------------------------------
 
 def _forged(exchange):
-    signature = multisig.sign_quote(keys("bob"), CHAIN_ID, exchange.quote()).signature
+    signature = multisig.sign_quote(keys("bob"), exchange.domain, exchange.quote()).signature
     return exchange.propose(signature=signature)
 
 
@@ -237,20 +239,28 @@ def _signed_by_another_gateway_with_its_own_key(exchange):
 
 def _tampered(exchange):
     quote = exchange.quote()
-    signature = multisig.sign_quote(keys("gateway"), CHAIN_ID, quote).signature
+    signature = multisig.sign_quote(keys("gateway"), exchange.domain, quote).signature
     quote["settle_amount"] = SETTLE * 2
     return exchange.propose(quote=quote, signature=signature)
 
 
 def _other_chain(exchange):
     quote = exchange.quote()
-    return exchange.propose(quote=quote, signature=multisig.sign_quote(keys("gateway"), "other", quote).signature)
+    other_chain = crypto.SigningDomain("other", exchange.domain.genesis_hash)
+    return exchange.propose(quote=quote, signature=multisig.sign_quote(keys("gateway"), other_chain, quote).signature)
+
+
+def _other_genesis_with_the_same_chain_id(exchange):
+    quote = exchange.quote()
+    signature = multisig.sign_quote(keys("gateway"), other_network(exchange.domain), quote).signature
+    return exchange.propose(quote=quote, signature=signature)
 
 
 @pytest.mark.parametrize("attempt, message", [
     (_forged, "the quote's signature is not the gateway's"),
     (_tampered, "the quote's signature is not the gateway's"),
     (_other_chain, "the quote's signature is not the gateway's"),
+    (_other_genesis_with_the_same_chain_id, "the quote's signature is not the gateway's"),
     (_signed_by_another_gateway, "the quote's signature is not the gateway's"),
     (_signed_by_another_gateway_with_its_own_key, "gateway_public_key is not the key of the gateway's account"),
     (lambda ex: ex.propose(quote=ex.quote(valid_blocks=0)), "the quote expired at height"),
@@ -456,7 +466,8 @@ def test_paywallet_multisig_quote_writes_a_quote_the_contract_accepts(tmp_path, 
     Keystore(tmp_path / "wallet").save("gw", keys("gateway"), "correct horse", **FAST_KDF)
     (tmp_path / "password").write_text("correct horse\n")
     answers = {"node_status": {"height": exchange.chain.ledger.head.height}, "account_get": {"role": "gateway"},
-               "chain_getParams": {"chain_id": CHAIN_ID, "assets": ASSETS, "contracts": []}}
+               "chain_getParams": {"chain_id": CHAIN_ID, "genesis_hash": "0x" + exchange.domain.genesis_hash.hex(),
+                                   "assets": ASSETS, "contracts": []}}
     monkeypatch.setattr(RpcClient, "call", lambda self, method, *params: answers[method])
     out = tmp_path / "quote.json"
     result = CliRunner().invoke(paywallet, [
@@ -468,7 +479,8 @@ def test_paywallet_multisig_quote_writes_a_quote_the_contract_accepts(tmp_path, 
     signed = multisig.read_quote(out)
     assert signed.quote == multisig.make_quote("CNY", PAY, "USD", SETTLE, exchange.chain.ledger.head.height + 20,
                                                "rate-7")
-    assert crypto.verify(keys("gateway").public_key, CHAIN_ID, crypto.TAG_CONTRACT_MESSAGE,
+    assert signed.domain == exchange.domain
+    assert crypto.verify(keys("gateway").public_key, exchange.domain, crypto.TAG_CONTRACT_MESSAGE,
                          encoding.encode_value(signed.quote), signed.signature)
     receipt, proposal_id = exchange.propose(quote=signed.quote, signature=signed.signature)
     assert receipt.success and proposal_id == multisig.proposal_id_of(signed.gateway, "rate-7")
@@ -484,8 +496,13 @@ def test_paywallet_multisig_quote_writes_a_quote_the_contract_accepts(tmp_path, 
 
 
 def test_invalid_quote_file_is_refused_before_sending(exchange):
-    document = multisig.quote_document(multisig.sign_quote(keys("gateway"), CHAIN_ID, exchange.quote()))
+    document = multisig.quote_document(multisig.sign_quote(keys("gateway"), exchange.domain, exchange.quote()))
     assert multisig.parse_quote_document(document).gateway == keys("gateway").address
+    replayed = dict(document, genesis_hash="0x" + other_network(exchange.domain).genesis_hash.hex())
+    with pytest.raises(multisig.WalletFailure, match="does not verify"):
+        multisig.parse_quote_document(replayed)
+    with pytest.raises(multisig.WalletFailure, match="malformed"):
+        multisig.parse_quote_document({key: value for key, value in document.items() if key != "genesis_hash"})
     changed = json.loads(json.dumps(document))
     changed["quote"]["settle_amount"] += 1
     with pytest.raises(multisig.WalletFailure, match="does not verify"):
@@ -493,6 +510,20 @@ def test_invalid_quote_file_is_refused_before_sending(exchange):
     other = dict(document, gateway=crypto.format_address(keys("gateway2").address))
     with pytest.raises(multisig.WalletFailure, match="not the gateway's"):
         multisig.parse_quote_document(other)
+
+
+def test_invalid_quote_for_another_network_is_refused_before_sending(tmp_path, monkeypatch, exchange):
+    # A quote signed on another local network (same chain id, other genesis) would fail in the contract: the wallet
+    # says so before it signs or sends anything.
+    quote = multisig.sign_quote(keys("gateway"), other_network(exchange.domain), exchange.quote())
+    (tmp_path / "quote.json").write_text(json.dumps(multisig.quote_document(quote)))
+    answers = {"chain_getParams": {"chain_id": CHAIN_ID, "genesis_hash": "0x" + exchange.domain.genesis_hash.hex(),
+                                   "assets": ASSETS, "contracts": []}}
+    monkeypatch.setattr(RpcClient, "call", lambda self, method, *params: answers[method])
+    result = CliRunner().invoke(paywallet, ["--wallet-dir", str(tmp_path / "wallet"), "multisig", "propose",
+                                            "--merchant", crypto.format_address(keys("merchant").address),
+                                            "--quote", str(tmp_path / "quote.json"), "--from", "alice"])
+    assert result.exit_code == 1 and "the quote is for another network" in result.output
 
 
 @pytest.mark.parametrize("command", ["quote", "propose", "approve", "reject", "cancel", "expire", "show", "deposit",

@@ -13,64 +13,101 @@ ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 
 # --- signatures ------------------------------------------------------------------------------
 
-def test_signature_verifies_for_same_key_chain_tag_and_payload():
+GENESIS_A = crypto.hash_bytes(b"genesis a")
+CHAIN_A = crypto.SigningDomain("chain-a", GENESIS_A)
+
+
+def test_signature_verifies_for_same_key_domain_tag_and_payload():
     pair = keys("alice")
-    signature = crypto.sign(pair, "chain-a", crypto.TAG_TRANSACTION, b"payload")
+    signature = crypto.sign(pair, CHAIN_A, crypto.TAG_TRANSACTION, b"payload")
     assert len(signature) == crypto.SIGNATURE_BYTES
-    assert crypto.verify(pair.public_key, "chain-a", crypto.TAG_TRANSACTION, b"payload", signature)
+    assert crypto.verify(pair.public_key, crypto.SigningDomain("chain-a", GENESIS_A), crypto.TAG_TRANSACTION,
+                         b"payload", signature)
 
 
 def test_invalid_signature_for_another_chain():
     pair = keys("alice")
-    signature = crypto.sign(pair, "chain-a", crypto.TAG_TRANSACTION, b"payload")
-    assert not crypto.verify(pair.public_key, "chain-b", crypto.TAG_TRANSACTION, b"payload", signature)
+    signature = crypto.sign(pair, CHAIN_A, crypto.TAG_TRANSACTION, b"payload")
+    other = crypto.SigningDomain("chain-b", GENESIS_A)
+    assert not crypto.verify(pair.public_key, other, crypto.TAG_TRANSACTION, b"payload", signature)
+
+
+@pytest.mark.parametrize("tag", [crypto.TAG_TRANSACTION, crypto.TAG_PREPARE_VOTE, crypto.TAG_COMMIT_VOTE,
+                                 crypto.TAG_CONSENSUS, crypto.TAG_KYC_ATTESTATION, crypto.TAG_CONTRACT_MESSAGE])
+def test_invalid_signature_for_another_genesis_with_the_same_chain_id(tag):
+    # Two local networks are both "paychain-local": only the genesis hash tells them apart.
+    pair = keys("alice")
+    signature = crypto.sign(pair, CHAIN_A, tag, b"payload")
+    other = crypto.SigningDomain("chain-a", crypto.hash_bytes(b"genesis b"))
+    assert not crypto.verify(pair.public_key, other, tag, b"payload", signature)
 
 
 def test_invalid_signature_commit_vote_tag_is_not_a_transaction_signature():
     pair = keys("validator-0")
-    signature = crypto.sign(pair, "chain-a", crypto.TAG_COMMIT_VOTE, b"payload")
-    assert crypto.verify(pair.public_key, "chain-a", crypto.TAG_COMMIT_VOTE, b"payload", signature)
-    assert not crypto.verify(pair.public_key, "chain-a", crypto.TAG_TRANSACTION, b"payload", signature)
-    assert not crypto.verify(pair.public_key, "chain-a", crypto.TAG_KYC_ATTESTATION, b"payload", signature)
+    signature = crypto.sign(pair, CHAIN_A, crypto.TAG_COMMIT_VOTE, b"payload")
+    assert crypto.verify(pair.public_key, CHAIN_A, crypto.TAG_COMMIT_VOTE, b"payload", signature)
+    assert not crypto.verify(pair.public_key, CHAIN_A, crypto.TAG_TRANSACTION, b"payload", signature)
+    assert not crypto.verify(pair.public_key, CHAIN_A, crypto.TAG_KYC_ATTESTATION, b"payload", signature)
 
 
 def test_invalid_signature_for_other_payload_or_key():
     alice, bob = keys("alice"), keys("bob")
-    signature = crypto.sign(alice, "chain-a", crypto.TAG_TRANSACTION, b"payload")
-    assert not crypto.verify(alice.public_key, "chain-a", crypto.TAG_TRANSACTION, b"payload!", signature)
-    assert not crypto.verify(bob.public_key, "chain-a", crypto.TAG_TRANSACTION, b"payload", signature)
+    signature = crypto.sign(alice, CHAIN_A, crypto.TAG_TRANSACTION, b"payload")
+    assert not crypto.verify(alice.public_key, CHAIN_A, crypto.TAG_TRANSACTION, b"payload!", signature)
+    assert not crypto.verify(bob.public_key, CHAIN_A, crypto.TAG_TRANSACTION, b"payload", signature)
 
 
 def test_invalid_signature_tampered_bit_does_not_verify():
     pair = keys("alice")
-    signature = bytearray(crypto.sign(pair, "chain-a", crypto.TAG_TRANSACTION, b"payload"))
+    signature = bytearray(crypto.sign(pair, CHAIN_A, crypto.TAG_TRANSACTION, b"payload"))
     signature[10] ^= 1
-    assert not crypto.verify(pair.public_key, "chain-a", crypto.TAG_TRANSACTION, b"payload", bytes(signature))
+    assert not crypto.verify(pair.public_key, CHAIN_A, crypto.TAG_TRANSACTION, b"payload", bytes(signature))
 
 
 @pytest.mark.parametrize("public_key_size, signature_size", [(31, 64), (33, 64), (32, 63), (32, 65), (0, 0)])
 def test_invalid_signature_wrong_lengths_are_rejected_not_raised(public_key_size, signature_size):
-    assert not crypto.verify(bytes(public_key_size), "c", crypto.TAG_TRANSACTION, b"x", bytes(signature_size))
+    assert not crypto.verify(bytes(public_key_size), CHAIN_A, crypto.TAG_TRANSACTION, b"x", bytes(signature_size))
 
 
 def test_invalid_signature_chain_id_and_payload_boundary_is_unambiguous():
     # Without length prefixes, ("ab", "c...") and ("a", "bc...") would sign the same bytes.
     pair = keys("alice")
-    signature = crypto.sign(pair, "ab", crypto.TAG_TRANSACTION, b"cd")
-    assert not crypto.verify(pair.public_key, "a", crypto.TAG_TRANSACTION, b"bcd", signature)
-    assert not crypto.verify(pair.public_key, "abc", crypto.TAG_TRANSACTION, b"d", signature)
+    signature = crypto.sign(pair, crypto.SigningDomain("ab", GENESIS_A), crypto.TAG_TRANSACTION, b"cd")
+    assert not crypto.verify(pair.public_key, crypto.SigningDomain("a", GENESIS_A), crypto.TAG_TRANSACTION, b"bcd",
+                             signature)
+    assert not crypto.verify(pair.public_key, crypto.SigningDomain("abc", GENESIS_A), crypto.TAG_TRANSACTION, b"d",
+                             signature)
+
+
+def test_signing_message_layout():
+    # The browser signer (web/src/signer.js) builds these bytes too: the layout is a format, not a detail.
+    message = crypto._signing_message(CHAIN_A, crypto.TAG_TRANSACTION, b"payload")
+    assert message == (bytes([len(crypto.TAG_TRANSACTION)]) + crypto.TAG_TRANSACTION + bytes([len("chain-a")])
+                       + b"chain-a" + GENESIS_A + b"payload")
+
+
+@pytest.mark.parametrize("chain_id, genesis_hash", [("chain-a", bytes(31)), ("chain-a", bytes(33)), ("", bytes(32)),
+                                                    ("chaîne", bytes(32)), ("c" * 256, bytes(32)),
+                                                    ("chain-a", "00" * 32)])
+def test_invalid_signing_domain(chain_id, genesis_hash):
+    with pytest.raises(ValueError):
+        crypto.SigningDomain(chain_id, genesis_hash)
 
 
 def test_signing_is_deterministic():
     pair = keys("alice")
-    assert crypto.sign(pair, "c", crypto.TAG_TRANSACTION, b"x") == crypto.sign(pair, "c", crypto.TAG_TRANSACTION, b"x")
+    assert crypto.sign(pair, CHAIN_A, crypto.TAG_TRANSACTION, b"x") == crypto.sign(pair, CHAIN_A,
+                                                                                  crypto.TAG_TRANSACTION, b"x")
 
 
-@given(st.binary(min_size=32, max_size=32), st.binary(max_size=200), st.text(max_size=32))
-def test_any_seed_signs_anything_verifiably(seed, payload, chain_id):
+@given(st.binary(min_size=32, max_size=32), st.binary(max_size=200),
+       st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=32),
+       st.binary(min_size=32, max_size=32))
+def test_any_seed_signs_anything_verifiably(seed, payload, chain_id, genesis_hash):
     pair = crypto.KeyPair.from_seed(seed)
-    signature = crypto.sign(pair, chain_id, crypto.TAG_TRANSACTION, payload)
-    assert crypto.verify(pair.public_key, chain_id, crypto.TAG_TRANSACTION, payload, signature)
+    domain = crypto.SigningDomain(chain_id, genesis_hash)
+    signature = crypto.sign(pair, domain, crypto.TAG_TRANSACTION, payload)
+    assert crypto.verify(pair.public_key, domain, crypto.TAG_TRANSACTION, payload, signature)
 
 
 # --- keys ---------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from node import blocks, limits
+from node import blocks, crypto, limits
 from node.blocks import Block, Header, InvalidBlock
 from node.execution import (BlockContext, Rejected, apply_block, apply_transaction, execute_candidates,
                             validate_header)
@@ -14,10 +14,12 @@ from node.state import (EMPTY_ACCOUNT, RECHARGE_PENDING, RECHARGE_POSTED, RECHAR
                         recharge_key)
 from node.transactions import (InvalidTransaction, RechargePost, RechargeRequest, RechargeVoid, Register, Role,
                                Transfer, Withdraw, open_transaction)
-from tests.support import CHAIN_ID, keys, make_genesis, sign
+from tests.support import CHAIN_ID, keys, make_genesis, other_network, signer_for
 
 GENESIS = make_genesis(users={"alice": {"CNY": 100_000, "USD": 100_000}, "bob": {"CNY": 100_000, "USD": 100_000},
                               "fees": {"CNY": 50}})
+DOMAIN = GENESIS.signing_domain
+sign = signer_for(GENESIS)
 FEES = GENESIS.params.fee_account
 ALICE, BOB, GATEWAY, MERCHANT = (keys(n).address for n in ("alice", "bob", "gateway", "merchant"))
 STRANGER = keys("stranger").address
@@ -29,7 +31,7 @@ def fresh_state() -> State:
 
 
 def apply(state: State, raw: bytes):
-    return apply_transaction(state, open_transaction(raw, CHAIN_ID), CONTEXT)
+    return apply_transaction(state, open_transaction(raw, DOMAIN), CONTEXT)
 
 
 def records(state: State) -> dict:
@@ -55,7 +57,7 @@ def assert_only_fee_and_nonce_changed(before: dict, state: State, sender: bytes,
 
 def rejected(state: State, raw: bytes, code: str, message: str):
     """Apply `raw`, expecting a failed receipt with `code`; check nothing but fee and nonce changed."""
-    envelope = open_transaction(raw, CHAIN_ID)
+    envelope = open_transaction(raw, DOMAIN)
     before = records(state)
     receipt = apply_transaction(state, envelope, CONTEXT)
     assert (receipt.success, receipt.code) == (False, code), receipt
@@ -85,7 +87,7 @@ def requested(state: State, amount: int = 500, asset: str = "CNY", user: str = "
     """Apply a recharge request to `state` and return its id."""
     raw = sign(user, nonce, RechargeRequest(GATEWAY, asset, amount, "bank memo"))
     assert apply(state, raw).success
-    return open_transaction(raw, CHAIN_ID).hash
+    return open_transaction(raw, DOMAIN).hash
 
 
 # --- successful transactions ------------------------------------------------------------------
@@ -310,7 +312,7 @@ def test_invalid_fee_overflow():
 def make_block(raws: list[bytes], height: int = 1, **header_changes) -> Block:
     """A block of `raws` on genesis with correct roots (state root left zero: the caller checks it)."""
     scratch = State(GENESIS.state())
-    envelopes = [open_transaction(raw, CHAIN_ID) for raw in raws]
+    envelopes = [open_transaction(raw, DOMAIN) for raw in raws]
     receipts = [apply_transaction(scratch, e, BlockContext(height, 1_700_000_001_000)) for e in envelopes]
     header = Header(CHAIN_ID, height, 0, GENESIS.hash, keys("validator-0").address, 1_700_000_001_000, len(raws),
                     blocks.tx_root([e.hash for e in envelopes]), blocks.receipts_root(receipts), bytes(32))
@@ -357,9 +359,16 @@ def test_invalid_block_receipts_root_mismatch():
 
 
 def test_invalid_block_transaction_does_not_open():
-    forged = sign("alice", 0, Transfer(BOB, "CNY", 5), chain_id="other-chain")
+    forged = sign("alice", 0, Transfer(BOB, "CNY", 5), domain=crypto.SigningDomain("other-chain", DOMAIN.genesis_hash))
     block = Block(make_block([]).header, (forged,))
     with pytest.raises(InvalidBlock, match="transaction 0 is invalid: transaction is for chain 'other-chain'"):
+        apply_block(fresh_state(), dataclasses.replace(block, header=dataclasses.replace(block.header, tx_count=1)))
+
+
+def test_invalid_block_transaction_signed_for_another_genesis_with_the_same_chain_id():
+    replayed = sign("alice", 0, Transfer(BOB, "CNY", 5), domain=other_network(DOMAIN))
+    block = Block(make_block([]).header, (replayed,))
+    with pytest.raises(InvalidBlock, match="transaction 0 is invalid: signature does not verify"):
         apply_block(fresh_state(), dataclasses.replace(block, header=dataclasses.replace(block.header, tx_count=1)))
 
 
@@ -367,7 +376,7 @@ def test_invalid_block_transaction_may_not_be_included():
     raws = [sign("alice", 0, Transfer(BOB, "CNY", 5)), sign("alice", 0, Transfer(BOB, "CNY", 6))]
     with pytest.raises(InvalidTransaction):
         make_block(raws)
-    envelopes = [open_transaction(raw, CHAIN_ID) for raw in raws]
+    envelopes = [open_transaction(raw, DOMAIN) for raw in raws]
     header = dataclasses.replace(make_block([]).header, tx_count=2, tx_root=blocks.tx_root([e.hash for e in envelopes]))
     state = fresh_state()
     with pytest.raises(InvalidBlock, match="transaction 1 may not be included: nonce 0 does not match"):
@@ -378,14 +387,14 @@ def test_invalid_block_transaction_may_not_be_included():
 def test_invalid_block_with_a_transaction_twice():
     raw = TWO_TRANSFERS[0]
     header = dataclasses.replace(make_block([]).header, tx_count=2,
-                                 tx_root=blocks.tx_root([open_transaction(raw, CHAIN_ID).hash] * 2))
+                                 tx_root=blocks.tx_root([open_transaction(raw, DOMAIN).hash] * 2))
     with pytest.raises(InvalidBlock, match="transaction 1 may not be included"):
         apply_block(fresh_state(), Block(header, (raw, raw)))
 
 
 def test_apply_block_reuses_opened_envelopes():
     block = make_block(TWO_TRANSFERS)
-    opened = {e.hash: e for e in (open_transaction(raw, CHAIN_ID) for raw in TWO_TRANSFERS)}
+    opened = {e.hash: e for e in (open_transaction(raw, DOMAIN) for raw in TWO_TRANSFERS)}
     assert apply_block(fresh_state(), block, opened)[1] == apply_block(fresh_state(), block)[1]
 
 
@@ -424,7 +433,7 @@ def test_invalid_header_timestamp_before_parent():
 # --- proposer -----------------------------------------------------------------------------------
 
 def test_execute_candidates_skips_what_cannot_be_included_and_keeps_order():
-    candidates = [open_transaction(raw, CHAIN_ID) for raw in [
+    candidates = [open_transaction(raw, DOMAIN) for raw in [
         sign("alice", 0, Transfer(BOB, "CNY", 5)),
         sign("alice", 5, Transfer(BOB, "CNY", 5)),                 # nonce gap
         sign("stranger", 0, Transfer(BOB, "CNY", 5)),              # cannot pay the fee
@@ -438,7 +447,7 @@ def test_execute_candidates_skips_what_cannot_be_included_and_keeps_order():
 
 
 def test_execute_candidates_stops_at_the_count_and_byte_limits():
-    candidates = [open_transaction(sign("alice", n, Transfer(BOB, "CNY", 5)), CHAIN_ID) for n in range(5)]
+    candidates = [open_transaction(sign("alice", n, Transfer(BOB, "CNY", 5)), DOMAIN) for n in range(5)]
     assert len(execute_candidates(fresh_state(), candidates, CONTEXT, 3, 10**6)[1]) == 3
     size = len(candidates[0].raw)
     assert len(execute_candidates(fresh_state(), candidates, CONTEXT, 100, 2 * size + size - 1)[1]) == 2
@@ -450,6 +459,6 @@ def test_invalid_block_repeating_its_last_transaction_despite_the_same_merkle_ro
     raws = [sign("alice", n, Transfer(BOB, "CNY", 5)) for n in range(3)]
     block = make_block(raws)
     padded = Block(block.header, block.transactions + block.transactions[-1:])
-    assert blocks.tx_root([open_transaction(r, CHAIN_ID).hash for r in padded.transactions]) == block.header.tx_root
+    assert blocks.tx_root([open_transaction(r, DOMAIN).hash for r in padded.transactions]) == block.header.tx_root
     with pytest.raises(InvalidBlock, match="tx_count does not match"):
         apply_block(fresh_state(), padded)

@@ -17,7 +17,7 @@ from node.transactions import (AddValidator, CallContract, DeployContract, Gover
                                SetRiskRules, Transfer, transaction_hash)
 from node import blocks
 from node.blocks import InvalidBlock
-from tests.support import CHAIN_ID, certify, keys, make_chain, make_genesis, sign
+from tests.support import certify, keys, make_chain, make_genesis, signer_for
 
 OPERATORS = [f"validator-{i}" for i in range(4)]
 USERS = {name: {"CNY": 1_000_000} for name in ["alice", "bob", "carol"] + OPERATORS}
@@ -25,14 +25,16 @@ USERS = {name: {"CNY": 1_000_000} for name in ["alice", "bob", "carol"] + OPERAT
 
 class Chain:
     def __init__(self, validators: int = 4) -> None:
-        self.chain = make_chain(make_genesis(users=USERS, validators=validators, orders=(100, 3, 5)))
+        genesis = make_genesis(users=USERS, validators=validators, orders=(100, 3, 5))
+        self.chain = make_chain(genesis)
+        self.sign = signer_for(genesis)
         self.nonces: dict[str, int] = {}
 
     def signed(self, name: str, body, fee: int = 1) -> bytes:
         """`body` signed by `name` with its next nonce."""
         nonce = self.nonces.get(name, 0)
         self.nonces[name] = nonce + 1
-        return sign(name, nonce, body, fee=fee)
+        return self.sign(name, nonce, body, fee=fee)
 
     def send(self, name: str, body, fee: int = 1):
         self.chain.submit(self.signed(name, body, fee))
@@ -159,7 +161,8 @@ def test_risk_limits_apply_to_order_payments(chain):
 def test_min_fee_set_by_governance(chain):
     chain.enact(SetMinFee("CNY", 5))
     with pytest.raises(InvalidTransaction) as caught:
-        chain.chain.submit(sign("alice", chain.nonces.get("alice", 0), Transfer(keys("bob").address, "CNY", 1), fee=1))
+        chain.chain.submit(chain.sign("alice", chain.nonces.get("alice", 0), Transfer(keys("bob").address, "CNY", 1),
+                                      fee=1))
     assert caught.value.code == "fee_too_low"
     assert chain.send("alice", Transfer(keys("bob").address, "CNY", 1), fee=5)[0].success
 
@@ -182,7 +185,7 @@ def test_invalid_action_against_the_chain(chain, action, code):
 ])
 def test_invalid_proposal_shape(chain, body, code):
     with pytest.raises(InvalidTransaction) as caught:
-        chain.chain.submit(sign("validator-0", 0, body))
+        chain.chain.submit(chain.sign("validator-0", 0, body))
     assert caught.value.code == code
 
 
@@ -205,8 +208,8 @@ def test_validator_set_changes_at_a_defined_height(chain):
     assert governance.approvals_needed(ledger.state(), ledger.head.height + 1) == 4
     with pytest.raises(InvalidBlock, match="needs 4"):  # three signatures no longer make a block final
         block = ledger.store.get_block(ledger.head.height)
-        blocks.verify_certificate(certify(block, [keys(f"validator-{i}") for i in range(3)], CHAIN_ID),
-                                  block.header, ledger.validator_keys)
+        blocks.verify_certificate(certify(block, [keys(f"validator-{i}") for i in range(3)], ledger.signing_domain),
+                                  block.header, ledger.signing_domain, ledger.validator_keys)
 
 
 def test_invalid_validator_changes(chain):
@@ -216,7 +219,7 @@ def test_invalid_validator_changes(chain):
     receipt, _ = chain.send("validator-0", GovernancePropose(RemoveValidator(keys("stranger").public_key), 10))
     assert not receipt.success and receipt.code == "not_validator"
     with pytest.raises(InvalidTransaction) as caught:
-        chain.chain.submit(sign("validator-0", chain.nonces["validator-0"], GovernancePropose(
+        chain.chain.submit(chain.sign("validator-0", chain.nonces["validator-0"], GovernancePropose(
             AddValidator(ValidatorInfo("", keys("x").public_key, int(Role.USER), "")), 10)))
     assert caught.value.code == "incomplete_validator"
 
@@ -241,7 +244,7 @@ def test_removed_validator_is_no_longer_an_operator(chain):
 def test_invalid_validator_address(chain, address):
     info = ValidatorInfo("v4", keys("validator-4").public_key, int(Role.USER), address)
     with pytest.raises(InvalidTransaction) as caught:
-        chain.chain.submit(sign("validator-0", 0, GovernancePropose(AddValidator(info), 10)))
+        chain.chain.submit(chain.sign("validator-0", 0, GovernancePropose(AddValidator(info), 10)))
     assert caught.value.code == "bad_p2p_address"
 
 
@@ -303,7 +306,7 @@ def test_validator_set_of_every_height_survives_many_changes(chain):
     for height, validator_keys in certified_by.items():
         assert tuple(v.public_key for v in store.validators_at(height)) == validator_keys, height
         block, certificate = ledger.certified_block(height)
-        blocks.verify_certificate(certificate, block.header, validator_keys)
+        blocks.verify_certificate(certificate, block.header, ledger.signing_domain, validator_keys)
         fresh.ledger.commit(block, certificate)  # checks the certificate against the set of its height
     assert fresh.ledger.head == ledger.head
 

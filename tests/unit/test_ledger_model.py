@@ -21,7 +21,7 @@ from node.storage.chain import ChainStore
 from node.storage.kv import MemoryStore
 from node.transactions import (InvalidTransaction, RechargePost, RechargeRequest, RechargeVoid, Register, Role,
                                Transfer, Withdraw, open_transaction)
-from tests.support import CHAIN_ID, keys, make_chain, make_genesis, sign
+from tests.support import keys, make_chain, make_genesis, sign
 
 GENESIS = make_genesis()
 ASSET_CODES = ("CNY", "USD")
@@ -118,7 +118,7 @@ class LedgerModel(RuleBasedStateMachine):
         assert refused == expected, (name, body, refused, expected)
         event(f"admission: {refused or 'admitted'}")
         if refused is None:
-            self.pending.append(open_transaction(raw, CHAIN_ID))
+            self.pending.append(open_transaction(raw, GENESIS.signing_domain))
             assert len(ledger.mempool) == pending_before + 1
         else:
             assert len(ledger.mempool) == pending_before

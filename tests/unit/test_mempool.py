@@ -8,7 +8,7 @@ from node.mempool import Mempool, costs_of, mempool_tx_ttl_ms
 from node.state import EMPTY_ACCOUNT, State
 from node.transactions import (InvalidTransaction, RechargePost, RechargeRequest, Register, Role, Transfer,
                                Withdraw, open_transaction)
-from tests.support import CHAIN_ID, keys, make_genesis, sign
+from tests.support import keys, make_genesis, sign
 
 GENESIS = make_genesis()
 ALICE, BOB, GATEWAY = (keys(n).address for n in ("alice", "bob", "gateway"))
@@ -28,7 +28,7 @@ def state() -> State:
 
 
 def envelope(raw: bytes):
-    return open_transaction(raw, CHAIN_ID)
+    return open_transaction(raw, GENESIS.signing_domain)
 
 
 def transfer(sender: str, nonce: int, amount: int = 5, **options):

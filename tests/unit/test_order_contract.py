@@ -18,7 +18,7 @@ from node.orders import read_order
 from node.state import KEY_ACCOUNT
 from node.transactions import (CallContract, DeployContract, InvalidTransaction, Register, Role, SetMerchantStatus,
                                Transfer)
-from tests.support import keys, make_chain, make_genesis, sign
+from tests.support import keys, make_chain, make_genesis, signer_for
 
 FEE_BPS, CONFIRM_BLOCKS, SHIP_BLOCKS = 100, 3, 5
 GAS = 100_000
@@ -35,6 +35,7 @@ class Shop:
         genesis = make_genesis(users=USERS, merchants=("merchant", "kiosk"), orders=(FEE_BPS, CONFIRM_BLOCKS,
                                                                                       SHIP_BLOCKS))
         self.chain = make_chain(genesis)
+        self.sign = signer_for(genesis)
         self.contract = genesis.params.contract(system.ORDERS)
         self.nonces: dict[str, int] = {}
         self.supply = {asset: self.state().supply(asset) for asset in ("CNY", "USD")}
@@ -44,7 +45,7 @@ class Shop:
 
     def send(self, name: str, body, fee: int = 1):
         nonce = self.nonces.get(name, 0)
-        self.chain.submit(sign(name, nonce, body, fee=fee))
+        self.chain.submit(self.sign(name, nonce, body, fee=fee))
         self.nonces[name] = nonce + 1
         return self.chain.commit_pending().receipts[0]
 
@@ -329,9 +330,10 @@ def test_an_unanswered_refund_request_is_refunded_by_settle(shop):
 
 def test_invalid_event_name_of_the_ledger_itself():
     from node.contracts import runtime
-    chain = make_chain(make_genesis(deployers=("alice",)))
+    genesis = make_genesis(deployers=("alice",))
+    chain = make_chain(genesis)
     source = 'def fake():\n    emit("transfer", {"amount": 1})\n'
-    chain.submit(sign("alice", 0, DeployContract(source, encoding.encode_value(()), 100_000), fee=101))
+    chain.submit(signer_for(genesis)("alice", 0, DeployContract(source, encoding.encode_value(()), 100_000), fee=101))
     deployed = chain.commit_pending()
     address = deployed.receipts[0].events[0].fields[0]
     head = chain.ledger.head

@@ -13,7 +13,7 @@ from node.storage import schema
 from node.storage.chain import ChainStore
 from node.storage.kv import LevelDbStore, MemoryStore, StoreError
 from node.transactions import AddValidator, GovernancePropose, Register, Role, Transfer
-from tests.support import certify, keys, make_chain, make_genesis, sign
+from tests.support import certify, keys, make_chain, make_genesis, sign, signer_for
 
 ALICE, BOB = keys("alice").address, keys("bob").address
 
@@ -252,7 +252,8 @@ def test_reopened_leveldb_store_resumes_at_the_same_head_and_state_root(tmp_path
         assert store.head_header == store.get_block(3).header
         for height in (1, 2, 3):
             block = store.get_block(height)
-            blocks.verify_certificate(store.get_certificate(height), block.header, genesis.params.validator_keys)
+            blocks.verify_certificate(store.get_certificate(height), block.header, genesis.signing_domain,
+                                      genesis.params.validator_keys)
             assert store.height_of_block(blocks.header_hash(block.header)) == height
         resumed.now_ms += 10_000
         resumed.submit(sign("alice", 2, Transfer(BOB, "CNY", 1)))
@@ -303,7 +304,7 @@ def test_a_commit_that_fails_half_way_leaves_the_previous_block(kv):
     block = chain.ledger.prepare_proposal(2, 0, keys("validator-0").address, chain.now_ms + 1000)
     chain.ledger.store.kv = FailingWrites(kv)
     with pytest.raises(Interrupted):
-        chain.ledger.commit(block, certify(block, keys("validator-0"), genesis.params.chain_id))
+        chain.ledger.commit(block, certify(block, keys("validator-0"), genesis.signing_domain))
     assert chain.ledger.head.height == 1
     reopened = ChainStore(kv, genesis)
     assert reopened.head.height == 1 and reopened.get_block(2) is None
@@ -319,11 +320,12 @@ def test_validator_set_history_is_written_with_the_block_that_schedules_it(kv):
     """The enacting block's batch carries the new set: a crash before it leaves none, after it every height is
     answered (also after a restart)."""
     genesis = make_genesis(users={"validator-0": {"CNY": 1_000}}, validators=1)
+    sign = signer_for(genesis)
     chain = make_chain(genesis, kv)
     newcomer = ValidatorInfo("v1", keys("validator-1").public_key, int(Role.USER), "validator-1.example.com:26656")
     chain.submit(sign("validator-0", 0, GovernancePropose(AddValidator(newcomer), 10)))  # 2f+1 of one: enacted
     block = chain.ledger.prepare_proposal(1, 0, keys("validator-0").address, chain.now_ms + 1000)
-    certificate = certify(block, keys("validator-0"), genesis.params.chain_id)
+    certificate = certify(block, keys("validator-0"), genesis.signing_domain)
     chain.ledger.store.kv = FailingWrites(kv)
     with pytest.raises(Interrupted):
         chain.ledger.commit(block, certificate)

@@ -8,7 +8,7 @@ from node import blocks, crypto, encoding, limits
 from node.transactions import (InvalidTransaction, RechargePost, RechargeRequest, RechargeVoid, Register, Role,
                                SignedTransaction, Transaction, Transfer, Withdraw, kind_name, open_transaction,
                                parse_role, sign_transaction, transaction_hash, validate_transaction)
-from tests.support import CHAIN_ID, keys, sign
+from tests.support import CHAIN_ID, DOMAIN, keys, other_network, sign
 
 BOB = keys("bob").address
 GATEWAY = keys("gateway").address
@@ -22,16 +22,16 @@ ANY_BODIES = [
 ]
 
 
-def rejection(raw: bytes, chain_id: str = CHAIN_ID) -> InvalidTransaction:
+def rejection(raw: bytes, domain: crypto.SigningDomain = DOMAIN) -> InvalidTransaction:
     with pytest.raises(InvalidTransaction) as caught:
-        open_transaction(raw, chain_id)
+        open_transaction(raw, domain)
     return caught.value
 
 
 @pytest.mark.parametrize("body", ANY_BODIES, ids=lambda body: type(body).__name__)
 def test_signed_transaction_opens_with_sender_hash_and_fields(body):
     raw = sign("alice", 3, body, fee=2, fee_asset="USD")
-    envelope = open_transaction(raw, CHAIN_ID)
+    envelope = open_transaction(raw, DOMAIN)
     assert envelope.sender == keys("alice").address
     assert envelope.hash == transaction_hash(raw) == crypto.hash_bytes(raw)
     assert envelope.nonce == 3 and envelope.transaction.fee == 2 and envelope.transaction.fee_asset == "USD"
@@ -53,7 +53,7 @@ def test_parse_role():
 def test_signing_key_must_match_sender():
     transaction = Transaction(CHAIN_ID, keys("alice").public_key, 0, "CNY", 1, Transfer(BOB, "CNY", 5))
     with pytest.raises(AssertionError):
-        sign_transaction(keys("bob"), transaction)
+        sign_transaction(keys("bob"), DOMAIN, transaction)
 
 
 # --- every stateless rule ----------------------------------------------------------------------
@@ -70,7 +70,7 @@ def test_invalid_malformed_trailing_bytes():
 def test_invalid_malformed_oversize_transaction():
     transaction = Transaction(CHAIN_ID, keys("alice").public_key, 0, "CNY", 1,
                               RechargeRequest(GATEWAY, "CNY", 5, "x" * limits.tx_bytes_max))
-    raw = sign_transaction(keys("alice"), transaction)
+    raw = sign_transaction(keys("alice"), DOMAIN, transaction)
     error = rejection(raw)
     assert error.code == "malformed" and "limit" in error.message
 
@@ -92,40 +92,59 @@ def test_invalid_bad_signature_tampered_amount():
 def test_invalid_bad_signature_claims_another_sender():
     # Bob signs, but names Alice's key as the sender: the chain must not debit Alice.
     transaction = Transaction(CHAIN_ID, keys("alice").public_key, 0, "CNY", 1, Transfer(BOB, "CNY", 5))
-    signature = crypto.sign(keys("bob"), CHAIN_ID, crypto.TAG_TRANSACTION, encoding.encode(transaction))
+    signature = crypto.sign(keys("bob"), DOMAIN, crypto.TAG_TRANSACTION, encoding.encode(transaction))
     assert rejection(encoding.encode(SignedTransaction(transaction, signature))).code == "bad_signature"
 
 
 def test_unverified_open_skips_only_the_signature():
     transaction = Transaction(CHAIN_ID, keys("alice").public_key, 0, "CNY", 1, Transfer(BOB, "CNY", 5))
     raw = encoding.encode(SignedTransaction(transaction, bytes(64)))
-    assert open_transaction(raw, CHAIN_ID, verify_signature=False).sender == keys("alice").address
+    assert open_transaction(raw, DOMAIN, verify_signature=False).sender == keys("alice").address
     assert rejection(raw).code == "bad_signature"
 
 
 def test_invalid_wrong_chain_transaction_for_chain_a_fails_on_chain_b():
-    raw = sign("alice", 0, Transfer(BOB, "CNY", 5), chain_id="chain-a")
-    assert open_transaction(raw, "chain-a").sender == keys("alice").address
-    error = rejection(raw, "chain-b")
+    chain_a = crypto.SigningDomain("chain-a", DOMAIN.genesis_hash)
+    chain_b = crypto.SigningDomain("chain-b", DOMAIN.genesis_hash)
+    raw = sign("alice", 0, Transfer(BOB, "CNY", 5), domain=chain_a)
+    assert open_transaction(raw, chain_a).sender == keys("alice").address
+    error = rejection(raw, chain_b)
     assert error.code == "wrong_chain" and "'chain-a'" in error.message and "'chain-b'" in error.message
 
 
 def test_invalid_signature_made_for_chain_a_does_not_verify_on_chain_b():
     # The body claims chain B, but the signature binds chain A: a replay with an edited chain id fails.
     transaction = Transaction("chain-b", keys("alice").public_key, 0, "CNY", 1, Transfer(BOB, "CNY", 5))
-    signature = crypto.sign(keys("alice"), "chain-a", crypto.TAG_TRANSACTION, encoding.encode(transaction))
-    assert rejection(encoding.encode(SignedTransaction(transaction, signature)), "chain-b").code == "bad_signature"
+    signature = crypto.sign(keys("alice"), crypto.SigningDomain("chain-a", DOMAIN.genesis_hash),
+                            crypto.TAG_TRANSACTION, encoding.encode(transaction))
+    chain_b = crypto.SigningDomain("chain-b", DOMAIN.genesis_hash)
+    assert rejection(encoding.encode(SignedTransaction(transaction, signature)), chain_b).code == "bad_signature"
+
+
+def test_invalid_transaction_signed_for_another_genesis_with_the_same_chain_id():
+    # Every local network is "paychain-local": a transaction signed for one must not replay on another.
+    raw = sign("alice", 0, Transfer(BOB, "CNY", 5), domain=other_network())
+    assert open_transaction(raw, other_network()).sender == keys("alice").address
+    error = rejection(raw)
+    assert other_network().chain_id == DOMAIN.chain_id
+    assert error.code == "bad_signature" and "genesis hash" in error.message
+
+
+def test_signing_domain_must_name_the_transactions_chain():
+    transaction = Transaction("chain-b", keys("alice").public_key, 0, "CNY", 1, Transfer(BOB, "CNY", 5))
+    with pytest.raises(AssertionError):
+        sign_transaction(keys("alice"), DOMAIN, transaction)
 
 
 def test_invalid_commit_vote_signature_is_not_a_transaction_signature():
     transaction = Transaction(CHAIN_ID, keys("alice").public_key, 0, "CNY", 1, Transfer(BOB, "CNY", 5))
     payload = encoding.encode(transaction)
-    vote_signature = crypto.sign(keys("alice"), CHAIN_ID, crypto.TAG_COMMIT_VOTE, payload)
+    vote_signature = crypto.sign(keys("alice"), DOMAIN, crypto.TAG_COMMIT_VOTE, payload)
     assert rejection(encoding.encode(SignedTransaction(transaction, vote_signature))).code == "bad_signature"
     # ... and a transaction signature is not a commit vote.
     vote = blocks.CommitVote(1, 0, bytes(32))
-    tx_signature = crypto.sign(keys("alice"), CHAIN_ID, crypto.TAG_TRANSACTION, encoding.encode(vote))
-    assert not crypto.verify(keys("alice").public_key, CHAIN_ID, crypto.TAG_COMMIT_VOTE, encoding.encode(vote),
+    tx_signature = crypto.sign(keys("alice"), DOMAIN, crypto.TAG_TRANSACTION, encoding.encode(vote))
+    assert not crypto.verify(keys("alice").public_key, DOMAIN, crypto.TAG_COMMIT_VOTE, encoding.encode(vote),
                              tx_signature)
 
 

@@ -4,8 +4,9 @@
  * bounded status polling, and small DOM helpers. Page text is set with textContent only.
  */
 
-import { KEYSTORE_BYTES_MAX, bytesToHex, decryptKeystore, describeKeystore, hexToBytes, signPayload, wipe }
-  from "./signer.js";
+import {
+  KEYSTORE_BYTES_MAX, bytesToHex, decryptKeystore, describeKeystore, hexToBytes, signPayload, signingDomain, wipe,
+} from "./signer.js";
 
 export const KEYSTORE_STORAGE_KEY = "paychain.keystore";
 export const POLL_INTERVAL_MS = 500;
@@ -169,7 +170,8 @@ export function setupKeystorePicker() {
 
 /**
  * Decrypt the keystore, ask the gateway to `prepare(publicKeyHex)` a payload, and sign it for
- * `chainId` (the page's own idea of the network; a payload for another chain is refused).
+ * `chainId` (the page's own idea of the network; a payload for another chain is refused) and the
+ * genesis hash the gateway names with the payload (`prepared.genesis_hash`).
  * `onStep` receives "Decrypting key…" and "Signing…". Returns {prepared, signedHex}.
  */
 export async function decryptAndSign({ keystoreText, password, chainId, prepare, onStep }) {
@@ -179,7 +181,8 @@ export async function decryptAndSign({ keystoreText, password, chainId, prepare,
   try {
     onStep("Signing…");
     const prepared = await prepare(bytesToHex(key.publicKey));
-    const signed = await signPayload(key.seed, chainId, hexToBytes(prepared.payload));
+    const domain = signingDomain(chainId, prepared.genesis_hash);
+    const signed = await signPayload(key.seed, domain, hexToBytes(prepared.payload));
     return { prepared, signedHex: bytesToHex(signed) };
   } finally {
     wipe(key.seed);

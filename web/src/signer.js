@@ -5,11 +5,13 @@
  * by tests/unit/test_browser_signer.py:
  * - the keystore (wallet_cli/keystore.py): argon2id with the file's own limits, then a
  *   XSalsa20-Poly1305 SecretBox around the 32-byte ed25519 seed;
- * - the domain-separated signing message (node/crypto.py `_signing_message`);
+ * - the domain-separated signing message (node/crypto.py `_signing_message`), whose domain is
+ *   the chain id and the genesis hash (node/crypto.py `SigningDomain`);
  * - the signed transaction (node/transactions.py `sign_transaction`): the msgpack array
  *   [transaction, signature], i.e. 0x92 ‖ payload ‖ 0xc4 0x40 ‖ signature.
- * The gateway makes the payload (the canonical unsigned transaction); this module reads only
- * its chain id and sender key, to refuse signing for another network or another key.
+ * The gateway makes the payload (the canonical unsigned transaction) and names the network's
+ * genesis hash; this module reads only the payload's chain id and sender key, to refuse signing
+ * for another chain or another key.
  */
 
 import sodium from "libsodium-wrappers-sumo";
@@ -19,6 +21,7 @@ export const KEYSTORE_BYTES_MAX = 64 * 1024; // node/limits.py keystore_bytes_ma
 export const SIGNED_TX_BYTES_MAX = 2048; // node/limits.py payment_tx_bytes_max: the pages sign payments only
 export const TAG_TRANSACTION = "paychain/tx/v1"; // node/crypto.py TAG_TRANSACTION
 const CHAIN_ID_CHARS_MAX = 32; // node/limits.py chain_id_chars_max
+const GENESIS_HASH_BYTES = 32; // node/crypto.py HASH_BYTES
 const SEED_BYTES = 32;
 const PUBLIC_KEY_BYTES = 32;
 const SIGNATURE_BYTES = 64;
@@ -256,29 +259,53 @@ function readPayloadHead(payload) {
   return { chainId, senderPublicKey };
 }
 
-/** node/crypto.py `_signing_message`: len(tag) ‖ tag ‖ len(chain id) ‖ chain id ‖ payload. */
-function signingMessage(chainIdBytes, payload) {
+/**
+ * node/crypto.py `SigningDomain`: the network a signature is for, {chainId, genesisHash}, from the
+ * chain id and the 0x-hex genesis hash the gateway names. Throws BadPayload on a malformed hash.
+ */
+export function signingDomain(chainId, genesisHashHex) {
+  let genesisHash;
+  try {
+    genesisHash = hexToBytes(String(genesisHashHex).replace(/^0x/, ""));
+  } catch {
+    throw failure("BadPayload", "the network's genesis hash is not hex");
+  }
+  if (genesisHash.length !== GENESIS_HASH_BYTES) {
+    throw failure("BadPayload", `the network's genesis hash must be ${GENESIS_HASH_BYTES} bytes`);
+  }
+  return { chainId, genesisHash };
+}
+
+/**
+ * node/crypto.py `_signing_message`:
+ * len(tag) ‖ tag ‖ len(chain id) ‖ chain id ‖ genesis hash ‖ payload.
+ */
+function signingMessage(chainIdBytes, genesisHash, payload) {
   const tag = new TextEncoder().encode(TAG_TRANSACTION);
-  const message = new Uint8Array(2 + tag.length + chainIdBytes.length + payload.length);
-  message[0] = tag.length;
-  message.set(tag, 1);
-  message[1 + tag.length] = chainIdBytes.length;
-  message.set(chainIdBytes, 2 + tag.length);
-  message.set(payload, 2 + tag.length + chainIdBytes.length);
+  const message = new Uint8Array(2 + tag.length + chainIdBytes.length + genesisHash.length + payload.length);
+  let offset = 0;
+  for (const part of [[tag.length], tag, [chainIdBytes.length], chainIdBytes, genesisHash, payload]) {
+    message.set(part, offset);
+    offset += part.length;
+  }
   return message;
 }
 
 /**
- * The signed transaction bytes for `payload` (the canonical encoding of an unsigned transaction),
- * exactly what node/transactions.py `sign_transaction` makes. Refuses (BadPayload) a payload for
- * another chain id than `chainId` or another sender than the seed's key.
+ * The signed transaction bytes for `payload` (the canonical encoding of an unsigned transaction)
+ * on the network `domain` (from `signingDomain`), exactly what node/transactions.py
+ * `sign_transaction` makes. Refuses (BadPayload) a payload for another chain id than the
+ * domain's or another sender than the seed's key.
  */
-export async function signPayload(seed, chainId, payload) {
+export async function signPayload(seed, domain, payload) {
   await sodium.ready;
   const head = readPayloadHead(payload);
-  const chainIdBytes = new TextEncoder().encode(chainId);
+  const chainIdBytes = new TextEncoder().encode(domain.chainId);
   if (!bytesEqual(head.chainId, chainIdBytes)) {
-    throw failure("BadPayload", `the transaction is not for chain ${chainId}`);
+    throw failure("BadPayload", `the transaction is not for chain ${domain.chainId}`);
+  }
+  if (!(domain.genesisHash instanceof Uint8Array) || domain.genesisHash.length !== GENESIS_HASH_BYTES) {
+    throw failure("BadPayload", "the network has no genesis hash to sign for");
   }
   const signedLength = 1 + payload.length + 2 + SIGNATURE_BYTES;
   if (signedLength > SIGNED_TX_BYTES_MAX) {
@@ -289,7 +316,8 @@ export async function signPayload(seed, chainId, payload) {
     if (!bytesEqual(head.senderPublicKey, pair.publicKey)) {
       throw failure("BadPayload", "the transaction is for another key than this keystore's");
     }
-    const signature = sodium.crypto_sign_detached(signingMessage(chainIdBytes, payload), pair.privateKey);
+    const signature = sodium.crypto_sign_detached(signingMessage(chainIdBytes, domain.genesisHash, payload),
+      pair.privateKey);
     const signed = new Uint8Array(signedLength);
     signed[0] = MSGPACK_FIXARRAY_2;
     signed.set(payload, 1);

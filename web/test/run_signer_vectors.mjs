@@ -21,7 +21,8 @@ const operations = {
   async sign(vector) {
     const { seed } = await signer.decryptKeystore(vector.keystore, vector.password);
     try {
-      const signed = await signer.signPayload(seed, vector.chain_id, signer.hexToBytes(vector.payload));
+      const domain = signer.signingDomain(vector.chain_id, vector.genesis_hash);
+      const signed = await signer.signPayload(seed, domain, signer.hexToBytes(vector.payload));
       return { signed: signer.bytesToHex(signed) };
     } finally {
       signer.wipe(seed);
