@@ -62,6 +62,9 @@ class Application(Protocol):
 
     def check_tx(self, raw: bytes, verified: Envelope | None = None) -> bytes: ...
 
+    def record_rejection(self, tx_hash: bytes, code: str, message: str) -> None:
+        """Count a refused transaction by rule (for /metrics and `tx_get`)."""
+
     def prepare_proposal(self, height: int, view: int, proposer: bytes, timestamp_ms: int,
                          txs_max: int = limits.block_txs_max) -> Block: ...
 

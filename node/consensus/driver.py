@@ -25,7 +25,7 @@ from node.consensus.messages import (CertifiedBlock, InvalidMessage, ServiceMess
                                      encode_message, encode_service)
 from node.consensus.sync import BlockSync
 from node.consensus.wal import VoteLog
-from node.transactions import Envelope, InvalidTransaction
+from node.transactions import Envelope, InvalidTransaction, transaction_hash
 
 log = logging.getLogger("paychain.consensus")
 
@@ -105,7 +105,7 @@ class Driver:
         try:
             return decode_frame(data)
         except InvalidMessage:
-            self._drop("malformed")
+            self.count_drop("malformed")
             return None
 
     def admit_forwarded(self, batch: TxBatch, opened: Sequence[Envelope | InvalidTransaction]) -> None:
@@ -115,7 +115,9 @@ class Driver:
                 try:
                     self.app.check_tx(raw, verified=envelope)
                 except InvalidTransaction:
-                    pass  # already known or no longer valid here
+                    pass  # already known or no longer valid here (check_tx counted it if it is news)
+            else:  # refused by the verifier (undecodable, bad signature): counted like check_tx counts it
+                self.app.record_rejection(transaction_hash(raw), envelope.code, envelope.message)
         self.work_changed()
 
     def on_signed(self, signed: SignedMessage) -> None:
@@ -291,6 +293,7 @@ class Driver:
                                self.app.head.height + 1, base_timeout_ms=old.base_timeout_ms,
                                timeout_ms_max=old.timeout_ms_max, resend_ms=old.resend_ms,
                                persisted=self.wal.replay())
+        self.replica.dropped = old.dropped  # counters in /metrics never go backwards
         return self.replica.start() + self.replica.on_work(self.app.has_pending())
 
     # --- block sync and forwarding ------------------------------------------------------------------
@@ -321,7 +324,7 @@ class Driver:
 
     def _answer_sync(self, sender: bytes, request: SyncRequest) -> None:
         if not self._take_sync_token(sender):
-            return self._drop("sync_request_rate")
+            return self.count_drop("sync_request_rate")
         blocks = []
         size = 0
         last = min(self.app.head.height, request.from_height + request.count - 1)
@@ -351,7 +354,7 @@ class Driver:
 
     def _apply_sync(self, sender: bytes, response: SyncResponse) -> None:
         if not self.sync.is_awaited(sender):
-            return self._drop("unsolicited_sync_response")  # unread: checking certificates costs signatures
+            return self.count_drop("unsolicited_sync_response")  # unread: checking certificates costs signatures
         applied = 0
         invalid = False
         for certified in response.blocks:
@@ -359,15 +362,19 @@ class Driver:
                 continue
             try:
                 check_certified_block(certified, self.app.signing_domain, self.app.validator_keys)
+                if certified.block.header.parent_hash != self.app.head.block_hash:
+                    raise InvalidMessage(f"block {certified.block.header.height} does not extend this node's chain")
             except InvalidMessage as error:
                 log.warning("block sync: rejected block %d: %s", certified.block.header.height, error)
-                self._drop("bad_sync_block")
+                self.count_drop("bad_sync_block")
                 invalid = True
                 break
             self._commit_certified(certified.block, certified.certificate)
             self.stats.synced_blocks += 1
             applied += 1
             self.execute(self._after_commit())
+        if response.blocks and not applied and not invalid:
+            self.count_drop("sync_block_not_next")  # an empty answer is a plain "cannot serve": not counted
         self.sync.on_answer(sender, applied, invalid, self.clock_ms())
         self._request_sync()  # the same or another peer may have more
 
@@ -377,5 +384,5 @@ class Driver:
     def _send_service(self, peer: bytes, message: ServiceMessage) -> None:
         self._transmit(peer, encode_service(message))
 
-    def _drop(self, reason: str) -> None:
+    def count_drop(self, reason: str) -> None:
         self.stats.dropped[reason] = self.stats.dropped.get(reason, 0) + 1

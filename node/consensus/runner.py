@@ -196,6 +196,7 @@ class PbftRunner:
                 raise
             except Exception:  # a bug in handling one frame must not stop consensus: log it loudly, drop the frame
                 log.exception("consensus failed to handle a frame")
+                self.driver.count_drop("handler_error")
 
     def _on_frame(self, sender: bytes, data: bytes) -> None:
         message = self.driver.decode_frame(data)
@@ -213,8 +214,7 @@ class PbftRunner:
             try:
                 self._forwarded.put_nowait(message)
             except asyncio.QueueFull:
-                self.driver.stats.dropped["forwarded_batch_queue_full"] = \
-                    self.driver.stats.dropped.get("forwarded_batch_queue_full", 0) + 1
+                self.driver.count_drop("forwarded_batch_queue_full")
             return
         if isinstance(message, SignedMessage):
             self.driver.on_signed(message)
