@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -49,6 +49,22 @@ def run_one(job: tuple[int, int, int, int]) -> tuple[int, int, str | None, dict[
     return seed, n, None, dict(mix)
 
 
+def _run_all(jobs, workers: int, seconds_max: float | None, started: float):
+    """Results as seeds finish; a bounded number in flight, and no new seed after `seconds_max`."""
+    pending = collections.deque(jobs)
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        running = set()
+        while pending or running:
+            while pending and len(running) < 2 * workers and (
+                    seconds_max is None or time.monotonic() - started < seconds_max):
+                running.add(pool.submit(run_one, pending.popleft()))
+            if not running:
+                return
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield future.result()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, help="validators for every seed (default: 4..10 by seed)")
@@ -58,6 +74,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--duration-ms", type=int, default=7_000)
     parser.add_argument("--progress-ms", type=int, default=4_500)
+    parser.add_argument("--seconds-max", type=float, help="stop starting seeds after this long; report what ran")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
     seeds = [args.seed] if args.seed is not None else list(range(args.start, args.start + args.count))
@@ -66,20 +83,20 @@ def main() -> None:
     mix: collections.Counter = collections.Counter()
     sizes: collections.Counter = collections.Counter()
     started = time.monotonic()
-    with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
-        for done, (seed, n, failure, seed_mix) in enumerate(pool.map(run_one, jobs, chunksize=4), 1):
-            sizes[n] += 1
-            mix.update(seed_mix)
-            if failure is not None:
-                failures.append((seed, n))
-                print(f"FAIL seed {seed} n={n}: {failure}", flush=True)
-            elif args.verbose:
-                print(f"seed {seed} n={n}: ok {seed_mix}", flush=True)
-            if done % 100 == 0:
-                print(f"{done}/{len(jobs)} seeds, {len(failures)} failing, {time.monotonic() - started:.0f} s",
-                      flush=True)
+    done = 0
+    for seed, n, failure, seed_mix in _run_all(jobs, args.workers, args.seconds_max, started):
+        done += 1
+        sizes[n] += 1
+        mix.update(seed_mix)
+        if failure is not None:
+            failures.append((seed, n))
+            print(f"FAIL seed {seed} n={n}: {failure}", flush=True)
+        elif args.verbose:
+            print(f"seed {seed} n={n}: ok {seed_mix}", flush=True)
+        if done % 100 == 0:
+            print(f"{done}/{len(jobs)} seeds, {len(failures)} failing, {time.monotonic() - started:.0f} s", flush=True)
     elapsed = time.monotonic() - started
-    print(f"{len(jobs)} seeds in {elapsed:.0f} s ({args.workers} workers): {len(failures)} failing {failures[:20]}")
+    print(f"{done} seeds in {elapsed:.0f} s ({args.workers} workers): {len(failures)} failing {failures[:20]}")
     print("sizes: " + ", ".join(f"n={n}: {count}" for n, count in sorted(sizes.items())))
     print("fault mix (seeds with, or total count): " + ", ".join(f"{k} {v}" for k, v in sorted(mix.items())))
     sys.exit(1 if failures else 0)
