@@ -357,6 +357,9 @@ class Replica:
         block_hash = header_hash(block.header)
         if awaited_by_new_view:
             self.round.new_view_awaiting_proposal.discard(self.view)
+            highest = _highest_prepared(self.round.view_changes[self.view].values())
+            if highest is not None:  # a certificate arrived while the block was being built: it wins
+                return self._send_new_view(self.view, highest.view_change.prepared_block)
             return self._send_new_view(self.view, block)  # which validates it (and so prepares it)
         else:
             actions, signed = self._send_own(PrePrepare(self.height, self.view, block))
@@ -603,7 +606,12 @@ class Replica:
 
     def _send_new_view(self, view: int, block: Block | None) -> list[Action]:
         collected = self.round.view_changes[view]
-        chosen = tuple(collected[i] for i in sorted(collected)[:self.quorum])
+        # The proof must contain the view change with the highest certificate: replicas check the block
+        # against the highest certificate *in the proof*, so leaving it out would waste the view.
+        highest = _highest_prepared(collected.values())
+        first = [] if highest is None else [highest.validator_index]
+        order = first + [i for i in sorted(collected) if i not in first]
+        chosen = tuple(sorted((collected[i] for i in order[:self.quorum]), key=lambda c: c.validator_index))
         actions, signed = self._send_own(NewView(self.height, view, chosen, block))
         if signed is None:
             return actions

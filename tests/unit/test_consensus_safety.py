@@ -119,6 +119,28 @@ def test_a_primary_that_sent_new_view_with_a_block_never_proposes_another_after_
                    and isinstance(a.message.message, PrePrepare) for a in actions)
 
 
+def test_a_new_view_proof_holds_the_view_change_with_the_highest_certificate():
+    """A certificate that arrives while the new primary builds its block wins, and its view change is in the
+    proof whatever its index (replicas check the block against the highest certificate in the proof)."""
+    primary = replica(2)  # the primary of view 1
+    prepared_block = make_block(transactions=(b"paid",))
+    primary.on_work(True)
+    primary.on_timeout("view", 1, 0)
+    primary.on_message(signed(0, ViewChange(1, 1, None, None)))
+    actions = primary.on_message(signed(1, ViewChange(1, 1, None, None)))
+    assert any(isinstance(a, RequestProposal) for a in actions)  # 2f+1 without a certificate: a fresh block
+    primary.on_message(signed(3, ViewChange(1, 1, prepared_certificate(prepared_block), prepared_block)))
+    actions = primary.on_proposal(make_block(view=1, proposer=2, transactions=(b"fresh",)))
+    [new_view] = [a.message.message for a in actions if isinstance(a, Broadcast) and isinstance(a.message.message,
+                                                                                               NewView)]
+    assert new_view.block == prepared_block and 3 in [c.validator_index for c in new_view.view_changes]
+    follower = replica(0)
+    follower.on_work(True)
+    follower.on_timeout("view", 1, 0)
+    assert any(isinstance(a, ValidateBlock) and a.block == prepared_block
+               for a in follower.on_message(signed(2, new_view)))
+
+
 def test_after_a_finished_view_change_a_restart_is_not_mid_view_change():
     wal = MemoryVoteLog()
     node = replica(0, wal)
