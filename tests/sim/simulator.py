@@ -33,7 +33,7 @@ from node.app import CommittedBlock, Ledger
 from node.consensus.core import Replica, signing_slots
 from node.consensus import driver as driver_module
 from node.consensus.driver import Driver, FailStop
-from node.consensus.messages import Commit, SignedMessage, SyncRequest, ViewChange, decode_frame
+from node.consensus.messages import Commit, PreparedState, SignedMessage, SyncRequest, ViewChange
 from node.consensus.record_file import HEADER_BYTES, RECORD_OVERHEAD_BYTES, LogCorrupted, StorageFailure, \
     frame_record
 from node.consensus.wal import MemoryVoteLog
@@ -101,7 +101,27 @@ class SimWal(MemoryVoteLog):
 
     def __init__(self, node: SimNode) -> None:
         self.node = node
+        self.durable_signatures: set[bytes] = set()
+        """Signatures of own messages whose record is durable (checked against what the node sends)."""
+        self.durable_prepared: dict[tuple[int, bytes], int] = {}
+        """(height, block hash) -> highest view of a durable prepared certificate."""
         super().__init__()
+
+    def append(self, record) -> None:
+        super().append(record)  # a crash or failed write raises: the record is not known durable then
+        self._remember(record)
+
+    def reopen(self, committed_height: int) -> None:
+        super().reopen(committed_height)
+        for record in self.replay():
+            self._remember(record)
+
+    def _remember(self, record) -> None:
+        if isinstance(record, SignedMessage):
+            self.durable_signatures.add(record.signature)
+        elif isinstance(record, PreparedState):
+            key = (record.certificate.height, record.certificate.block_hash)
+            self.durable_prepared[key] = max(self.durable_prepared.get(key, -1), record.certificate.view)
 
     def _append_body(self, body: bytes) -> None:
         frame = frame_record(body)
@@ -392,7 +412,7 @@ class Simulator:
 
     def _deliver(self, node: SimNode, sender: bytes, frame: bytes) -> None:
         if node.strategy is not None and node.mode in FULL_NODE_MODES:
-            request = decode_frame(frame)
+            request = driver_module.decode_frame(frame)
             if isinstance(request, SyncRequest):
                 answer = node.strategy.answer_sync(request)
                 if answer is not None:
@@ -483,6 +503,13 @@ class Simulator:
             return
         key = sender.keys.public_key
         message = decoded.message
+        if decoded.signature not in sender.wal.durable_signatures:
+            raise InvariantViolation(f"seed {self.seed}: {sender.name} sent {type(message).__name__} at height "
+                                     f"{message.height} before its WAL record was durable")
+        if isinstance(message, Commit) and sender.wal.durable_prepared.get(
+                (message.height, message.block_hash), -1) < message.view:
+            raise InvariantViolation(f"seed {self.seed}: {sender.name} sent a Commit at height {message.height} "
+                                     f"before the prepared certificate behind it was durable")
         for slot, value in signing_slots(message):
             known = self.signed_on_wire.setdefault((key, slot), value)
             if known != value:
