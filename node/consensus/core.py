@@ -264,17 +264,18 @@ class Replica:
         assert self.keys is not None and self.index is not None
         return sign_message(self.keys, self.domain, self.index, message)
 
-    def _may_sign(self, message: Message) -> bool:
+    def _may_sign(self, message: Message, slots: tuple[tuple[Slot, bytes | None], ...] | None = None) -> bool:
         """Never sign for a view this node has left, nor two different values for one slot."""
         if message.height != self.height or message_view(message) < self.view:
             return False
-        return all(self.signed.get(slot, value) == value for slot, value in signing_slots(message))
+        slots = signing_slots(message) if slots is None else slots
+        return all(self.signed.get(slot, value) == value for slot, value in slots)
 
     def _send_own(self, message: Message) -> tuple[list[Action], SignedMessage | None]:
         """Sign, persist (first time) and broadcast an own message; (actions, the signed message)."""
-        if not self._may_sign(message):
+        slots = signing_slots(message)  # once: for a ViewChange or NewView it hashes the whole payload
+        if not self._may_sign(message, slots):
             return self._drop("refused_double_sign"), None
-        slots = signing_slots(message)
         first_time = any(slot not in self.signed for slot, _ in slots)
         signed = self._sign(message)
         actions: list[Action] = []
