@@ -53,6 +53,8 @@ __all__ = ["BYZANTINE_MODES", "FULL_NODE_MODES", "FaultPlan", "GENESIS_TIME_MS",
 
 GENESIS_TIME_MS = 1_700_000_000_000
 USERS = 8
+CLIENT_RESEND_MS = 1_500
+"""A client re-sends a transfer it has not seen committed after this long."""
 CHAIN_ID = "paychain-sim"
 
 
@@ -254,8 +256,11 @@ class SimTimers:
 # --- the simulator ----------------------------------------------------------------------------------
 
 class Simulator:
-    def __init__(self, seed: int, n: int = 4, plan: FaultPlan | None = None) -> None:
+    def __init__(self, seed: int, n: int = 4, plan: FaultPlan | None = None,
+                 client_resend_ms: int | None = CLIENT_RESEND_MS) -> None:
         self.seed = seed
+        self.client_resend_ms = client_resend_ms
+        """None: clients never re-send (a test that checks forwarding must not have resends hide a loss)."""
         self.rng = random.Random(seed)
         self.n = n
         self.f = (n - 1) // 3
@@ -283,7 +288,8 @@ class Simulator:
             if mode == "twins":
                 self.twin = SimNode(self, validator, f"v{validator}-twin", validator, "twins")
         self.client_nonces = [0] * USERS
-        self.client_waiting: dict[int, bytes] = {}
+        self.client_waiting: dict[int, tuple[bytes, bytes, int]] = {}
+        """user -> (hash, signed bytes, simulated ms last sent) of its transfer not yet seen committed."""
         self.accepted_by: dict[str, list[tuple[bytes, int]]] = {}
         """node name -> (hash, simulated ms) of the client transactions it admitted."""
         self._schedule_plan()
@@ -448,28 +454,37 @@ class Simulator:
             node.wal.corrupt_middle_record()
 
     def _client_step(self) -> None:
-        """A user sends its next transfer once its previous one is committed somewhere honest."""
+        """A user sends its next transfer once its previous one is committed somewhere honest; like a real
+        wallet it re-sends the same signed bytes when that takes too long (a crashed mempool loses them)."""
         user = self.rng.randrange(USERS)
         waiting = self.client_waiting.get(user)
         if waiting is not None:
-            if not any(n.up and n.ledger.store.get_tx(waiting) for n in self.nodes if n.honest):
-                return
-            del self.client_waiting[user]
+            tx_hash, raw, sent_ms = waiting
+            if any(n.up and n.ledger.store.get_tx(tx_hash) for n in self.nodes if n.honest):
+                del self.client_waiting[user]
+            elif self.client_resend_ms is not None and self.now_ms - sent_ms >= self.client_resend_ms:
+                self._client_submit(user, raw)
+            return
         sender = keys(f"user-{user}")
         recipient = keys(f"user-{(user + 1 + self.rng.randrange(USERS - 1)) % USERS}")
         raw = sign_transaction(sender, self.genesis.signing_domain, Transaction(CHAIN_ID, sender.public_key, self.client_nonces[user], "CNY",
                                                    1, Transfer(recipient.address, "CNY", self.rng.randint(1, 500))))
+        if self._client_submit(user, raw):
+            self.client_nonces[user] += 1
+
+    def _client_submit(self, user: int, raw: bytes) -> bool:
+        """Submit to a random live node; True if it was admitted (then the user waits for it)."""
         live = [n for n in self.nodes + self.full_nodes if n.up]
         if not live:
-            return
+            return False
         target = self.rng.choice(live)
         results: list = []
         self._on_node(target, lambda: results.extend(target.driver.submit([raw])))
         if not results or isinstance(results[0], InvalidTransaction):
-            return
-        self.client_nonces[user] += 1
-        self.client_waiting[user] = results[0]
+            return False
+        self.client_waiting[user] = (results[0], raw, self.now_ms)
         self.accepted_by.setdefault(target.name, []).append((results[0], self.now_ms))
+        return True
 
     def _governance_step(self, kind: str) -> None:
         """Honest operators make the full node a validator: one proposes, then enough approve."""
@@ -616,9 +631,9 @@ class Simulator:
 
 
 def run_seed(seed: int, n: int = 4, duration_ms: int = 12_000, progress_ms: int = 8_000,
-             plan: FaultPlan | None = None) -> Simulator:
+             plan: FaultPlan | None = None, client_resend_ms: int | None = CLIENT_RESEND_MS) -> Simulator:
     """Run one seeded simulation and check every invariant; raises InvariantViolation naming the seed."""
-    sim = Simulator(seed, n, plan)
+    sim = Simulator(seed, n, plan, client_resend_ms)
     heal = sim.plan.heal_ms
     sim.run(heal)
     for node in sim.nodes + sim.full_nodes:  # everything heals: nodes still down restart now

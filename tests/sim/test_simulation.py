@@ -127,7 +127,7 @@ def test_crashed_primary_is_replaced_by_a_view_change_and_restarts_from_its_wal(
 def test_full_node_follows_by_block_sync_and_forwards_what_it_is_sent():
     plan = FaultPlan(delay_ms=(1, 30), partitions=[Partition(500, 2_500, frozenset([4]), frozenset(range(4))),
                                                    Partition(500, 2_500, frozenset(range(4)), frozenset([4]))])
-    sim = run_seed(17, n=4, plan=plan, duration_ms=6_000, progress_ms=3_000)
+    sim = run_seed(17, n=4, plan=plan, duration_ms=6_000, progress_ms=3_000, client_resend_ms=None)
     full_node = sim.full_nodes[0]
     assert full_node.driver.replica.index is None
     assert full_node.driver.stats.synced_blocks > 0
