@@ -323,6 +323,10 @@ EXT_DICT = 3
 """msgpack ext type of a dict: the payload is the msgpack array [key1, value1, key2, value2, ...]
 in insertion order (never a msgpack map, whose order and key types msgpack does not pin down)."""
 
+DICT_INT_KEY_LIMIT = 2**61 - 1
+"""A dict's int keys have a magnitude below this: there CPython hashes an int to itself (bar -1), so
+no set of keys can be chosen to collide in a dict's hash table and make each lookup scan the others."""
+
 _NATIVE_INT_MIN = -(2**63)
 _NATIVE_INT_MAX = 2**64 - 1
 _VALUE_INT_LIMIT = 1 << limits.contract_int_bits_max
@@ -398,6 +402,8 @@ def _ext_parts(value: tuple | dict, depth: int) -> tuple[int, bytes]:
     for key in value:
         if type(key) not in _VALUE_KEY_TYPES:
             raise EncodeError("contract value: dict keys are int, str, bytes or bool")
+        if type(key) is int and not -DICT_INT_KEY_LIMIT < key < DICT_INT_KEY_LIMIT:
+            raise EncodeError("contract value: dict int keys have a magnitude below 2**61 - 1")
     return EXT_DICT, pack(_items_to_wire([part for pair in value.items() for part in pair], depth + 1))
 
 
@@ -485,9 +491,11 @@ def _dict_from_wire(flat: list, depth: int) -> dict:
     if len(flat) % 2:
         raise DecodeError("contract value: a dict payload alternates keys and values")
     keys = _items_from_wire(flat[0::2], depth)
-    for key in keys:
+    for key in keys:   # all checked before any is hashed into the dict
         if type(key) not in _VALUE_KEY_TYPES:
             raise DecodeError("contract value: dict keys are int, str, bytes or bool")
+        if type(key) is int and not -DICT_INT_KEY_LIMIT < key < DICT_INT_KEY_LIMIT:
+            raise DecodeError("contract value: dict int keys have a magnitude below 2**61 - 1")
     result = dict(zip(keys, _items_from_wire(flat[1::2], depth)))
     if len(result) != len(keys):
         raise DecodeError("contract value: duplicate dict key")

@@ -220,6 +220,14 @@ receipt_events_max = 32
 """Most events in one receipt (a contract call's own events plus the transfers it made)."""
 event_field_bytes_max = 1_024
 """Largest field of an event; a contract event's data (encoded) must fit one."""
+contract_python_frames_max = 4_000
+"""Python frames a contract run may use above its VM thread's start (node/contracts/sandbox.py); the
+deepest legal contract (call depth x nesting depth) uses 936 on Python 3.11 (tests/unit/test_vm_limits.py)."""
+contract_queries_running_max = 2
+"""Read-only contract queries running at once (each on its own VM thread); as many more may wait, and
+beyond that a query is refused with "busy, retry"."""
+contract_constants_gas_max = 100_000
+"""Gas all the constants and defaults of one contract may use to build (at load; the deploy pays it)."""
 contract_gas_max = 2_000_000
 """Most gas one deploy, call or read-only query may use."""
 contract_query_gas_max = 500_000

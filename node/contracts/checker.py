@@ -89,6 +89,8 @@ class CheckedModule:
     constants: tuple[tuple[str, ast.expr], ...]
     """(NAME, constant expression), in source order; a constant may use the ones before it."""
     functions: tuple[CheckedFunction, ...]
+    node_count: int
+    """Syntax-tree nodes of the whole source (what loading it costs is linear in this)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,22 +115,24 @@ def reject(node: ast.AST | None, message: str) -> InvalidContract:
 def check_module(source: str, builtins: Mapping[str, tuple[int, int]], methods: frozenset[str]) -> CheckedModule:
     """Parse and check a contract; `builtins` (name -> arity range) and `methods` are the VM's."""
     tree = parse_source(source)
-    check_shape(tree)
+    node_count = check_shape(tree)
     constants: list[tuple[str, ast.expr]] = []
+    constant_names: set[str] = set()
     definitions: list[ast.FunctionDef] = []
     for statement in tree.body:
         if isinstance(statement, ast.FunctionDef):
             definitions.append(statement)
         elif isinstance(statement, ast.Assign):
-            constants.append(_check_constant_definition(statement, constants, builtins))
+            constants.append(_check_constant_definition(statement, constant_names, builtins))
+            constant_names.add(constants[-1][0])
         elif not (isinstance(statement, ast.Expr) and _is_text_constant(statement.value)):
             raise reject(statement, FORBIDDEN.get(type(statement), "the module level holds only functions and "
                                                   "UPPER_CASE constants"))
-    constant_names = frozenset(name for name, _ in constants)
+    constant_names = frozenset(constant_names)
     arities = _function_arities(definitions, constant_names, builtins)
     functions = tuple(_check_function(node, _Names(constant_names, arities, builtins, methods, frozenset()))
                       for node in definitions)
-    return CheckedModule(tuple(constants), functions)
+    return CheckedModule(tuple(constants), functions, node_count)
 
 
 def parse_source(source: str) -> ast.Module:
@@ -155,8 +159,9 @@ def parse_source(source: str) -> ast.Module:
         raise InvalidContract("the source contains a NUL character") from None
 
 
-def check_shape(tree: ast.Module) -> None:
-    """Node count and nesting depth, without recursion (nothing may recurse over the tree before this)."""
+def check_shape(tree: ast.Module) -> int:
+    """Check node count and nesting depth without recursion (nothing may recurse over the tree before
+    this); returns the node count."""
     count = 0
     stack: list[tuple[ast.AST, int]] = [(tree, 0)]
     nested_types = (ast.stmt, ast.expr)
@@ -176,6 +181,7 @@ def check_shape(tree: ast.Module) -> None:
                     # An elif chain is flat: the compiler runs it as one statement.
                     nested = isinstance(child, nested_types) and child is not elif_node
                     stack.append((child, depth + 1 if nested else depth))
+    return count
 
 
 # --- module level ----------------------------------------------------------------------
@@ -187,27 +193,29 @@ def _check_identifier(node: ast.AST, name: str) -> None:
         raise reject(node, f"names are ASCII: {name!r}")
 
 
-def _check_new_name(node: ast.AST, name: str, taken: Mapping | frozenset, builtins: Mapping) -> None:
-    """A name a definition or an assignment introduces must not hide anything."""
+def _check_new_name(node: ast.AST, name: str, builtins: Mapping, *taken: Mapping | set | frozenset) -> None:
+    """A name a definition or an assignment introduces must not hide anything (nor be in any of `taken`;
+    several collections rather than their union, so that checking a whole module stays linear)."""
     _check_identifier(node, name)
     if name in builtins or name in PYTHON_BUILTIN_NAMES:
         raise reject(node, f"{name!r} is a builtin name and cannot be redefined")
-    if name in taken:
+    if any(name in names for names in taken):
         raise reject(node, f"{name!r} is already defined")
 
 
-def _check_constant_definition(statement: ast.Assign, earlier: list, builtins: Mapping) -> tuple[str, ast.expr]:
+def _check_constant_definition(statement: ast.Assign, earlier: set[str], builtins: Mapping) -> tuple[str, ast.expr]:
+    """`earlier`: the names of the constants defined above (kept by the caller, so checking is linear)."""
     if len(statement.targets) != 1 or not isinstance(statement.targets[0], ast.Name):
         raise reject(statement, "a module-level assignment defines one UPPER_CASE constant")
     name = statement.targets[0].id
-    _check_new_name(statement, name, frozenset(n for n, _ in earlier), builtins)
+    _check_new_name(statement, name, builtins, earlier)
     if not CONSTANT_NAME.match(name):
         raise reject(statement, f"module-level names assigned are UPPER_CASE constants: {name!r}")
-    _check_constant_expression(statement.value, frozenset(n for n, _ in earlier))
+    _check_constant_expression(statement.value, earlier)
     return name, statement.value
 
 
-def _check_constant_expression(node: ast.expr, constants: frozenset[str]) -> None:
+def _check_constant_expression(node: ast.expr, constants: set[str] | frozenset[str]) -> None:
     """Literals, earlier constants, tuples and arithmetic of them (evaluated once, at load)."""
     if isinstance(node, ast.Constant):
         _check_literal(node)
@@ -256,7 +264,7 @@ def _function_arities(definitions: list[ast.FunctionDef], constants: frozenset[s
                       builtins: Mapping) -> dict[str, tuple[int, int]]:
     arities: dict[str, tuple[int, int]] = {}
     for node in definitions:
-        _check_new_name(node, node.name, arities.keys() | constants, builtins)
+        _check_new_name(node, node.name, builtins, arities, constants)
         _check_signature(node, constants)
         count = len(node.args.posonlyargs) + len(node.args.args)
         arities[node.name] = (count - len(node.args.defaults), count)
@@ -303,15 +311,16 @@ def _check_annotation(node: ast.expr) -> None:
 
 def _check_function(node: ast.FunctionDef, names: _Names) -> CheckedFunction:
     parameters = tuple(argument.arg for argument in (*node.args.posonlyargs, *node.args.args))
-    taken = names.constants | names.functions.keys()
-    for index, parameter in enumerate(parameters):
-        _check_new_name(node, parameter, taken | set(parameters[:index]), names.builtins)
+    earlier: set[str] = set()
+    for parameter in parameters:
+        _check_new_name(node, parameter, names.builtins, names.constants, names.functions, earlier)
+        earlier.add(parameter)
     local_names: dict[str, None] = {}
     for statement in node.body:
         _collect_assigned_names(statement, local_names)
     for name, target in list(local_names.items()):
         if name not in parameters:
-            _check_new_name(target, name, taken, names.builtins)
+            _check_new_name(target, name, names.builtins, names.constants, names.functions)
     local_names = {name: None for name in local_names if name not in parameters}
     scope = _Names(names.constants, names.functions, names.builtins, names.methods,
                    frozenset(parameters) | local_names.keys())
@@ -319,8 +328,23 @@ def _check_function(node: ast.FunctionDef, names: _Names) -> CheckedFunction:
     return CheckedFunction(node, parameters, tuple(node.args.defaults), tuple(local_names))
 
 
+def elif_chain(node: ast.If) -> list[ast.If]:
+    """`if` and each `elif` after it (the parser nests each elif in the orelse of the one before);
+    the last one's orelse is the chain's `else` block."""
+    chain = [node]
+    while len(node.orelse) == 1 and isinstance(node.orelse[0], ast.If):
+        node = node.orelse[0]
+        chain.append(node)
+    return chain
+
+
 def _collect_assigned_names(statement: ast.stmt, found: dict) -> None:
     """Python's rule: a name assigned anywhere in a function is local to all of it."""
+    if isinstance(statement, ast.If):   # along an elif chain without recursion
+        chain = elif_chain(statement)
+        for child in [item for branch in chain for item in branch.body] + chain[-1].orelse:
+            _collect_assigned_names(child, found)
+        return
     targets: list[ast.expr] = []
     if isinstance(statement, ast.Assign):
         targets = statement.targets
@@ -341,10 +365,14 @@ def _check_block(statements: list[ast.stmt], names: _Names, loop_depth: int) -> 
 
 
 def _check_statement(node: ast.stmt, names: _Names, loop_depth: int) -> None:
-    if isinstance(node, (ast.If, ast.While)):
+    if isinstance(node, ast.If):
+        for branch in elif_chain(node):   # a loop, not a recursion: a chain may be as long as the source allows
+            _check_expression(branch.test, names)
+            _check_block(branch.body, names, loop_depth)
+        _check_block(branch.orelse, names, loop_depth)
+    elif isinstance(node, ast.While):
         _check_expression(node.test, names)
-        inner = loop_depth + 1 if isinstance(node, ast.While) else loop_depth
-        _check_block(node.body, names, inner)
+        _check_block(node.body, names, loop_depth + 1)
         _check_block(node.orelse, names, loop_depth)
     elif isinstance(node, ast.For):
         _check_target(node.target, names)

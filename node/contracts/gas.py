@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 
 from node import limits
-from node.encoding import contract_value_depth_max
+from node.encoding import DICT_INT_KEY_LIMIT, contract_value_depth_max
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -133,6 +133,10 @@ class Meter:
     def __init__(self, gas: int) -> None:
         self.gas = gas
 
+    def refuel(self) -> None:
+        """Called once `gas` went below zero: raises OutOfGas (a query's run refills from its reserve first)."""
+        raise out_of_gas(self)
+
 
 def out_of_gas(meter: Meter) -> OutOfGas:
     """The error to raise once `meter` went below zero; all of the limit counts as used."""
@@ -143,7 +147,7 @@ def out_of_gas(meter: Meter) -> OutOfGas:
 def charge(meter: Meter, gas: int) -> None:
     meter.gas -= gas
     if meter.gas < 0:
-        raise out_of_gas(meter)
+        meter.refuel()
 
 
 # --- caps --------------------------------------------------------------------------------------
@@ -186,8 +190,16 @@ def check_room(container: list | dict, added: int = 1) -> None:
 
 
 def check_key(key: object) -> None:
+    """A key a dict may be searched for."""
     if type(key) not in KEY_TYPES:
         raise VMFault("type_error", f"dict keys are int, str, bytes or bool, not {type_name(key)}")
+
+
+def check_new_key(key: object) -> None:
+    """A key that may go into a dict (a search may use any key: none stored collides with it)."""
+    check_key(key)
+    if type(key) is int and not -DICT_INT_KEY_LIMIT < key < DICT_INT_KEY_LIMIT:
+        raise VMFault("key_error", "dict int keys have a magnitude below 2**61 - 1 (docs/CONTRACTS.md)")
 
 
 def too_deep() -> VMFault:
@@ -252,8 +264,7 @@ def charge_container(meter: Meter, value: list | tuple | dict, depth: int) -> in
     nested = []
     if type(value) is dict:
         for key in value:
-            if type(key) not in KEY_TYPES:
-                check_key(key)
+            check_new_key(key)
         items = itertools.chain(value, value.values())
     else:
         items = value

@@ -19,6 +19,7 @@ import ast
 import itertools
 import logging
 import operator
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -26,12 +27,13 @@ from typing import Any, Protocol
 
 from node import crypto, limits
 from node.contracts import checker
+from node.contracts.sandbox import run_on_vm_thread
 from node.contracts.gas import (
     CONTAINER_TYPES, INT_LIMIT, ITEMS_MAX, KEY_TYPES, SCALAR_TYPES, SMALL_INT_LIMIT,
     ContractError, InvalidContract, Meter, OutOfGas, Revert, VMFault,
     binary_gas, bool_op_gas, builtin_gas, call_gas, charge, charge_container, charge_items, charge_text,
     charge_value,
-    charge_walk, check_key, check_room, checked_int, compare_gas, display_gas, host_call_gas,
+    charge_walk, check_key, check_new_key, check_room, checked_int, compare_gas, display_gas, host_call_gas,
     if_expression_gas, iteration_gas, leaf_gas, out_of_gas, slice_gas, statement_gas, store_gas,
     scalar_units, subscript_gas, text_bytes_per_gas, text_size, type_name, unary_gas, value_bytes_per_unit_max,
 )
@@ -51,7 +53,23 @@ int_text_chars_max = 640
 """Longest text int() parses, in characters: Python's smallest allowed int_max_str_digits, so that
 int() of a long text fails the same way whatever limit a validator's Python runs with."""
 
+load_gas_per_node = 40
+"""Loading (check and compile) costs this per syntax-tree node: about 4 µs, measured by scripts/bench_gas."""
+memory_bytes_per_node = 400
+"""Memory a loaded program holds per syntax-tree node (a closure and its cells), rounded up from
+tracemalloc over the largest sources."""
+memory_bytes_per_constant_gas = 8
+"""Memory per gas of constants built: one gas per item or per 32 bytes of text."""
+
+query_gas_slice = 10_000
+"""A query's gas is handed out in slices of this much (about a millisecond of VM time); the clock is
+read at each refill."""
+
+REPEAT_COUNT_MAX = 2**63 - 1
+"""Largest count `sequence * count` accepts (Python's own limit, whatever the sequence)."""
 non_ascii_chars_per_gas = 4
+strip_comparisons_per_gas = 64
+"""str.strip(chars) costs 1 gas per this many (text character, chars character) pairs it may compare."""
 """upper(), lower() and strip() of a non-ASCII str cost 1 extra gas per this many characters."""
 
 SIZED_TYPES = frozenset({list, tuple, dict, str, bytes, range})
@@ -108,6 +126,11 @@ class Program:
     """node.crypto.hash_bytes(source.encode())."""
     functions: Mapping[str, Function]
     """Name -> compiled function, private ones included."""
+    load_gas: int
+    """What loading cost beyond reading the source: per syntax-tree node, plus building the constants
+    (a deploy pays it; node/contracts/runtime.py)."""
+    size_bytes: int
+    """Estimated memory the loaded program holds (the program cache is bounded by this)."""
 
     def public_functions(self) -> tuple[str, ...]:
         """Sorted names of the functions a transaction may call (those not starting with "_")."""
@@ -115,15 +138,37 @@ class Program:
 
 
 class Run(Meter):
-    """One call_function: its gas, its host and the depth of contract calls."""
+    """One call_function: its gas, its host and the depth of contract calls.
 
-    __slots__ = ("host", "host_gas", "depth")
+    A query with a deadline gets its gas in slices of `query_gas_slice`: the rest waits in `reserve`,
+    and each refill first checks the clock. A transaction's run has all its gas at once and no deadline,
+    so its result never depends on time.
+    """
 
-    def __init__(self, gas: int, host: Host | None) -> None:
-        super().__init__(gas)
+    __slots__ = ("host", "host_gas", "depth", "reserve", "deadline_ns")
+
+    def __init__(self, gas: int, host: Host | None, deadline_ns: int | None = None) -> None:
+        in_hand = gas if deadline_ns is None else min(gas, query_gas_slice)
+        super().__init__(in_hand)
+        self.reserve = gas - in_hand
+        self.deadline_ns = deadline_ns
         self.host = host
         self.host_gas: Mapping[str, int] | None = None
         self.depth = 0
+
+    def refuel(self) -> None:
+        if self.reserve > 0:
+            if time.monotonic_ns() > self.deadline_ns:
+                raise VMFault("query_timeout", "the query ran out of time (see limits.contract_query_ms_max)")
+            refill = min(self.reserve, query_gas_slice)
+            self.reserve -= refill
+            self.gas += refill
+            if self.gas >= 0:
+                return
+        super().refuel()
+
+    def remaining(self) -> int:
+        return self.gas + self.reserve
 
 
 class _Signal:
@@ -148,11 +193,30 @@ CONTINUE = _Signal("CONTINUE")
 # --- entry points ----------------------------------------------------------------------
 
 def load_program(source: str) -> Program:
-    """Parse and check a contract; raises InvalidContract naming the rule (and line) broken."""
+    """Parse and check a contract; raises InvalidContract naming the rule (and line) broken.
+
+    Runs on a VM thread (sandbox.py), and no other exception leaves it: the checker and compiler
+    recurse at most to the nesting cap, so RecursionError or MemoryError here means the process
+    itself is short of stack or memory, which is reported as the contract being too large."""
+    return run_on_vm_thread(_load_program_here, source)
+
+
+def _load_program_here(source: str) -> Program:
+    try:
+        return _load_program_checked(source)
+    except RecursionError:
+        raise InvalidContract(checker.DEPTH_MESSAGE) from None
+    except MemoryError:
+        raise InvalidContract("the contract is too large to load") from None
+
+
+def _load_program_checked(source: str) -> Program:
     checked = checker.check_module(source, BUILTIN_ARITIES, METHOD_NAMES)
+    # One budget for every constant and default: what they build is bounded, and paid for by the deploy.
+    constants_run = Run(limits.contract_constants_gas_max, None)
     constants: dict[str, Any] = {}
     for name, expression in checked.constants:
-        constants[name] = _evaluate_constant(expression, constants, f"constant {name}")
+        constants[name] = _evaluate_constant(constants_run, expression, constants, f"constant {name}")
     functions = {}
     for item in checked.functions:
         node = item.node
@@ -160,38 +224,61 @@ def load_program(source: str) -> Program:
                                         node.lineno)
     for item in checked.functions:
         function = functions[item.node.name]
-        defaults = [_evaluate_constant(default, constants, f"default of {function.name}()")
+        defaults = [_evaluate_constant(constants_run, default, constants, f"default of {function.name}()")
                     for default in item.defaults]
         unbound = [UNBOUND] * len(item.local_names)
         function.frame_tails = tuple((defaults[given - function.required:] if given >= function.required else [])
                                      + unbound for given in range(len(item.parameters) + 1))
         scope = _Scope(item.parameters, item.local_names, constants, functions)
         function.body = compile_block(item.node.body, scope)
-    return Program(crypto.hash_bytes(source.encode()), MappingProxyType(functions))
+    constants_gas = limits.contract_constants_gas_max - constants_run.gas
+    source_bytes = len(source.encode())
+    return Program(crypto.hash_bytes(source.encode()), MappingProxyType(functions),
+                   load_gas=load_gas_per_node * checked.node_count + constants_gas,
+                   size_bytes=source_bytes + memory_bytes_per_node * checked.node_count
+                   + memory_bytes_per_constant_gas * constants_gas)
 
 
 def call_function(program: Program, function: str, args: tuple[Value, ...], host: Host,
-                  gas_limit: int) -> CallResult:
+                  gas_limit: int, deadline_ns: int | None = None) -> CallResult:
     """Call a public function; raises ContractError subclasses with .gas_used set (== gas_limit for OutOfGas).
 
-    Private (underscore) functions cannot be called from outside.
+    Private (underscore) functions cannot be called from outside. Runs on a VM thread (sandbox.py),
+    and no Python exception but a ContractError leaves it. `deadline_ns` (time.monotonic_ns) is for
+    read-only queries only: past it the call fails with query_timeout.
     """
     if type(gas_limit) is not int or not 0 <= gas_limit <= limits.contract_gas_max:
         raise VMFault("bad_argument", f"the gas limit is an integer from 0 to {limits.contract_gas_max}")
-    run = Run(gas_limit, host)
+    return run_on_vm_thread(_call_function_here, program, function, args, host, gas_limit, deadline_ns)
+
+
+def _call_function_here(program: Program, function: str, args: tuple[Value, ...], host: Host,
+                        gas_limit: int, deadline_ns: int | None) -> CallResult:
+    run = Run(gas_limit, host, deadline_ns)
     try:
         value = _call_public(run, program, function, args)
     except ContractError as error:
-        error.gas_used = gas_limit - run.gas
+        error.gas_used = gas_limit - run.remaining()
         raise
-    except (RecursionError, MemoryError):
-        raise   # not deterministic: never turned into a receipt (the caps make them unreachable)
+    except RecursionError:
+        # Deterministic: a VM thread always starts at the same depth (sandbox.py), and the caps keep
+        # legal contracts far from the limit, so this is the same on every node.
+        fault = VMFault("stack_exhausted", "the call nested deeper than the VM's stack allows")
+        fault.gas_used = gas_limit
+        raise fault from None
+    except MemoryError:
+        # Unreachable by gas: a call builds at most what its gas pays for (docs/CONTRACTS.md). Only a node
+        # that is itself out of memory gets here; its state root then differs from the others', so it
+        # cannot vote for this block and stops when it must commit it (a certified block it disagrees with).
+        fault = VMFault("out_of_memory", "the node ran out of memory running the call")
+        fault.gas_used = gas_limit
+        raise fault from None
     except Exception as error:   # a VM or host bug: deterministic, so fail the call, loudly
         logger.exception("contract VM internal error in %s()", function)
         fault = VMFault("internal_error", f"the VM failed ({type(error).__name__})")
-        fault.gas_used = gas_limit - run.gas
+        fault.gas_used = gas_limit - run.remaining()
         raise fault from error
-    return CallResult(value, gas_limit - run.gas)
+    return CallResult(value, gas_limit - run.remaining())
 
 
 def _call_public(run: Run, program: Program, name: str, args: tuple) -> Value:
@@ -250,12 +337,15 @@ def call_host(run: Run, name: str, args: tuple) -> Value:
     return result
 
 
-def _evaluate_constant(expression: ast.expr, constants: Mapping[str, Any], what: str) -> Any:
-    """Evaluate a checked constant expression once, at load, under the run-time caps."""
+def _evaluate_constant(run: Run, expression: ast.expr, constants: Mapping[str, Any], what: str) -> Any:
+    """Evaluate a checked constant expression once, at load, under the run-time caps, on `run`'s budget."""
     code = compile_expression(expression, _Scope((), (), constants, {}))
-    run = Run(limits.contract_gas_max, None)
     try:
+        charge(run, code.gas)
         return code.evaluate([run])
+    except OutOfGas:
+        raise checker.reject(expression, f"{what}: the constants and defaults together cost more than "
+                                         f"{limits.contract_constants_gas_max} gas to build") from None
     except ContractError as error:
         raise checker.reject(expression, f"{what}: {error.message}") from None
 
@@ -328,6 +418,8 @@ def multiply_values(run: Run, left: Any, right: Any) -> Any:
 
 def _repeat(run: Run, sequence: Any, count: int) -> Any:
     count = max(count, 0)
+    if count > REPEAT_COUNT_MAX:   # Python would raise OverflowError, even for an empty sequence
+        raise VMFault("value_error", "a repeat count is out of range")
     if type(sequence) is str or type(sequence) is bytes:
         charge_text(run, text_size(sequence) * count)
     else:
@@ -431,6 +523,8 @@ def inplace_add(run: Run, left: Any, right: Any) -> Any:
 def inplace_multiply(run: Run, left: Any, right: Any) -> Any:
     """`x *= n`: a list is repeated in place, as in Python."""
     if type(left) is list and type(right) in INT_TYPES:
+        if right > REPEAT_COUNT_MAX:
+            raise VMFault("value_error", "a repeat count is out of range")
         charge_items(run, len(left) * max(right, 0))
         left *= right
         return left
@@ -555,7 +649,7 @@ def get_item(run: Run, container: Any, key: Any) -> Any:
 def set_item(run: Run, container: Any, key: Any, value: Any) -> None:
     kind = type(container)
     if kind is dict:
-        check_key(key)
+        check_new_key(key)
         if key not in container:
             check_room(container)
         container[key] = value
@@ -757,7 +851,7 @@ def builtin_dict(run: Run, source: Any = None) -> dict:
         if type(pair) not in (list, tuple, str, bytes):
             raise type_error(f"dict() takes (key, value) pairs, not {type_name(pair)}")
         key, value = unpack(run, pair, 2)
-        check_key(key)
+        check_new_key(key)
         result[key] = value
     return result
 
@@ -765,15 +859,28 @@ def builtin_dict(run: Run, source: Any = None) -> dict:
 def builtin_enumerate(run: Run, values: Any, start: Any = 0) -> Any:
     if type(start) not in INT_TYPES or not -INT_LIMIT // 2 <= start < INT_LIMIT // 2:
         raise VMFault("value_error", f"enumerate() start is an integer below 2**{limits.contract_int_bits_max - 1}")
-    return enumerate(sequence_argument("enumerate()", values), start)
+    return enumerate(iteration_source(run, "enumerate()", values), start)
 
 
 def builtin_zip(run: Run, *sequences: Any) -> Any:
-    return zip(*(sequence_argument("zip()", sequence) for sequence in sequences))
+    sources = [iteration_source(run, "zip()", sequence) for sequence in sequences]
+    if sources:   # each item it yields is a tuple of len(sources): paid for now, whoever consumes them
+        charge(run, min(sized_length(source) for source in sources) * len(sources))
+    return zip(*sources)
 
 
 def builtin_reversed(run: Run, values: Any) -> Any:
-    return reversed(sequence_argument("reversed()", values))
+    return reversed(iteration_source(run, "reversed()", values))
+
+
+def iteration_source(run: Run, what: str, value: Any) -> Any:
+    """What an iterator-making builtin iterates over: the value itself, or for a dict a paid copy of its
+    keys, so that no iterator a contract holds ever sees a dict change size (Python would raise)."""
+    sequence_argument(what, value)
+    if type(value) is dict:
+        charge_items(run, len(value))
+        return list(value)
+    return value
 
 
 def builtin_revert(run: Run, reason: Any) -> None:
@@ -879,7 +986,7 @@ def dict_pop(run: Run, mapping: dict, key: Any, *default: Any) -> Any:
 
 
 def dict_setdefault(run: Run, mapping: dict, key: Any, default: Any = None) -> Any:
-    check_key(key)
+    check_new_key(key)
     if key not in mapping:
         check_room(mapping)
     return mapping.setdefault(key, default)
@@ -902,10 +1009,14 @@ def text_search(name: str) -> Callable:
 
 
 def text_transform(name: str) -> Callable:
-    """upper, lower, strip: the result is paid for after it is made (it is at most 3x the input)."""
+    """upper, lower, strip: paid by the characters read before the call, and by the result's size after
+    (case mapping makes at most 3x the input, so building it is within what was paid)."""
     def transform(run: Run, text: str, *args: Any) -> str:
+        length = len(text)
         if not text.isascii():   # Unicode case mapping is about 10x slower than ASCII
-            charge(run, len(text) // non_ascii_chars_per_gas)
+            charge(run, length // non_ascii_chars_per_gas)
+        if args and type(args[0]) is str:   # strip(chars) tests each stripped character against all of chars
+            charge(run, length * len(args[0]) // strip_comparisons_per_gas)
         result = getattr(text, name)(*args)
         charge_text(run, text_size(result))
         return result
@@ -1099,7 +1210,7 @@ def _compile_bool_operation(node: ast.BoolOp, scope: _Scope) -> Code:
             run = frame[0]
             run.gas -= next_gas
             if run.gas < 0:
-                raise out_of_gas(run)
+                run.refuel()
             value = evaluate_next(frame)
         return value
     return Code(bool_operation, first.gas + bool_op_gas * len(rest))
@@ -1121,7 +1232,7 @@ def _compile_if_expression(node: ast.IfExp, scope: _Scope) -> Code:
             run.gas -= orelse_gas
             evaluate = evaluate_orelse
         if run.gas < 0:
-            raise out_of_gas(run)
+            run.refuel()
         return evaluate(frame)
     return Code(if_expression, if_expression_gas + test.gas)
 
@@ -1143,7 +1254,7 @@ def _compile_compare(node: ast.Compare, scope: _Scope) -> Code:
             if index:   # the first link is paid with the statement
                 run.gas -= link_gas
                 if run.gas < 0:
-                    raise out_of_gas(run)
+                    run.refuel()
             other = evaluate_right(frame)
             if not compare(run, value, other):
                 return False
@@ -1266,7 +1377,7 @@ def _compile_dict(node: ast.Dict, scope: _Scope) -> Code:
         flat = [evaluate(frame) for evaluate in evaluators]   # all keys and values first, as Python does
         result = {}
         for index in range(0, len(flat), 2):
-            check_key(flat[index])
+            check_new_key(flat[index])
             result[flat[index]] = flat[index + 1]
         return result
     return Code(dict_display, gas)
@@ -1442,7 +1553,7 @@ def _compile_assign(node: ast.Assign | ast.AnnAssign, scope: _Scope) -> Callable
             run = frame[0]
             run.gas -= gas
             if run.gas < 0:
-                raise out_of_gas(run)
+                run.refuel()
             frame[slot] = evaluate(frame)
         return assign_name
     stores = tuple(store for store, _ in parts)
@@ -1451,7 +1562,7 @@ def _compile_assign(node: ast.Assign | ast.AnnAssign, scope: _Scope) -> Callable
         run = frame[0]
         run.gas -= gas
         if run.gas < 0:
-            raise out_of_gas(run)
+            run.refuel()
         result = evaluate(frame)
         for store in stores:
             store(frame, result)
@@ -1474,7 +1585,7 @@ def _compile_augmented_assign(node: ast.AugAssign, scope: _Scope) -> Callable:
         run = frame[0]
         run.gas -= gas
         if run.gas < 0:
-            raise out_of_gas(run)
+            run.refuel()
         current = frame[slot]
         if current is UNBOUND:
             raise unbound_error(name)
@@ -1498,7 +1609,7 @@ def _compile_augmented_item(target: ast.Subscript, full: Callable, value: Code, 
         run = frame[0]
         run.gas -= gas
         if run.gas < 0:
-            raise out_of_gas(run)
+            run.refuel()
         held = evaluate_container(frame)
         index = evaluate_key(frame)
         current = get_item(run, held, index)
@@ -1518,7 +1629,7 @@ def _compile_return(node: ast.Return, scope: _Scope) -> Callable:
         run = frame[0]
         run.gas -= gas
         if run.gas < 0:
-            raise out_of_gas(run)
+            run.refuel()
         return (evaluate(frame),)
     return return_value
 
@@ -1532,7 +1643,7 @@ def _compile_expression_statement(node: ast.Expr, scope: _Scope) -> Callable:
         run = frame[0]
         run.gas -= gas
         if run.gas < 0:
-            raise out_of_gas(run)
+            run.refuel()
         evaluate(frame)
     return expression_statement
 
@@ -1544,7 +1655,7 @@ def _compile_simple(signal: _Signal | None) -> Callable:
             run = frame[0]
             run.gas -= statement_gas
             if run.gas < 0:
-                raise out_of_gas(run)
+                run.refuel()
             return signal
         return simple_statement
     return compile_simple
@@ -1560,7 +1671,7 @@ def _compile_delete(node: ast.Delete, scope: _Scope) -> Callable:
         run = frame[0]
         run.gas -= gas
         if run.gas < 0:
-            raise out_of_gas(run)
+            run.refuel()
         for evaluate_container, evaluate_key in evaluators:
             delete_item(run, evaluate_container(frame), evaluate_key(frame))
     return delete
@@ -1583,7 +1694,7 @@ def _compile_if(node: ast.If, scope: _Scope) -> Callable:
         for evaluate_test, test_gas, body in branches:
             run.gas -= test_gas
             if run.gas < 0:
-                raise out_of_gas(run)
+                run.refuel()
             if evaluate_test(frame):
                 break
         else:
@@ -1608,7 +1719,7 @@ def _compile_while(node: ast.While, scope: _Scope) -> Callable:
         while True:
             run.gas -= gas
             if run.gas < 0:
-                raise out_of_gas(run)
+                run.refuel()
             if not evaluate_test(frame):
                 break
             for statement in body:
@@ -1641,12 +1752,12 @@ def _compile_for(node: ast.For, scope: _Scope) -> Callable:
         run = frame[0]
         run.gas -= gas
         if run.gas < 0:
-            raise out_of_gas(run)
+            run.refuel()
         try:
             for item in iterable(evaluate_source(frame)):
                 run.gas -= item_gas
                 if run.gas < 0:
-                    raise out_of_gas(run)
+                    run.refuel()
                 store(frame, item)
                 for statement in body:
                     signal = statement(frame)

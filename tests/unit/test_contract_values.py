@@ -23,7 +23,7 @@ scalars = (st.none() | st.booleans()
                               -INT_LIMIT + 1, -(2**255), 2**255])
            | st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
            | st.binary(max_size=20))
-keys = st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=8) | st.binary(max_size=8)
+keys = st.booleans() | st.integers(-(2**61 - 2), 2**61 - 2) | st.text(max_size=8) | st.binary(max_size=8)
 values = st.recursive(
     scalars,
     lambda children: (st.lists(children, max_size=4) | st.lists(children, max_size=4).map(tuple)
