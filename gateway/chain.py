@@ -24,7 +24,8 @@ from node.transactions import (Body, CallContract, Envelope, InvalidTransaction,
                                Transaction, required_fee, sign_transaction, signing_payload)
 
 ORDER_GAS = 50_000
-"""Gas limit of an orders-contract call (create_order uses about 4,500)."""
+"""Gas limit of an orders-contract call (create_order uses about 13,000, under half of this: checked by
+tests/unit/test_order_contract.py)."""
 PARAMS_CACHE_S = 30.0
 """Chain parameters (minimum fees can change by governance) are read again after this long, or at once after a
 `fee_too_low` refusal."""
@@ -93,10 +94,11 @@ class ChainView:
     async def account(self, address: bytes) -> dict[str, Any]:
         return await self.client.call("account_get", crypto.format_address(address))
 
-    async def order_call(self, public_key: bytes, nonce: int, function: str, args: tuple,
-                         fee_asset: str) -> Transaction:
+    async def order_call(self, public_key: bytes, nonce: int, function: str, args: tuple, fee_asset: str,
+                         value: tuple[str, int]) -> Transaction:
+        """An orders-contract call from `public_key`, attaching `value` (asset, minor units; ("", 0) for none)."""
         params = await self.params()
-        body = CallContract(params.orders_contract, function, encoding.encode_value(args), ORDER_GAS)
+        body = CallContract(params.orders_contract, function, encoding.encode_value(args), ORDER_GAS, *value)
         return self.with_least_fee(Transaction(params.domain.chain_id, public_key, nonce, fee_asset, 0, body), params)
 
     async def recharge_request(self, public_key: bytes, nonce: int, gateway: bytes, asset: str, amount: int,
@@ -164,7 +166,7 @@ class Signer:
 
     async def call_orders(self, chain: ChainView, function: str, args: tuple, fee_asset: str) -> str:
         params = await chain.params()
-        body = CallContract(params.orders_contract, function, encoding.encode_value(args), ORDER_GAS)
+        body = CallContract(params.orders_contract, function, encoding.encode_value(args), ORDER_GAS, "", 0)
         return await self.send(chain, body, fee_asset)
 
     async def post_recharge(self, chain: ChainView, request_id: bytes, reference: str, fee_asset: str) -> str:

@@ -4,8 +4,9 @@ The shopper's key never reaches the gateway: `prepare` returns the canonical byt
 transaction for the shopper's public key and current nonce, the page decrypts the keystore
 and signs them in the browser, and `submit` checks that what came back is a validly signed
 transaction of the expected kind and content (for a checkout: `create_order` with this
-payment's merchant, one of its options and quantity, and the bound buyer if any) before
-sending it to a healthy node of the payment's region.
+payment's merchant, one of its options and quantity, the option's total attached as the
+call's value, and the bound buyer if any) before sending it to a healthy node of the
+payment's region.
 """
 
 from __future__ import annotations
@@ -147,12 +148,11 @@ async def checkout_prepare(request: web.Request) -> web.Response:
     account = await _chain_call(chain.account(buyer))
     balance = account["balances"].get(option["currency"], 0)
     params = await _chain_call(chain.params())
-    fee = params.min_fees.get(option["currency"], 0)
-    if balance < option["total"] + fee:
+    transaction = await _chain_call(_order_transaction(chain, payment, option, public_key, account["pending_nonce"]))
+    if balance < option["total"] + transaction.fee:  # the order attaches its total; the fee is in the same asset
         raise PaymentError(402, "insufficient_funds",
                            f"your wallet holds {balance} minor units of {option['currency']}, the total with the fee "
                            f"is more; recharge first. Nothing was charged.")
-    transaction = await _chain_call(_order_transaction(chain, payment, option, public_key, account["pending_nonce"]))
     return web.json_response({**_prepared(transaction, params),
                               "fee": transaction.fee, "fee_asset": transaction.fee_asset, "nonce": transaction.nonce,
                               "summary": f"pay {option['total']} {option['currency']} minor units for "
@@ -229,10 +229,12 @@ def _open(signed: bytes, domain: crypto.SigningDomain):
 
 def _order_transaction(chain: ChainView, payment: dict[str, Any], option: dict[str, Any], public_key: bytes,
                        nonce: int):
-    """The shopper's `create_order` for `option` of `payment` (what prepare hands out and submit expects back)."""
+    """The shopper's `create_order` for `option` of `payment`, the total attached (what prepare hands out and submit
+    expects back)."""
     args = (crypto.parse_address(payment["merchant"]), option["product_id"], payment["quantity"],
             option["unit_price"], option["currency"])
-    return chain.order_call(public_key, nonce, "create_order", args, option["currency"])
+    return chain.order_call(public_key, nonce, "create_order", args, option["currency"],
+                            (option["currency"], option["total"]))
 
 
 def _check_order_call(payment: dict[str, Any], envelope, orders_contract: bytes) -> dict[str, Any]:

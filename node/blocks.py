@@ -62,7 +62,7 @@ class Event:
 NATIVE_EVENTS = frozenset({
     "transfer", "registered", "recharge_requested", "recharge_voided", "mint", "burn", "contract_deployed",
     "escrow_held", "escrow_released", "escrow_refunded", "merchant_suspended", "merchant_activated",
-    "proposal_created", "proposal_approved", "proposal_executed",
+    "proposal_created", "proposal_approved", "proposal_executed", "allowance_set",
 })
 """Events the ledger itself emits (their 20-byte fields are accounts); a contract may not use these names."""
 

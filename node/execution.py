@@ -17,12 +17,14 @@ from typing import Iterable, Mapping
 
 from node import blocks, crypto, encoding, governance, limits, risk
 from node.blocks import Block, Event, Header, InvalidBlock, Receipt
-from node.state import (RECHARGE_PENDING, RECHARGE_POSTED, RECHARGE_VOIDED, Account, RechargeRecord, State, Supply,
-                        Suspension, recharge_key, supply_key, suspension_key)
+from node.state import (RECHARGE_PENDING, RECHARGE_POSTED, RECHARGE_VOIDED, Account, Allowance, RechargeRecord, State,
+                        Supply, Suspension, allowance_key, contract_key, recharge_key, supply_key, suspension_key)
 from node.contracts import runtime
-from node.transactions import (CallContract, DeployContract, Envelope, InvalidTransaction, RechargePost,
+from node.contracts.host import AttachedValue
+from node.transactions import (ApproveSpend, CallContract, DeployContract, Envelope, InvalidTransaction, RechargePost,
                                GovernanceApprove, GovernancePropose, RechargeRequest, RechargeVoid, Register, Role,
-                               SetMerchantStatus, Transfer, Withdraw, gas_limit_of, open_transaction, required_fee)
+                               SetMerchantStatus, Transfer, Withdraw, attached_value_of, gas_limit_of,
+                               open_transaction, required_fee)
 
 
 class Rejected(Exception):
@@ -53,6 +55,9 @@ def check_fee_and_nonce(state: State, envelope: Envelope) -> Account:
     min_fee = state.min_fee(transaction.fee_asset)
     if min_fee is None:
         raise InvalidTransaction("unknown_asset", f"fee asset {transaction.fee_asset!r} is not defined in genesis")
+    value_asset, value = attached_value_of(transaction)
+    if value and state.base.params.asset(value_asset) is None:
+        raise InvalidTransaction("unknown_asset", f"attached value asset {value_asset!r} is not defined in genesis")
     minimum = required_fee(transaction, min_fee)
     if transaction.fee < minimum:
         raise InvalidTransaction("fee_too_low", f"fee {transaction.fee} is below the minimum {minimum} "
@@ -127,6 +132,8 @@ def _apply_body(state: State, envelope: Envelope, sender: Account,
         return _apply_merchant_status(state, envelope.sender, sender, body, context), 0
     if isinstance(body, (GovernancePropose, GovernanceApprove)):
         return _apply_governance(state, envelope, body, context), 0
+    if isinstance(body, ApproveSpend):
+        return _apply_approve_spend(state, envelope.sender, body), 0
     raise AssertionError(f"unhandled transaction kind {type(body).__name__}")
 
 
@@ -243,15 +250,26 @@ def _apply_governance(state: State, envelope: Envelope, body: GovernancePropose 
         raise Rejected(rejection.code, rejection.message) from rejection
 
 
+def _apply_approve_spend(state: State, sender_address: bytes, body: ApproveSpend) -> list[Event]:
+    _require_known_asset(state, body.asset)
+    if state.get(contract_key(body.contract)) is None:
+        raise Rejected("unknown_contract", "no contract at this address: an allowance is given to a deployed "
+                                           "contract")
+    state.put(allowance_key(sender_address, body.contract, body.asset),
+              Allowance(body.amount) if body.amount else None)
+    return [Event("allowance_set", (sender_address, body.contract, body.asset.encode(), _u64(body.amount)))]
+
+
 def _apply_contract(state: State, envelope: Envelope, body: DeployContract | CallContract,
                     context: BlockContext) -> tuple[list[Event], int]:
+    value = AttachedValue(body.value_asset, body.value)
     try:
         if isinstance(body, DeployContract):
             _, outcome = runtime.deploy(state, envelope.sender, envelope.nonce, body.source, body.init_args,
-                                        body.gas_limit, context.height, context.timestamp_ms)
+                                        body.gas_limit, context.height, context.timestamp_ms, value=value)
         else:
             outcome = runtime.call(state, envelope.sender, body.contract, body.function, body.args, body.gas_limit,
-                                   context.height, context.timestamp_ms)
+                                   context.height, context.timestamp_ms, value=value)
     except runtime.ContractFailed as failure:
         raise Rejected(failure.code, failure.message, failure.gas_used) from failure
     return list(outcome.events), outcome.gas_used

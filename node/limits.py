@@ -226,16 +226,22 @@ deepest legal contract (call depth x nesting depth) uses 936 on Python 3.11 (tes
 contract_queries_running_max = 2
 """Read-only contract queries running at once (each on its own VM thread); as many more may wait, and
 beyond that a query is refused with "busy, retry"."""
+programs_cached_bytes_max = 64 * 1024 * 1024
+"""Memory the loaded-contract cache may hold (by each program's estimate; node/contracts/runtime.py)."""
 contract_constants_gas_max = 100_000
 """Gas all the constants and defaults of one contract may use to build (at load; the deploy pays it)."""
 contract_gas_max = 2_000_000
 """Most gas one deploy, call or read-only query may use."""
 contract_query_gas_max = 500_000
-"""Most gas a read-only query over RPC may use (it runs on the node's event loop)."""
+"""Most gas a read-only query over RPC may use (it runs on a VM query thread, beside the event loop)."""
+contract_query_ms_max = 1_000
+"""Wall-clock time a read-only query may run before it fails with query_timeout."""
+contract_query_attempts_max = 3
+"""Times a query that overlapped a commit (it read a moving state) is run again before "busy, retry"."""
 block_gas_max = 20_000_000
 """Most contract gas one block may use. A transaction goes in only if its gas limit fits what the block's
 earlier transactions left, so executing any block costs at most this much gas (about 1-2 s of VM time at
-the measured 10-20 Mgas/s); an order-contract call uses about 4,000."""
+the measured 10-20 Mgas/s); an order-contract call uses about 13,000 (with the per-byte price of what it stores)."""
 block_contracts_max = 16
 """Most distinct contracts one block may deploy or call. Parsing a contract that is not in memory costs
 up to ~50 ms and is not metered by gas (gas must not depend on a node's cache), so this bounds it per block."""

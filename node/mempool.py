@@ -14,19 +14,23 @@ from typing import Callable
 
 from node import limits
 from node.state import Account, State
-from node.transactions import Envelope, InvalidTransaction, RechargeRequest, Transfer, Withdraw, required_fee
+from node.transactions import (Envelope, InvalidTransaction, RechargeRequest, Transfer, Withdraw, attached_value_of,
+                               required_fee)
 
 mempool_tx_ttl_ms = 10 * 60 * 1000
 """A transaction that could not be included for this long (e.g. behind a nonce gap) is dropped."""
 
 
 def costs_of(envelope: Envelope) -> dict[str, int]:
-    """What a transaction can take from its sender, per asset: fee plus amount."""
+    """What a transaction can take from its sender, per asset: fee plus amount (or attached value)."""
     transaction = envelope.transaction
     costs = {transaction.fee_asset: transaction.fee}
     body = transaction.body
     if isinstance(body, (Transfer, Withdraw)):
         costs[body.asset] = costs.get(body.asset, 0) + body.amount
+    value_asset, value = attached_value_of(transaction)
+    if value:
+        costs[value_asset] = costs.get(value_asset, 0) + value
     return costs
 
 
@@ -71,7 +75,9 @@ class Mempool:
         params = state.base.params
         if envelope.hash in self._hashes:
             raise InvalidTransaction("already_known", "transaction is already in the mempool")
-        for asset_code in (transaction.fee_asset, getattr(transaction.body, "asset", transaction.fee_asset)):
+        body_asset = getattr(transaction.body, "asset", transaction.fee_asset)
+        value_asset = attached_value_of(transaction)[0] or transaction.fee_asset
+        for asset_code in (transaction.fee_asset, body_asset, value_asset):
             if params.asset(asset_code) is None:
                 raise InvalidTransaction("unknown_asset", f"asset {asset_code!r} is not defined in genesis")
         min_fee = required_fee(transaction, state.min_fee(transaction.fee_asset))

@@ -1,8 +1,8 @@
 """Risk control: the rules every outgoing payment is checked against during execution.
 
-A payment is anything that moves an account's own funds out: a transfer, a withdrawal, or
-funds a contract puts into escrow on the account's behalf (an order). Four rules, each
-named in the rejection:
+A payment is anything that moves an account's own funds out: a transfer, a withdrawal, the
+value it attaches to a contract call or deploy (an order's total), or what a contract pulls
+under the allowance the account gave it. Four rules, each named in the rejection:
 
 - `blocked`: an account on the blocklist can neither pay nor be paid;
 - `per_tx_limit`: one payment above the limit for the payer's role and the asset;

@@ -49,6 +49,7 @@ KEY_PROPOSAL = b"\x0c"
 KEY_MIN_FEE = b"\x0d"
 KEY_PROPOSAL_INDEX = b"\x0e"
 KEY_VALIDATOR_EPOCHS = b"\x0f"
+KEY_ALLOWANCE = b"\x10"
 
 
 # --- records ---------------------------------------------------------------------------
@@ -176,6 +177,16 @@ class EscrowRecord:
     asset: str
     amount: int
     """What is still held (releases reduce it)."""
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    """How much of its owner's asset a contract may still pull (`ApproveSpend`; absent means none)."""
+
+    SCHEMA: ClassVar = (AMOUNT,)
+    amount: int
+    """What is left: each `pull_approved` lowers it, a new `ApproveSpend` replaces it."""
 
 
 @check_schema
@@ -374,6 +385,11 @@ def escrow_key(contract: bytes, encoded_id: bytes) -> bytes:
     return KEY_ESCROW + contract + encoded_id
 
 
+def allowance_key(owner: bytes, contract: bytes, asset: str) -> bytes:
+    assert len(owner) == 20 and len(contract) == 20
+    return KEY_ALLOWANCE + owner + contract + asset.encode()
+
+
 def deployer_key(address: bytes) -> bytes:
     return KEY_DEPLOYER + address
 
@@ -410,7 +426,7 @@ _RECORD_BY_PREFIX: dict[bytes, type] = {
     KEY_CONTRACT_STORAGE: StorageValue, KEY_ESCROW: EscrowRecord, KEY_DEPLOYER: DeployerGrant,
     KEY_SUSPENSION: Suspension, KEY_RISK_RULES: RiskRules, KEY_BLOCKED: Blocked, KEY_SPENDING: Spending,
     KEY_PROPOSAL: ProposalRecord, KEY_MIN_FEE: MinFee, KEY_PROPOSAL_INDEX: ProposalIndex,
-    KEY_VALIDATOR_EPOCHS: ValidatorEpochs,
+    KEY_VALIDATOR_EPOCHS: ValidatorEpochs, KEY_ALLOWANCE: Allowance,
 }
 _RECORD_BYTES_MAX = limits.contract_source_bytes_max + 1024
 _RECORD_BYTES_MAX_BY_PREFIX = {KEY_VALIDATOR_EPOCHS: VALIDATOR_EPOCHS_BYTES_MAX}
@@ -625,6 +641,7 @@ class CommittedState:
         self.version += 1
 
     def apply(self, changes: dict[bytes, Any], update: TreeUpdate) -> None:
+        self.version += 1   # odd while changing: a view read on another thread (a query) sees it moved
         for key, record in changes.items():
             if record is None:
                 self.records.pop(key, None)
@@ -641,10 +658,15 @@ class CommittedState:
                             tuple(ProofEntry(k, h) for k, h in entries), siblings)
 
 
+class StaleStateView(Exception):
+    """A view was read after its committed state moved on: a bug on the commit path, or a read-only query
+    on another thread that overlapped a commit (it is run again on the new state)."""
+
+
 class State:
     """A copy-on-write view: the committed state plus this block's changes.
 
-    Reading a State whose base has since committed another block is a bug, and asserted.
+    Reading a State whose base has since committed another block raises StaleStateView.
     """
 
     __slots__ = ("base", "base_version", "changes")
@@ -655,10 +677,14 @@ class State:
         self.changes: dict[bytes, Any] = {} if changes is None else changes
 
     def get(self, key: bytes) -> Any:
-        assert self.base_version == self.base.version, "state view outlived its base"
         if key in self.changes:
             return self.changes[key]
-        return self.base.records.get(key)
+        record = self.base.records.get(key)
+        # Checked after the read: a commit marks the version before it changes a record, so a record
+        # read here belongs to this view's version if the version is still the same.
+        if self.base_version != self.base.version:
+            raise StaleStateView("the committed state changed while this view was read")
+        return record
 
     def put(self, key: bytes, record: Any) -> None:
         self.changes[key] = record

@@ -125,6 +125,8 @@ class Withdraw:
 GAS = UInt(limits.contract_gas_max)
 FUNCTION_NAME = Text(64, ascii_only=True)
 CONTRACT_ARGS = Bytes(max_size=limits.contract_args_bytes_max)
+VALUE_ASSET = Text(limits.asset_code_chars_max, ascii_only=True)
+"""An asset code, or "" when no value is attached."""
 
 
 @check_schema
@@ -135,25 +137,38 @@ class DeployContract:
     The contract's address is derived from the sender and the transaction's nonce."""
 
     TAG: ClassVar[int] = 7
-    SCHEMA: ClassVar = (Text(limits.contract_source_bytes_max), CONTRACT_ARGS, GAS)
+    SCHEMA: ClassVar = (Text(limits.contract_source_bytes_max), CONTRACT_ARGS, GAS, VALUE_ASSET, AMOUNT)
     source: str
     init_args: bytes
     """`encoding.encode_value` of a tuple of arguments for `init` (an empty tuple if none)."""
     gas_limit: int
+    value_asset: str
+    """The asset of `value`; "" when `value` is 0."""
+    value: int
+    """Minor units of `value_asset` the sender attaches: they move to the new contract's own balance before
+    `init` runs (0: nothing attached)."""
 
 
 @check_schema
 @dataclass(frozen=True, slots=True)
 class CallContract:
-    """Call a public function of a contract with the sender as the caller."""
+    """Call a public function of a contract with the sender as the caller.
+
+    The contract can move only its own balance, the escrows it holds, the value attached here and what an
+    owner approved it to pull (`ApproveSpend`): calling an unknown contract risks the attached value only."""
 
     TAG: ClassVar[int] = 8
-    SCHEMA: ClassVar = (ADDRESS, FUNCTION_NAME, CONTRACT_ARGS, GAS)
+    SCHEMA: ClassVar = (ADDRESS, FUNCTION_NAME, CONTRACT_ARGS, GAS, VALUE_ASSET, AMOUNT)
     contract: bytes
     function: str
     args: bytes
     """`encoding.encode_value` of a tuple of arguments."""
     gas_limit: int
+    value_asset: str
+    """The asset of `value`; "" when `value` is 0."""
+    value: int
+    """Minor units of `value_asset` the sender attaches (like the EVM's msg.value): they move to the contract's
+    own balance before the function runs, and stay there only if the call succeeds (0: nothing attached)."""
 
 
 @check_schema
@@ -166,6 +181,20 @@ class SetMerchantStatus:
     merchant: bytes
     active: bool
     reason: str
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class ApproveSpend:
+    """Let `contract` pull up to `amount` of the sender's `asset` (host function `pull_approved`).
+
+    It replaces any earlier allowance for the same contract and asset; 0 revokes it."""
+
+    TAG: ClassVar[int] = 12
+    SCHEMA: ClassVar = (ADDRESS, ASSET, AMOUNT)
+    contract: bytes
+    asset: str
+    amount: int
 
 
 # --- governance actions (what validator operators vote on; node/governance.py applies them) ---
@@ -265,15 +294,16 @@ class GovernanceApprove:
 
 
 Body = (Transfer | Register | RechargeRequest | RechargePost | RechargeVoid | Withdraw | DeployContract | CallContract
-        | SetMerchantStatus | GovernancePropose | GovernanceApprove)
+        | SetMerchantStatus | GovernancePropose | GovernanceApprove | ApproveSpend)
 BODY_CLASSES: tuple[type, ...] = (Transfer, Register, RechargeRequest, RechargePost, RechargeVoid, Withdraw,
                                   DeployContract, CallContract, SetMerchantStatus, GovernancePropose,
-                                  GovernanceApprove)
+                                  GovernanceApprove, ApproveSpend)
 KIND_NAMES: dict[type, str] = {
     Transfer: "transfer", Register: "register", RechargeRequest: "recharge_request",
     RechargePost: "recharge_post", RechargeVoid: "recharge_void", Withdraw: "withdraw",
     DeployContract: "contract_deploy", CallContract: "contract_call", SetMerchantStatus: "merchant_status",
     GovernancePropose: "governance_propose", GovernanceApprove: "governance_approve",
+    ApproveSpend: "contract_approve",
 }
 assert len({cls.TAG for cls in BODY_CLASSES}) == len(BODY_CLASSES)
 
@@ -404,6 +434,11 @@ def validate_transaction(transaction: Transaction, chain_id: str) -> None:
         _validate_validator(body.action.validator)
     if isinstance(body, (DeployContract, CallContract)) and body.gas_limit == 0:
         raise InvalidTransaction("zero_gas", "a contract transaction needs a positive gas limit")
+    if isinstance(body, (DeployContract, CallContract)) and body.value == 0 and body.value_asset:
+        raise InvalidTransaction("value_asset_without_value", "value_asset must be empty when no value is "
+                                                              "attached (value 0)")
+    if isinstance(body, (DeployContract, CallContract)) and body.value and not body.value_asset:
+        raise InvalidTransaction("value_without_asset", "an attached value needs its value_asset")
     if isinstance(body, CallContract) and (body.function.startswith("_") or not body.function.isidentifier()):
         raise InvalidTransaction("bad_function", f"{body.function!r} is not a public function name")
 
@@ -433,6 +468,14 @@ def _validate_validator(validator: ValidatorInfo) -> None:
         # Every node dials it: an address the transport cannot parse would stop them all at the switch.
         raise InvalidTransaction("bad_p2p_address", "a validator added by governance needs a host:port "
                                                     "address")
+
+
+def attached_value_of(transaction: Transaction) -> tuple[str, int]:
+    """(asset, amount) a contract transaction attaches; ("", 0) when none (and for every other kind)."""
+    body = transaction.body
+    if isinstance(body, (DeployContract, CallContract)):
+        return body.value_asset, body.value
+    return "", 0
 
 
 def gas_limit_of(transaction: Transaction) -> int:

@@ -296,8 +296,11 @@ def history(ctx: Context, who: str, limit: int, before: str | None) -> None:
 
 def _describe_body(ctx: Context, tx: dict[str, Any]) -> str:
     body = tx["body"]
-    if "amount" in body:
-        target = body.get("recipient") or body.get("gateway")
+    if "function" in body:
+        attached = f" with {format_amount(ctx, body['value'], body['value_asset'])}" if body.get("value") else ""
+        return f"{body['function']}() on {body['contract']}{attached}"
+    if "amount" in body:  # an ApproveSpend names the contract allowed to pull the amount
+        target = body.get("recipient") or body.get("gateway") or body.get("contract")
         return f"{format_amount(ctx, body['amount'], body['asset'])} -> {target}"
     if "account" in body:
         return f"{body['account']} as {body['role']}"

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from node import crypto, encoding
+from node import crypto, encoding, limits
 from node.contracts import system
 from node.rpc.views import signing_domain_from_json, signing_domain_json, value_from_json, value_json
 from wallet_cli.main import (Context, WalletFailure, _emit, default_fee_asset, format_amount, main, parse_amount,
@@ -27,9 +27,10 @@ from wallet_cli.main import (Context, WalletFailure, _emit, default_fee_asset, f
                              send_options)
 from wallet_cli.system import call_system, parse_id, query_system
 
-CROSSBORDER_GAS = 25_000
-"""Gas limit of a cross-border call: propose uses about 7,700 and an approve that executes about 4,200
-(tests/unit/test_crossborder_contract.py checks both stay under half of this); the fee pays for the limit."""
+CROSSBORDER_GAS = 40_000
+"""Gas limit of a cross-border call: propose uses about 15,800 and an approve that executes about 13,200, most of
+it the per-byte price of the proposal record they store (tests/unit/test_crossborder_contract.py checks both stay
+under half of this); the fee pays for the limit."""
 QUOTE_FORMAT = "paychain-quote/v1"
 QUOTE_KEYS = ("pay_asset", "pay_amount", "settle_asset", "settle_amount", "expires_height", "quote_id")
 """The order in which a quote's fields are signed (the contract rebuilds the dict in this order)."""
@@ -85,6 +86,10 @@ def parse_quote_document(document: Any) -> SignedQuote:
         raise WalletFailure(f"the quote file is malformed: {error}") from error
     if not isinstance(quote, dict) or tuple(quote) != QUOTE_KEYS:
         raise WalletFailure(f"the quote must have exactly the fields {', '.join(QUOTE_KEYS)}, in that order")
+    if type(quote["pay_asset"]) is not str or type(quote["pay_amount"]) is not int \
+            or not 0 < quote["pay_amount"] <= limits.amount_max:
+        raise WalletFailure("the quote's pay_asset must be an asset code and its pay_amount a positive amount in "
+                            "minor units (the payer attaches it to propose)")
     if crypto.address_from_public_key(public_key) != signed.gateway:
         raise WalletFailure("the quote's public key is not the gateway's")
     if not crypto.verify(public_key, signed.domain, crypto.TAG_CONTRACT_MESSAGE, encoding.encode_value(quote),
@@ -117,9 +122,10 @@ def proposal_id_bytes(text: str) -> bytes:
 
 
 def call_crossborder(ctx: Context, sender: str, function: str, args: tuple, fee: str | None, fee_asset: str,
-                     wait: bool, timeout: float, password_file: Path | None, summary: str, describe=None) -> None:
+                     wait: bool, timeout: float, password_file: Path | None, summary: str, describe=None,
+                     value: tuple[str, int] = ("", 0)) -> None:
     call_system(ctx, system.CROSSBORDER, CROSSBORDER_GAS, sender, function, args, fee, fee_asset, wait, timeout,
-                password_file, summary, describe)
+                password_file, summary, describe, value)
 
 
 def query_crossborder(ctx: Context, function: str, *args: Any) -> Any:
@@ -203,8 +209,10 @@ def _liquidity_command(name: str, function: str, help_text: str) -> None:
     def command(ctx: Context, asset: str, amount: str, sender: str, fee: str | None, fee_asset: str | None,
                 wait: bool, timeout: float, password_file: Path | None) -> None:
         minor = parse_amount(ctx, amount, asset)
+        value = (asset, minor) if function == "deposit" else ("", 0)  # a deposit attaches what it holds
         call_crossborder(ctx, sender, function, (asset, minor), fee, default_fee_asset(ctx, fee_asset, asset), wait,
-                         timeout, password_file, f"{name} {format_amount(ctx, minor, asset)} of liquidity")
+                         timeout, password_file, f"{name} {format_amount(ctx, minor, asset)} of liquidity",
+                         value=value)
 
 
 for _name, _function, _help in LIQUIDITY_ACTIONS:
@@ -257,7 +265,7 @@ def propose(ctx: Context, merchant: str, quote_path: Path, sender: str, fee: str
                      f"pay {format_amount(ctx, terms['pay_amount'], terms['pay_asset'])} into escrow for "
                      f"{format_amount(ctx, terms['settle_amount'], terms['settle_asset'])} to "
                      f"{crypto.format_address(merchant_address)} (quote {terms['quote_id']}, expires at height "
-                     f"{terms['expires_height']})", describe)
+                     f"{terms['expires_height']})", describe, value=(terms["pay_asset"], terms["pay_amount"]))
 
 
 # --- every party --------------------------------------------------------------------------------

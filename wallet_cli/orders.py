@@ -21,8 +21,9 @@ from wallet_cli.main import (Context, WalletFailure, _emit, default_fee_asset, f
 from wallet_cli.system import call_system, parse_id, query_system
 
 ORDER_GAS = 50_000
-"""Gas limit of an order-contract call: create_order uses about 4,000, so this leaves a wide margin (and
-costs 50 minor units of fee on top of the minimum)."""
+"""Gas limit of an order-contract call: create_order uses about 13,000 (most of it the per-byte price of the
+order it stores), so this leaves a wide margin (tests/unit/test_order_contract.py checks it stays under half of
+this), and costs 50 minor units of fee on top of the minimum."""
 
 
 def order_id_bytes(text: str) -> bytes:
@@ -30,9 +31,10 @@ def order_id_bytes(text: str) -> bytes:
 
 
 def call_orders(ctx: Context, sender: str, function: str, args: tuple, fee: str | None, fee_asset: str | None,
-                wait: bool, timeout: float, password_file: Path | None, summary: str, describe=None) -> None:
+                wait: bool, timeout: float, password_file: Path | None, summary: str, describe=None,
+                value: tuple[str, int] = ("", 0)) -> None:
     call_system(ctx, system.ORDERS, ORDER_GAS, sender, function, args, fee, default_fee_asset(ctx, fee_asset), wait,
-                timeout, password_file, summary, describe)
+                timeout, password_file, summary, describe, value)
 
 
 def query_orders(ctx: Context, function: str, *args: Any) -> Any:
@@ -59,7 +61,7 @@ def new_order_id(_sender: bytes, _nonce: int, result: dict[str, Any]) -> dict[st
 @run_command
 def pay(ctx: Context, merchant: str, product_id: str, quantity: int, price: str | None, sender: str,
         fee: str | None, fee_asset: str | None, wait: bool, timeout: float, password_file: Path | None) -> None:
-    """Buy QUANTITY of a product: the total waits in escrow until you confirm receipt."""
+    """Buy QUANTITY of a product: the total, attached to the order, waits in escrow until you confirm receipt."""
     merchant_address = resolve_address(ctx, merchant)
     product = query_orders(ctx, "catalog_get", merchant_address, product_id)
     if product is None:
@@ -69,7 +71,8 @@ def pay(ctx: Context, merchant: str, product_id: str, quantity: int, price: str 
     total = format_amount(ctx, unit_price * quantity, currency)
     call_orders(ctx, sender, "create_order", (merchant_address, product_id, quantity, unit_price, currency), fee,
                 fee_asset or currency, wait, timeout, password_file,
-                f"pay {total} for {quantity} x {product['name']} ({product_id}) into escrow", new_order_id)
+                f"pay {total} for {quantity} x {product['name']} ({product_id}) into escrow", new_order_id,
+                value=(currency, unit_price * quantity))
 
 
 ORDER_ACTIONS = (

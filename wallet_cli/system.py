@@ -32,9 +32,10 @@ def parse_id(text: str, what: str) -> bytes:
 
 def call_system(ctx: Context, name: str, gas_limit: int, sender: str, function: str, args: tuple, fee: str | None,
                 fee_asset: str, wait: bool, timeout: float, password_file: Path | None, summary: str,
-                describe: Callable[[bytes, int, dict[str, Any]], dict[str, Any]] | None = None) -> None:
-    """Sign and send a call of `function` on system contract `name`."""
-    body = CallContract(system_contract(ctx, name), function, encoding.encode_value(args), gas_limit)
+                describe: Callable[[bytes, int, dict[str, Any]], dict[str, Any]] | None = None,
+                value: tuple[str, int] = ("", 0)) -> None:
+    """Sign and send a call of `function` on system contract `name`, attaching `value` (asset, minor units)."""
+    body = CallContract(system_contract(ctx, name), function, encoding.encode_value(args), gas_limit, *value)
     send(ctx, sender, body, fee_asset, fee, wait, timeout, password_file, summary, describe)
 
 

@@ -1,19 +1,22 @@
 """Deploy, call and query: from a transaction (or an RPC query) to a VM run with gas, an overlay and events.
 
 Gas is charged in one budget per transaction: a fixed part for deploying (per byte of source)
-or calling (per byte of arguments), then whatever the VM and the host functions use. A run
-that fails for any contract reason raises `ContractFailed` with the gas it used; its state
-changes stay in the discarded overlay.
+or calling (per byte of arguments, and for moving an attached value), then whatever the VM and
+the host functions use. The attached value moves from the caller to the contract inside the
+call's overlay before the contract runs. A run that fails for any contract reason raises
+`ContractFailed` with the gas it used; its state changes, the attached value's move included,
+stay in the discarded overlay.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from node import crypto, encoding, limits
 from node.blocks import Event
-from node.contracts.host import ChainHost
+from node.contracts.host import NO_VALUE, AttachedValue, ChainHost
 from node.contracts.vm import ContractError, Program, Value, call_function, load_program
 from node.state import ContractRecord, Overlay, State, contract_key, deployer_key
 
@@ -22,8 +25,8 @@ DEPLOY_GAS_PER_SOURCE_BYTE = 16
 """Deploying costs this per byte of source (it is parsed and checked, and stored on every node)."""
 CALL_GAS_BASE = 500
 ARGS_GAS_PER_BYTE = 2
-programs_cached_max = 256
-"""Parsed contracts kept in memory (by code hash); parsing is deterministic, so this is only speed."""
+ATTACHED_VALUE_GAS = 800
+"""Moving an attached value (as much as the host's `transfer`)."""
 
 
 class ContractFailed(Exception):
@@ -43,20 +46,46 @@ class Outcome:
     events: tuple[Event, ...]
 
 
-_programs: OrderedDict[bytes, Program] = OrderedDict()
+class ProgramCache:
+    """Loaded contracts by code hash, least recently used first out, bounded by their estimated memory
+    (`Program.size_bytes`): loading is deterministic, so the cache changes only speed, never a result.
+    Block execution and query threads share it."""
+
+    def __init__(self, bytes_max: int) -> None:
+        self.bytes_max = bytes_max
+        self._programs: OrderedDict[bytes, Program] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, record: ContractRecord) -> Program:
+        with self._lock:
+            program = self._programs.get(record.code_hash)
+            if program is not None:
+                self._programs.move_to_end(record.code_hash)
+                return program
+        program = load_program(record.source)  # it loaded when deployed, so it loads again
+        with self._lock:
+            if record.code_hash not in self._programs:
+                self._programs[record.code_hash] = program
+                self._bytes += program.size_bytes
+            while self._bytes > self.bytes_max and len(self._programs) > 1:
+                _, evicted = self._programs.popitem(last=False)
+                self._bytes -= evicted.size_bytes
+        return program
+
+    def __contains__(self, code_hash: bytes) -> bool:
+        return code_hash in self._programs
+
+    def held_bytes(self) -> int:
+        return self._bytes
+
+
+_programs = ProgramCache(limits.programs_cached_bytes_max)
 
 
 def program_of(record: ContractRecord) -> Program:
     """The parsed contract (cached by code hash)."""
-    program = _programs.get(record.code_hash)
-    if program is None:
-        program = load_program(record.source)  # it loaded when deployed, so it loads again
-        _programs[record.code_hash] = program
-        if len(_programs) > programs_cached_max:
-            _programs.popitem(last=False)
-    else:
-        _programs.move_to_end(record.code_hash)
-    return program
+    return _programs.get(record)
 
 
 def is_loaded(code_hash: bytes) -> bool:
@@ -75,11 +104,12 @@ def decode_args(data: bytes) -> tuple[Value, ...]:
 
 
 def deploy(state: State, deployer: bytes, nonce: int, source: str, init_args: bytes, gas_limit: int,
-           height: int, time_ms: int, system: bool = False) -> tuple[bytes, Outcome]:
+           height: int, time_ms: int, system: bool = False, value: AttachedValue = NO_VALUE) -> tuple[bytes, Outcome]:
     """Deploy a contract from `deployer`; returns its address and the outcome of `init` (if any).
 
-    `system`: a genesis contract, deployed by no account (no permission needed)."""
-    fixed = DEPLOY_GAS_BASE + DEPLOY_GAS_PER_SOURCE_BYTE * len(source.encode())
+    `system`: a genesis contract, deployed by no account (no permission needed). `value` moves from the deployer
+    to the new contract before `init` runs (even when it has no `init`)."""
+    fixed = DEPLOY_GAS_BASE + DEPLOY_GAS_PER_SOURCE_BYTE * len(source.encode()) + _value_gas(value)
     if not system and state.get(deployer_key(deployer)) is None:
         raise ContractFailed("not_deployer", "the sender does not have the deployer permission", 0)
     if fixed > gas_limit:
@@ -88,26 +118,32 @@ def deploy(state: State, deployer: bytes, nonce: int, source: str, init_args: by
         program = load_program(source)
     except ContractError as error:
         raise ContractFailed(error.code, error.message, fixed) from error
+    fixed += program.load_gas   # bounded by the source cap, so loading before charging it is bounded too
+    if fixed > gas_limit:
+        raise ContractFailed("out_of_gas", f"loading this source needs {fixed} gas", gas_limit)
     address = crypto.contract_address(deployer, nonce)
     if state.get(contract_key(address)) is not None:
         raise ContractFailed("contract_exists", "a contract already lives at this address", fixed)
     args = decode_args(init_args)
+    if "init" not in program.functions and args:
+        raise ContractFailed("bad_args", "the contract has no init function to take arguments", fixed)
     overlay = Overlay(state)
     overlay.put(contract_key(address), ContractRecord(program.code_hash, source, deployer, height))
-    value, gas_used, events = None, fixed, ()
-    if "init" in program.functions:
-        value, gas_used, events = _run(overlay, program, address, deployer, "init", args, gas_limit, fixed,
-                                       height, time_ms, read_only=False)
-    elif args:
-        raise ContractFailed("bad_args", "the contract has no init function to take arguments", fixed)
+    host = ChainHost(overlay, address, deployer, height, time_ms, value=value)
+    result, gas_used, events = _run(host, program, "init" if "init" in program.functions else None, args,
+                                    gas_limit, fixed)
     overlay.merge()
-    return address, Outcome(value, gas_used, (Event("contract_deployed", (address, deployer)),) + events)
+    return address, Outcome(result, gas_used, (Event("contract_deployed", (address, deployer)),) + events)
 
 
 def call(state: State, caller: bytes, contract: bytes, function: str, args_data: bytes, gas_limit: int,
-         height: int, time_ms: int, read_only: bool = False) -> Outcome:
-    """Call `function` of `contract`; on success its changes are merged into `state` (never when read-only)."""
-    fixed = CALL_GAS_BASE + ARGS_GAS_PER_BYTE * len(args_data)
+         height: int, time_ms: int, read_only: bool = False, value: AttachedValue = NO_VALUE,
+         deadline_ns: int | None = None) -> Outcome:
+    """Call `function` of `contract` with `value` attached; on success its changes are merged into `state` (never
+    when read-only: a query attaches nothing). `deadline_ns` (time.monotonic_ns): for queries only."""
+    assert deadline_ns is None or read_only, "a transaction's result never depends on time"
+    assert not (read_only and value.amount), "a read-only query attaches no value"
+    fixed = CALL_GAS_BASE + ARGS_GAS_PER_BYTE * len(args_data) + _value_gas(value)
     if fixed > gas_limit:
         raise ContractFailed("out_of_gas", f"this call needs at least {fixed} gas", gas_limit)
     record = state.get(contract_key(contract))
@@ -120,19 +156,30 @@ def call(state: State, caller: bytes, contract: bytes, function: str, args_data:
         raise ContractFailed("init_only_at_deploy", "init runs once, when the contract is deployed", fixed)
     args = decode_args(args_data)
     overlay = Overlay(state)
-    value, gas_used, events = _run(overlay, program, contract, caller, function, args, gas_limit, fixed, height,
-                                   time_ms, read_only)
+    host = ChainHost(overlay, contract, caller, height, time_ms, read_only=read_only, value=value)
+    result, gas_used, events = _run(host, program, function, args, gas_limit, fixed, deadline_ns)
     if not read_only:
         overlay.merge()
-    return Outcome(value, gas_used, events)
+    return Outcome(result, gas_used, events)
 
 
-def _run(overlay: Overlay, program: Program, contract: bytes, caller: bytes, function: str,
-         args: tuple[Value, ...], gas_limit: int, fixed: int, height: int, time_ms: int,
-         read_only: bool) -> tuple[Value, int, tuple[Event, ...]]:
-    host = ChainHost(overlay, contract, caller, height, time_ms, read_only=read_only)
+def _value_gas(value: AttachedValue) -> int:
+    return ATTACHED_VALUE_GAS if value.amount else 0
+
+
+def _run(host: ChainHost, program: Program, function: str | None, args: tuple[Value, ...], gas_limit: int,
+         fixed: int, deadline_ns: int | None = None) -> tuple[Value, int, tuple[Event, ...]]:
+    """Move the attached value, then run `function` (None: nothing to run); (result, gas used, events).
+
+    The gas used is the fixed part and the VM's, which includes what the host charged for bytes stored
+    and emitted (it takes that from the run's meter)."""
+    result = None
+    vm_gas_used = 0
     try:
-        result = call_function(program, function, args, host, gas_limit - fixed)
+        host.receive_attached_value()
+        if function is not None:
+            outcome = call_function(program, function, args, host, gas_limit - fixed, deadline_ns)
+            result, vm_gas_used = outcome.value, outcome.gas_used
     except ContractError as error:
-        raise ContractFailed(error.code, error.message, fixed + getattr(error, "gas_used", 0)) from error
-    return result.value, fixed + result.gas_used, tuple(host.events)
+        raise ContractFailed(error.code, error.message, fixed + error.gas_used) from error
+    return result, fixed + vm_gas_used, tuple(host.events)

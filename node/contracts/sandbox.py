@@ -34,6 +34,9 @@ thread_entry_frames_max = 16
 """Python frames below a VM thread's work (threading's bootstrap and the worker loop)."""
 
 _recursion_limit = thread_entry_frames_max + limits.contract_python_frames_max
+if sys.getrecursionlimit() < _recursion_limit:
+    # Once, at import: the limit is per interpreter, and raising it never shortens another thread's room.
+    sys.setrecursionlimit(_recursion_limit)
 _local = threading.local()
 
 
@@ -48,8 +51,6 @@ class VMThreads:
 
     def __init__(self, name: str, count: int, queue_max: int) -> None:
         self._work: queue.Queue = queue.Queue(maxsize=queue_max)
-        if sys.getrecursionlimit() < _recursion_limit:
-            sys.setrecursionlimit(_recursion_limit)   # raising it never shortens another thread's room
         previous = threading.stack_size(thread_stack_bytes)
         try:
             self._threads = [threading.Thread(target=self._serve, name=f"{name}-{index}", daemon=True)
@@ -71,6 +72,8 @@ class VMThreads:
             future, function, args = self._work.get()
             if not future.set_running_or_notify_cancel():
                 continue
+            if sys.getrecursionlimit() < _recursion_limit:   # someone lowered it since (a test framework may)
+                sys.setrecursionlimit(_recursion_limit)
             try:
                 future.set_result(function(*args))
             except BaseException as error:   # handed to the waiting caller, who re-raises it

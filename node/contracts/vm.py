@@ -30,7 +30,7 @@ from node.contracts import checker
 from node.contracts.sandbox import run_on_vm_thread
 from node.contracts.gas import (
     CONTAINER_TYPES, INT_LIMIT, ITEMS_MAX, KEY_TYPES, SCALAR_TYPES, SMALL_INT_LIMIT,
-    ContractError, InvalidContract, Meter, OutOfGas, Revert, VMFault,
+    ContractError, HostUnavailable, InvalidContract, Meter, OutOfGas, Revert, VMFault,
     binary_gas, bool_op_gas, builtin_gas, call_gas, charge, charge_container, charge_items, charge_text,
     charge_value,
     charge_walk, check_key, check_new_key, check_room, checked_int, compare_gas, display_gas, host_call_gas,
@@ -69,6 +69,8 @@ REPEAT_COUNT_MAX = 2**63 - 1
 """Largest count `sequence * count` accepts (Python's own limit, whatever the sequence)."""
 non_ascii_chars_per_gas = 4
 strip_comparisons_per_gas = 64
+search_comparisons_per_gas = 128
+"""find, `in`, split(sep), replace: 1 gas per this many (text position, pattern character) pairs compared."""
 """str.strip(chars) costs 1 gas per this many (text character, chars character) pairs it may compare."""
 """upper(), lower() and strip() of a non-ASCII str cost 1 extra gas per this many characters."""
 
@@ -255,9 +257,12 @@ def call_function(program: Program, function: str, args: tuple[Value, ...], host
 def _call_function_here(program: Program, function: str, args: tuple[Value, ...], host: Host,
                         gas_limit: int, deadline_ns: int | None) -> CallResult:
     run = Run(gas_limit, host, deadline_ns)
+    bind_meter = getattr(host, "bind_meter", None)
+    if bind_meter is not None:   # a host that charges gas of its own (bytes stored) takes it from this run
+        bind_meter(run)
     try:
         value = _call_public(run, program, function, args)
-    except ContractError as error:
+    except (ContractError, HostUnavailable) as error:
         error.gas_used = gas_limit - run.remaining()
         raise
     except RecursionError:
@@ -574,6 +579,9 @@ def not_equal(run: Run, left: Any, right: Any) -> bool:
 def _ordering(symbol: str, native: Callable) -> Callable:
     def compare_order(run: Run, left: Any, right: Any) -> bool:
         charge_comparison(run, left, right)
+        if type(left) is type(right) and (type(left) is str or type(left) is bytes):
+            # a str of 1-byte characters against one of 4-byte characters is compared one by one
+            charge(run, min(len(left), len(right)) // text_bytes_per_gas)
         try:
             return native(left, right)
         except TypeError:
@@ -599,7 +607,7 @@ def contains(run: Run, item: Any, container: Any) -> bool:
             charge(run, len(container))
         return item in container
     if kind is str or kind is bytes:
-        charge(run, text_size(container) // 32)
+        charge_search(run, container, item)
         try:
             return item in container
         except (TypeError, ValueError) as error:
@@ -1000,10 +1008,24 @@ def dict_update(run: Run, mapping: dict, other: Any) -> None:
     mapping.update(other)
 
 
+def charge_search(run: Run, text: str | bytes, pattern: Any) -> None:
+    """Pay for CPython searching `text` for `pattern`: at every place the pattern fits it may compare up
+    to the whole pattern (its default search's worst case; texts this short rarely get the linear one)."""
+    length = len(text)
+    gas = length // text_bytes_per_gas
+    if type(pattern) is str or type(pattern) is bytes:
+        width = len(pattern)
+        gas += max(length - width + 1, 0) * width // search_comparisons_per_gas
+    charge(run, gas)
+
+
 def text_search(name: str) -> Callable:
-    """startswith, endswith, find: Python's own, paid by the size of the text searched."""
+    """startswith, endswith, find: Python's own, paid by the comparisons they may make."""
     def search(run: Run, text: str | bytes, pattern: Any, *bounds: Any) -> Any:
-        charge(run, text_size(text) // 32 + (len(pattern) if type(pattern) is tuple else 0))
+        if name == "find":
+            charge_search(run, text, pattern)
+        else:   # startswith, endswith compare at one place: the pattern's (or each pattern's) length
+            charge(run, text_size(text) // 32 + (len(pattern) if type(pattern) is tuple else 0))
         return getattr(text, name)(pattern, *bounds)
     return search
 
@@ -1013,6 +1035,7 @@ def text_transform(name: str) -> Callable:
     (case mapping makes at most 3x the input, so building it is within what was paid)."""
     def transform(run: Run, text: str, *args: Any) -> str:
         length = len(text)
+        charge(run, length // text_bytes_per_gas)   # read whole even when nothing is made (strip of spaces)
         if not text.isascii():   # Unicode case mapping is about 10x slower than ASCII
             charge(run, length // non_ascii_chars_per_gas)
         if args and type(args[0]) is str:   # strip(chars) tests each stripped character against all of chars
@@ -1025,6 +1048,7 @@ def text_transform(name: str) -> Callable:
 
 def str_split(run: Run, text: str, separator: Any = None, splits_max: Any = -1) -> list:
     charge_text(run, text_size(text))
+    charge_search(run, text, separator)
     parts = text.split(separator, splits_max)
     charge_items(run, len(parts))
     return parts
@@ -1042,6 +1066,8 @@ def str_join(run: Run, separator: str, values: Any) -> str:
 def str_replace(run: Run, text: str, old: Any, new: Any, count: Any = -1) -> str:
     if type(old) is not str or type(new) is not str or type(count) not in INT_TYPES:
         raise type_error("str.replace() takes (str, str[, int])")
+    charge_search(run, text, old)   # twice: counting, then replacing
+    charge_search(run, text, old)
     occurrences = text.count(old)
     if count >= 0:
         occurrences = min(occurrences, count)

@@ -40,6 +40,8 @@ TRANSACTION_RULE_CODES: dict[str, int] = {
     "too_large": 2021,
     "zero_gas": 2022,
     "bad_function": 2023,
+    "value_asset_without_value": 2024,
+    "value_without_asset": 2025,
 }
 assert len(set(TRANSACTION_RULE_CODES.values())) == len(TRANSACTION_RULE_CODES)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import queue
 import time
 from typing import Any, Callable
 
@@ -11,10 +13,13 @@ from node.blocks import header_hash
 from node.encoding import DecodeError
 from node.rpc import errors, views
 from node.rpc.jsonrpc import INVALID_PARAMS, Dispatcher, RpcError
-from node.contracts import runtime, system
+from node.contracts import runtime, sandbox, system
+from node.contracts.gas import HostUnavailable
+from node.contracts.host import NO_VALUE
 from node.orders import ORDER_STATES, read_order
 from node import governance, risk
-from node.state import PROPOSAL_INDEX_KEY, contract_key, deployer_key, proposal_key, recharge_key, suspension_key
+from node.state import (PROPOSAL_INDEX_KEY, StaleStateView, contract_key, deployer_key, proposal_key,
+                        recharge_key, suspension_key)
 from node.transactions import SetRiskRules
 from node.verifier import BatchVerifier
 from node.transactions import InvalidTransaction, SignedTransaction, transaction_hash
@@ -304,14 +309,31 @@ class NodeMethods:
         record = self.ledger.state().get(contract_key(contract))
         if record is not None:
             self._allow_contract_load(record.code_hash)
-        head = self.ledger.head
-        try:
-            outcome = runtime.call(self.ledger.state(), who, contract, function, encoded, gas_limit, head.height,
-                                   head.timestamp_ms, read_only=True)
-        except runtime.ContractFailed as failure:
-            raise errors.contract_failed(failure.code, failure.message, failure.gas_used) from failure
+        outcome = await self._run_query(who, contract, function, encoded, gas_limit)
         return {"value": views.value_json(outcome.value), "gas_used": outcome.gas_used,
                 "events": [views.event_json(e) for e in outcome.events]}
+
+    async def _run_query(self, who: bytes, contract: bytes, function: str, encoded: bytes,
+                         gas_limit: int) -> runtime.Outcome:
+        """Run the query on a VM query thread (node/contracts/sandbox.py) while this loop goes on serving and
+        committing; at most `contract_queries_running_max` run and as many wait, the rest are told to retry.
+        A query that overlapped a commit is run again on the new state (it read a moving one)."""
+        for _ in range(limits.contract_query_attempts_max):
+            head = self.ledger.head
+            deadline_ns = time.monotonic_ns() + limits.contract_query_ms_max * 1_000_000
+            try:
+                future = sandbox.submit_query(runtime.call, self.ledger.state(), who, contract, function, encoded,
+                                              gas_limit, head.height, head.timestamp_ms, True, NO_VALUE,
+                                              deadline_ns)
+            except queue.Full:
+                raise RpcError(errors.TOO_MANY, "busy: every contract query thread is in use; retry shortly") from None
+            try:
+                return await asyncio.wrap_future(future)
+            except runtime.ContractFailed as failure:
+                raise errors.contract_failed(failure.code, failure.message, failure.gas_used) from failure
+            except (StaleStateView, HostUnavailable):
+                continue
+        raise RpcError(errors.TOO_MANY, "busy: the chain moved on during every attempt of this query; retry")
 
 
     # --- governance and risk ------------------------------------------------------------------

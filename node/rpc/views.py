@@ -11,10 +11,10 @@ from typing import Any
 from node import crypto, encoding, limits
 from node.blocks import Block, CommitCertificate, Event, Header, Receipt
 from node.state import RECHARGE_STATUS_NAMES, Account, ContractRecord, RechargeRecord
-from node.transactions import (ACTION_NAMES, ROLE_NAMES, Action, AddValidator, CallContract, DeployContract,
-                               GovernanceApprove, GovernancePropose, RechargePost, RechargeRequest, RechargeVoid,
-                               Register, RemoveValidator, Role, SetBlocked, SetDeployer, SetMerchantStatus, SetMinFee,
-                               SetRiskRules, Transaction, Transfer, Withdraw, kind_name)
+from node.transactions import (ACTION_NAMES, ROLE_NAMES, Action, AddValidator, ApproveSpend, CallContract,
+                               DeployContract, GovernanceApprove, GovernancePropose, RechargePost, RechargeRequest,
+                               RechargeVoid, Register, RemoveValidator, Role, SetBlocked, SetDeployer,
+                               SetMerchantStatus, SetMinFee, SetRiskRules, Transaction, Transfer, Withdraw, kind_name)
 
 
 def hex0x(data: bytes) -> str:
@@ -99,10 +99,14 @@ def body_json(transaction: Transaction) -> dict[str, Any]:
                 "payout_reference": body.payout_reference}
     if isinstance(body, DeployContract):
         return {"code_hash": hex0x(crypto.hash_bytes(body.source.encode())), "source_bytes": len(body.source.encode()),
-                "init_args": encoded_value_json(body.init_args), "gas_limit": body.gas_limit}
+                "init_args": encoded_value_json(body.init_args), "gas_limit": body.gas_limit,
+                "value_asset": body.value_asset, "value": body.value}
     if isinstance(body, CallContract):
         return {"contract": address_text(body.contract), "function": body.function,
-                "args": encoded_value_json(body.args), "gas_limit": body.gas_limit}
+                "args": encoded_value_json(body.args), "gas_limit": body.gas_limit,
+                "value_asset": body.value_asset, "value": body.value}
+    if isinstance(body, ApproveSpend):
+        return {"contract": address_text(body.contract), "asset": body.asset, "amount": body.amount}
     if isinstance(body, SetMerchantStatus):
         return {"merchant": address_text(body.merchant), "active": body.active, "reason": body.reason}
     if isinstance(body, GovernancePropose):
@@ -140,6 +144,7 @@ _EVENT_FIELDS = {
     "proposal_created": ("proposal_id", "proposer", "action"),
     "proposal_approved": ("proposal_id", "operator"),
     "proposal_executed": ("proposal_id", "action"),
+    "allowance_set": ("account", "contract", "asset", "amount"),
 }
 _ADDRESS_FIELDS = frozenset({"from", "to", "account", "user", "gateway", "contract", "deployer", "payer", "merchant",
                              "proposer", "operator"})

@@ -18,14 +18,16 @@ Heights and indexes are fixed-width big-endian so that keys sort in chain order.
 | validators/<from height:8>                 | ValidatorEpoch (genesis' set at 0) |
 | state/<state key>                          | encoded state record               |
 
-Format 2 added `validators/` (format 1 stores lack it and are refused).
+Format 2 added `validators/` (format 1 stores lack it and are refused). Format 3: contract transactions
+carry an attached value and `ApproveSpend` exists (state key prefix 0x10, allowances), so blocks of format 2
+stores no longer decode; they are refused, and a local network is re-created.
 """
 
 from __future__ import annotations
 
 from node.encoding import decode_uint_be, encode_uint_be
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 META_FORMAT = b"meta/format"
 META_GENESIS = b"meta/genesis"

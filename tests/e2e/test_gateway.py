@@ -220,9 +220,14 @@ def test_invalid_checkouts_charge_nothing(shop) -> None:
     assert no_csrf.status == 403 and no_csrf.body["error"]["code"] == "csrf_failed"
     prepared = carol.post(f"/api/checkout/{payment['id']}/prepare",
                           {"public_key": carol.keys.public_key.hex(), "product_id": "tea"}).body
-    tampered = dict(prepared, payload=prepared["payload"].replace("cd04e2", "cd0001"))  # unit price 1250 -> 1
-    assert tampered["payload"] != prepared["payload"]
+    payload = prepared["payload"]
+    tampered = dict(prepared, payload=payload.replace("cd04e2", "cd0001", 1))  # unit price 1250 -> 1 (in the args)
+    assert tampered["payload"] != payload
     refused = carol.post(f"/api/checkout/{payment['id']}/submit", {"signed": carol.sign(tampered)})
+    assert refused.status == 422 and refused.body["error"]["code"] == "invalid_transaction"
+    cut = payload.rindex("cd04e2")  # the attached value, the transaction's last field: 1250 -> 1249
+    underpaid = dict(prepared, payload=payload[:cut] + "cd04e1" + payload[cut + 6:])
+    refused = carol.post(f"/api/checkout/{payment['id']}/submit", {"signed": carol.sign(underpaid)})
     assert refused.status == 422 and refused.body["error"]["code"] == "invalid_transaction"
     bad_signature = bytearray.fromhex(carol.sign(prepared))
     bad_signature[-1] ^= 1

@@ -221,3 +221,40 @@ def test_developer_deploys_calls_and_queries_a_contract(shop: LocalNetwork, tmp_
     assert reverted.code == 7 and reverted.json()["receipt"]["code"] == "reverted"
     denied = shop.wallet("contract", "deploy", str(source), "--args", "[1]", "--from", "alice", "--wait", "--json")
     assert denied.code == 7 and denied.json()["receipt"]["code"] == "not_deployer"
+
+
+VAULT = '''
+def keep():
+    emit("kept", {"value": attached_value(), "asset": attached_asset()})
+
+
+def pull(owner, amount):
+    pull_approved(owner, "CNY", amount)
+    emit("pulled", {"left": allowance(owner, "CNY")})
+'''
+
+
+def test_wallet_attaches_value_to_a_call_and_approves_a_contract(shop: LocalNetwork, tmp_path) -> None:
+    source = tmp_path / "vault.py"
+    source.write_text(VAULT)
+    address = sent(shop, "contract", "deploy", str(source), "--from", "developer")["contract"]
+    kept = sent(shop, "contract", "call", address, "keep", "--value", "1.50", "--asset", "CNY", "--from", "alice")
+    assert [event["name"] for event in kept["receipt"]["events"]] == ["transfer", "kept"]
+    assert kept["receipt"]["events"][1]["data"] == {"value": 150, "asset": "CNY"}
+    assert balance(shop, address) == 150
+    alice = ok(shop, "balance", "alice")["address"]
+    approved = sent(shop, "contract", "approve", address, "CNY", "2", "--from", "alice")
+    assert approved["receipt"]["events"] == [{"name": "allowance_set", "account": alice, "contract": address,
+                                              "asset": "CNY", "amount": 200}]
+    pull = ["contract", "call", address, "pull", "--from", "bob", "--args"]
+    pulled = sent(shop, *pull, f'[{{"address": "{alice}"}}, 150]')
+    assert pulled["receipt"]["events"][-1]["data"] == {"left": 50} and balance(shop, address) == 300
+    beyond = shop.wallet(*pull, f'[{{"address": "{alice}"}}, 51]', "--wait", "--json")
+    assert beyond.code == 7 and beyond.json()["receipt"]["code"] == "allowance_exceeded"
+    sent(shop, "contract", "approve", address, "CNY", "0", "--from", "alice")  # revoke
+    revoked = shop.wallet(*pull, f'[{{"address": "{alice}"}}, 1]', "--wait", "--json")
+    assert revoked.code == 7 and revoked.json()["receipt"]["code"] == "allowance_exceeded"
+    helped = shop.wallet("contract", "approve", "--help")
+    assert helped.code == 0 and "0 revokes" in " ".join(helped.stdout.split())
+    lone = shop.wallet("contract", "call", address, "keep", "--value", "1", "--from", "alice", "--json")
+    assert lone.code != 0 and "--value needs --asset" in lone.stdout + lone.stderr

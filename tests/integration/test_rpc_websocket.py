@@ -159,16 +159,17 @@ async def test_orders_subscription_follows_an_order_and_order_rpc_lists_it() -> 
     chain = make_chain(genesis)
     contract = chain.ledger.params.contract("orders")
 
-    def call(name: str, nonce: int, function: str, *args) -> bytes:
-        return signer_for(genesis)(name, nonce, CallContract(contract, function, encoding.encode_value(args), 50_000),
-                                   fee=51)
+    def call(name: str, nonce: int, function: str, *args, value: tuple[str, int] = ("", 0)) -> bytes:
+        body = CallContract(contract, function, encoding.encode_value(args), 50_000, *value)
+        return signer_for(genesis)(name, nonce, body, fee=51)
 
     chain.submit(call("merchant", 0, "catalog_add", "tea", "Tea", 300, "CNY", 10, 5))
     chain.commit_pending()
     async with serve_rpc(chain.ledger) as rpc:
         client = await connect(rpc)
         subscription = await client.subscribe("orders", address("alice"))
-        chain.submit(call("alice", 0, "create_order", keys("merchant").address, "tea", 2, 300, "CNY"))
+        chain.submit(call("alice", 0, "create_order", keys("merchant").address, "tea", 2, 300, "CNY",
+                          value=("CNY", 600)))
         chain.commit_pending()
         created = await client.next_notification()
         order_id = created["result"]["orders"][0]["order_id"]

@@ -9,7 +9,7 @@ import pytest
 from node import blocks, crypto, limits
 from node.app import Ledger
 from node.blocks import InvalidBlock
-from node.state import EMPTY_ACCOUNT, State
+from node.state import EMPTY_ACCOUNT, StaleStateView, State
 from node.storage.chain import ChainStore
 from node.storage.kv import MemoryStore
 from node.transactions import InvalidTransaction, RechargePost, RechargeRequest, Transfer, open_transaction
@@ -133,7 +133,7 @@ def test_state_views_from_before_a_commit_are_not_readable_after_it():
     chain = make_chain()
     view = chain.ledger.state()
     chain.commit_pending()
-    with pytest.raises(AssertionError):
+    with pytest.raises(StaleStateView):
         view.account(ALICE)
 
 

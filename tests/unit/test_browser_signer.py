@@ -36,11 +36,12 @@ ALICE_KEYSTORE = encrypt_seed(keys("alice").seed, PASSWORD, **FAST)
 
 
 def order_payment(sender: str = "alice", chain_id: str = CHAIN_ID) -> Transaction:
-    """What a checkout asks the shopper to sign: a create_order call on the orders contract."""
+    """What a checkout asks the shopper to sign: a create_order call on the orders contract, the order's total
+    attached."""
     args = encoding.encode_value((keys("merchant").address, "sku-1", 2, 1_234, "CNY"))
     contract = crypto.contract_address(keys("deployer").address, 0)
     return Transaction(chain_id, keys(sender).public_key, 7, "CNY", 201,
-                       CallContract(contract, "create_order", args, 200_000))
+                       CallContract(contract, "create_order", args, 200_000, "CNY", 2_468))
 
 
 def recharge_request(chain_id: str = LONG_CHAIN_ID) -> Transaction:
@@ -53,7 +54,7 @@ def large_deploy() -> Transaction:
     """A valid transaction larger than any payment: the pages never sign one."""
     source = "def init():\n    pass\n" + "# padding\n" * 400
     return Transaction(CHAIN_ID, keys("alice").public_key, 0, "CNY", 50,
-                       DeployContract(source, encoding.encode_value(()), 100_000))
+                       DeployContract(source, encoding.encode_value(()), 100_000, "", 0))
 
 
 def with_field(document: dict, path: tuple[str, ...], value: object) -> dict:

@@ -64,18 +64,21 @@ class Exchange(Shop):
         return multisig.make_quote(pay_asset, pay, settle_asset, settle, self.next_height() + valid_blocks, quote_id)
 
     def propose(self, payer: str = "alice", merchant: str = "merchant", gateway: str = "gateway", quote=None,
-                signer: str | None = None, public_key: bytes | None = None, signature: bytes | None = None):
-        """Propose with `quote` signed by `signer` (default: the gateway); the receipt and the new proposal's id."""
+                signer: str | None = None, public_key: bytes | None = None, signature: bytes | None = None,
+                value: tuple[str, int] | None = None):
+        """Propose with `quote` signed by `signer` (default: the gateway), attaching the quote's pay amount (or
+        `value`); the receipt and the new proposal's id."""
         quote = quote if quote is not None else self.quote()
         signed = multisig.sign_quote(keys(signer or gateway), self.domain, quote)  # its public key is the signer's
+        value = value if value is not None else (quote["pay_asset"], quote["pay_amount"])
         receipt = self.call(payer, "propose", keys(merchant).address, keys(gateway).address,
-                            public_key or signed.public_key, quote, signature or signed.signature)
+                            public_key or signed.public_key, quote, signature or signed.signature, value=value)
         proposed = [e for e in receipt.events if e.name == "crossborder_proposed"]
         proposal_id = encoding.decode_value(proposed[0].fields[1], 4096)["proposal_id"] if proposed else None
         return receipt, proposal_id
 
     def deposit(self, amount: int = LIQUIDITY, gateway: str = "gateway", asset: str = "USD"):
-        return self.call(gateway, "deposit", asset, amount)
+        return self.call(gateway, "deposit", asset, amount, value=(asset, amount))
 
     def proposal(self, proposal_id: bytes) -> dict:
         return self.query("get_proposal", proposal_id)
@@ -156,7 +159,7 @@ def test_every_transition_emits_its_event(exchange):
         return [event.name for event in receipt.events]
 
     proposed, executed = exchange.propose()
-    assert names(proposed) == ["escrow_held", "crossborder_proposed"]
+    assert names(proposed) == ["transfer", "escrow_held", "crossborder_proposed"]  # the attached value, then
     assert names(exchange.call("merchant", "approve", executed)) == [
         "crossborder_approved", "escrow_released", "escrow_released", "crossborder_executed"]
     for actor, function, event in (("gateway", "reject", "crossborder_rejected"),
@@ -164,7 +167,7 @@ def test_every_transition_emits_its_event(exchange):
         assert names(exchange.call(actor, function, exchange.propose()[1])) == ["escrow_refunded", event]
     _, expiring = exchange.propose(quote=exchange.quote(valid_blocks=1))
     assert names(exchange.call("bob", "expire", expiring)) == ["escrow_refunded", "crossborder_expired"]
-    assert names(exchange.deposit(1)) == ["escrow_held", "liquidity_deposited"]
+    assert names(exchange.deposit(1)) == ["transfer", "escrow_held", "liquidity_deposited"]
     assert names(exchange.call("gateway", "withdraw_liquidity", "USD", 1)) == ["escrow_released",
                                                                                "liquidity_withdrawn"]
 
@@ -273,8 +276,10 @@ def _other_genesis_with_the_same_chain_id(exchange):
     (lambda ex: ex.propose(quote=ex.quote(settle=0)), "settle_amount must be an integer from 1"),
     (lambda ex: ex.propose(quote=ex.quote(quote_id="")), "quote_id must be 1 to 64"),
     (lambda ex: ex.propose(quote={**ex.quote(), "rate": 14}), "the quote must be a dict of exactly"),
-    (lambda ex: ex.propose(quote=ex.quote(pay=2_000_000)), "insufficient_funds"),
     (lambda ex: ex.propose(quote=ex.quote(settle_asset="XAU")), "bad_argument"),
+    (lambda ex: ex.propose(value=("CNY", PAY - 1)), f"attach exactly {PAY} CNY to propose (attached {PAY - 1} CNY)"),
+    (lambda ex: ex.propose(value=("USD", PAY)), f"attach exactly {PAY} CNY to propose (attached {PAY} USD)"),
+    (lambda ex: ex.propose(value=("", 0)), f"attach exactly {PAY} CNY to propose (attached nothing)"),
 ])
 def test_invalid_proposal_fails_with_its_reason_and_moves_no_money(exchange, attempt, message):
     before = exchange.holdings()
@@ -282,6 +287,21 @@ def test_invalid_proposal_fails_with_its_reason_and_moves_no_money(exchange, att
     assert not receipt.success and proposal_id is None
     assert message in receipt.message or message == receipt.code, (receipt.code, receipt.message)
     assert moved_nothing_but_the_fee(before, exchange.holdings(), "alice")
+
+
+def test_invalid_proposal_attaching_more_than_the_payer_holds_is_refused_before_the_chain(exchange):
+    with pytest.raises(InvalidTransaction) as caught:
+        exchange.propose(quote=exchange.quote(pay=2_000_000))
+    assert caught.value.code == "insufficient_funds"
+
+
+def test_invalid_deposit_without_exactly_the_amount_attached(exchange):
+    before = exchange.holdings()
+    for value, attached in ((("USD", 99), "99 USD"), (("CNY", 100), "100 CNY"), (("", 0), "nothing")):
+        receipt = exchange.call("gateway", "deposit", "USD", 100, value=value)
+        assert not receipt.success and receipt.message == f"attach exactly 100 USD to deposit (attached {attached})"
+    expected = {**before, ("gateway", "CNY"): before[("gateway", "CNY")] - 3 * CALL_FEE}
+    assert exchange.holdings() == expected and exchange.liquidity() == LIQUIDITY
 
 
 def test_a_quote_valid_for_exactly_quote_blocks_max_is_accepted(exchange):
@@ -300,7 +320,7 @@ def test_invalid_reused_quote_id(exchange):
 
 def test_invalid_payer_that_is_a_party_already_but_a_merchant_may_pay_another(exchange):
     before = exchange.holdings()
-    receipt, _ = exchange.propose(payer="merchant")
+    receipt, _ = exchange.propose(payer="merchant", quote=exchange.quote(pay=100))
     assert not receipt.success and "three different accounts" in receipt.message
     assert moved_nothing_but_the_fee(before, exchange.holdings(), "merchant")
     assert exchange.propose(payer="merchant", merchant="kiosk", quote=exchange.quote(pay=100))[0].success
@@ -426,7 +446,13 @@ class CrossBorderLifecycle(RuleBasedStateMachine):
 
     @rule(gateway=st.sampled_from(["gateway", "gateway2"]), amount=st.integers(1, 3_000), back=st.booleans())
     def liquidity(self, gateway, amount, back):
-        self.exchange.call(gateway, "withdraw_liquidity" if back else "deposit", "USD", amount)
+        try:
+            if back:
+                self.exchange.call(gateway, "withdraw_liquidity", "USD", amount)
+            else:
+                self.exchange.deposit(amount, gateway)
+        except InvalidTransaction as error:
+            assert error.code == "insufficient_funds"  # the gateway does not hold what it would attach
 
     @rule()
     def time_passes(self):

@@ -6,14 +6,14 @@ import dataclasses
 
 import pytest
 
-from node import blocks, crypto, limits
+from node import blocks, crypto, encoding, limits
 from node.blocks import Block, Header, InvalidBlock
 from node.execution import (BlockContext, Rejected, apply_block, apply_transaction, execute_candidates,
                             validate_header)
 from node.state import (EMPTY_ACCOUNT, RECHARGE_PENDING, RECHARGE_POSTED, RECHARGE_VOIDED, Account, State,
                         recharge_key)
-from node.transactions import (InvalidTransaction, RechargePost, RechargeRequest, RechargeVoid, Register, Role,
-                               Transfer, Withdraw, open_transaction)
+from node.transactions import (CallContract, InvalidTransaction, RechargePost, RechargeRequest, RechargeVoid,
+                               Register, Role, Transfer, Withdraw, open_transaction)
 from tests.support import CHAIN_ID, keys, make_genesis, other_network, signer_for
 
 GENESIS = make_genesis(users={"alice": {"CNY": 100_000, "USD": 100_000}, "bob": {"CNY": 100_000, "USD": 100_000},
@@ -271,6 +271,12 @@ def test_invalid_withdraw_insufficient_funds():
 def test_invalid_fee_asset_unknown():
     not_includable(fresh_state(), sign("alice", 0, Transfer(BOB, "CNY", 5), fee_asset="EUR"), "unknown_asset",
                    "fee asset 'EUR' is not defined")
+
+
+def test_invalid_attached_value_asset_unknown():
+    body = CallContract(BOB, "pay", encoding.encode_value(()), 1_000, "EUR", 5)
+    not_includable(fresh_state(), sign("alice", 0, body, fee=2), "unknown_asset",
+                   "attached value asset 'EUR' is not defined")
 
 
 def test_invalid_fee_too_low():

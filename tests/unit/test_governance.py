@@ -116,10 +116,10 @@ def test_approving_an_executed_proposal_is_refused(chain):
 
 def test_deployer_permission_granted_by_governance(chain):
     source = "def hello():\n    return 1\n"
-    denied, _ = chain.send("carol", DeployContract(source, encoding.encode_value(()), 100_000), fee=101)
+    denied, _ = chain.send("carol", DeployContract(source, encoding.encode_value(()), 100_000, "", 0), fee=101)
     assert not denied.success and denied.code == "not_deployer"
     chain.enact(SetDeployer(keys("carol").address, True))
-    deployed, _ = chain.send("carol", DeployContract(source, encoding.encode_value(()), 100_000), fee=101)
+    deployed, _ = chain.send("carol", DeployContract(source, encoding.encode_value(()), 100_000, "", 0), fee=101)
     assert deployed.success
 
 
@@ -150,9 +150,9 @@ def test_risk_limits_apply_to_order_payments(chain):
     chain.enact(SetRiskRules(RiskRules((RiskLimit(int(Role.USER), "CNY", 1_000, 0),), 0, 0)))
     contract = chain.chain.ledger.params.contract(system.ORDERS)
     chain.send("merchant", CallContract(contract, "catalog_add", encoding.encode_value(
-        ("tv", "Television", 5_000, "CNY", 5, 1)), 50_000), fee=51)
+        ("tv", "Television", 5_000, "CNY", 5, 1)), 50_000, "", 0), fee=51)
     order = CallContract(contract, "create_order", encoding.encode_value(
-        (keys("merchant").address, "tv", 1, 5_000, "CNY")), 50_000)
+        (keys("merchant").address, "tv", 1, 5_000, "CNY")), 50_000, "CNY", 5_000)
     receipt, _ = chain.send("alice", order, fee=51)
     assert not receipt.success and receipt.code == "per_tx_limit"
     assert chain.chain.ledger.state().escrowed() == {}

@@ -49,8 +49,10 @@ class Shop:
         self.nonces[name] = nonce + 1
         return self.chain.commit_pending().receipts[0]
 
-    def call(self, name: str, function: str, *args):
-        return self.send(name, CallContract(self.contract, function, encoding.encode_value(args), GAS), CALL_FEE)
+    def call(self, name: str, function: str, *args, value: tuple[str, int] = ("", 0)):
+        """Call `function` from `name`, attaching `value` (asset, amount)."""
+        return self.send(name, CallContract(self.contract, function, encoding.encode_value(args), GAS, *value),
+                         CALL_FEE)
 
     def query(self, function: str, *args):
         head = self.chain.ledger.head
@@ -62,8 +64,11 @@ class Shop:
         return self.call(merchant, "catalog_add", product, "Green tea", price, currency, stock, limit)
 
     def buy(self, buyer: str = "alice", quantity: int = 2, price: int = 1_250, product: str = "tea",
-            merchant: str = "merchant", currency: str = "CNY"):
-        receipt = self.call(buyer, "create_order", keys(merchant).address, product, quantity, price, currency)
+            merchant: str = "merchant", currency: str = "CNY", value: tuple[str, int] | None = None):
+        """create_order, attaching the order's total (or `value`)."""
+        value = value if value is not None else (currency, price * quantity) if price * quantity else ("", 0)
+        receipt = self.call(buyer, "create_order", keys(merchant).address, product, quantity, price, currency,
+                            value=value)
         created = [e for e in receipt.events if e.name == "order_created"]
         order_id = encoding.decode_value(created[0].fields[1], 1024)["order_id"] if created else None
         return receipt, order_id
@@ -73,6 +78,15 @@ class Shop:
 
     def balance(self, name: str, asset: str = "CNY") -> int:
         return self.state().account(keys(name).address).balance_of(asset)
+
+    def holdings(self) -> dict:
+        """Every party's balances, the contract's and the escrow totals (what a failed call leaves as it was)."""
+        state = self.state()
+        names = ("alice", "bob", "carol", "merchant", "kiosk")
+        held = {(name, asset): self.balance(name, asset) for name in names for asset in ("CNY", "USD")}
+        held.update({("contract", asset): state.account(self.contract).balance_of(asset) for asset in ("CNY", "USD")})
+        held.update({("escrow", asset): amount for asset, amount in state.escrowed().items()})
+        return held
 
     def idle_blocks(self, count: int) -> None:
         for _ in range(count):
@@ -179,17 +193,46 @@ def test_settle_completes_after_the_confirmation_window_and_expires_unshipped_or
     ({"quantity": 0}, "quantity must be an integer from 1 to 3"),
     ({"quantity": 4}, "quantity must be an integer from 1 to 3"),
     ({"currency": "USD"}, "does not match the catalog currency"),
-    ({"buyer": "carol"}, "insufficient_funds"),
+    ({"value": ("CNY", 2_499)}, "attach exactly the order total, 2500 CNY, to create_order (attached 2499 CNY)"),
+    ({"value": ("CNY", 2_501)}, "attach exactly the order total, 2500 CNY, to create_order (attached 2501 CNY)"),
+    ({"value": ("USD", 2_500)}, "attach exactly the order total, 2500 CNY, to create_order (attached 2500 USD)"),
+    ({"value": ("", 0)}, "attach exactly the order total, 2500 CNY, to create_order (attached nothing)"),
 ])
 def test_invalid_order_fails_with_its_reason_and_moves_no_money(shop, change, message):
-    buyer = change.get("buyer", "alice")
-    before = shop.balance(buyer)
+    before = shop.holdings()
     args = {"quantity": 2, "price": 1_250, "product": "tea", "merchant": "merchant", "currency": "CNY"}
-    args.update({k: v for k, v in change.items() if k != "buyer"})
-    receipt, order_id = shop.buy(buyer=buyer, **args)
+    args.update(change)
+    receipt, order_id = shop.buy(**args)
     assert not receipt.success and order_id is None
     assert message in receipt.message or message == receipt.code
-    assert shop.balance(buyer) == before - CALL_FEE and shop.state().escrowed() == {}
+    assert shop.holdings() == {**before, ("alice", "CNY"): before[("alice", "CNY")] - CALL_FEE}
+    assert shop.state().escrowed() == {}
+
+
+def test_invalid_order_attaching_more_than_the_buyer_holds_is_refused_before_the_chain():
+    shop = Shop()
+    assert shop.add_product().success
+    with pytest.raises(InvalidTransaction) as caught:
+        shop.buy("carol")  # carol holds 1,000 CNY, the order is 2,500
+    assert caught.value.code == "insufficient_funds"
+
+
+def test_invalid_value_attached_to_a_function_that_takes_none(shop):
+    _, order_id = shop.buy()
+    before = shop.holdings()
+    receipt = shop.call("merchant", "ship", order_id, "SF1", value=("CNY", 10))
+    assert not receipt.success and "takes no attached value" in receipt.message
+    assert shop.holdings() == {**before, ("merchant", "CNY"): before[("merchant", "CNY")] - CALL_FEE}
+    assert shop.order(order_id)["state"] == "created"
+
+
+def test_create_order_fits_the_wallet_and_gateway_gas_limits(shop):
+    from gateway import chain as gateway_chain
+    from wallet_cli import orders as wallet_orders
+    receipt, _ = shop.buy()
+    assert receipt.success
+    for limit in (wallet_orders.ORDER_GAS, gateway_chain.ORDER_GAS):
+        assert 2 * receipt.gas_used < limit, (receipt.gas_used, limit)
 
 
 def test_invalid_order_to_a_suspended_merchant(shop):
@@ -333,7 +376,8 @@ def test_invalid_event_name_of_the_ledger_itself():
     genesis = make_genesis(deployers=("alice",))
     chain = make_chain(genesis)
     source = 'def fake():\n    emit("transfer", {"amount": 1})\n'
-    chain.submit(signer_for(genesis)("alice", 0, DeployContract(source, encoding.encode_value(()), 100_000), fee=101))
+    chain.submit(signer_for(genesis)("alice", 0, DeployContract(source, encoding.encode_value(()), 100_000, "", 0),
+                                                     fee=101))
     deployed = chain.commit_pending()
     address = deployed.receipts[0].events[0].fields[0]
     head = chain.ledger.head

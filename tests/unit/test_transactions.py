@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from node import blocks, crypto, encoding, limits
-from node.transactions import (InvalidTransaction, RechargePost, RechargeRequest, RechargeVoid, Register, Role,
-                               SignedTransaction, Transaction, Transfer, Withdraw, kind_name, open_transaction,
-                               parse_role, sign_transaction, transaction_hash, validate_transaction)
+from node.transactions import (ApproveSpend, CallContract, DeployContract, InvalidTransaction, RechargePost,
+                               RechargeRequest, RechargeVoid, Register, Role, SignedTransaction, Transaction, Transfer,
+                               Withdraw, kind_name, open_transaction, parse_role, sign_transaction, transaction_hash,
+                               validate_transaction)
 from tests.support import CHAIN_ID, DOMAIN, keys, other_network, sign
 
 BOB = keys("bob").address
@@ -176,6 +177,24 @@ def test_invalid_role_beyond_the_codec_is_malformed():
 def test_invalid_missing_reference():
     error = rejection(sign("alice", 0, Withdraw(GATEWAY, "CNY", 5, "")))
     assert error.code == "missing_reference" and "payout reference" in error.message
+
+
+@pytest.mark.parametrize("kind", [CallContract, DeployContract], ids=lambda kind: kind.__name__)
+@pytest.mark.parametrize("asset, value, code, message", [
+    ("CNY", 0, "value_asset_without_value", "value_asset must be empty when no value is attached"),
+    ("", 5, "value_without_asset", "an attached value needs its value_asset"),
+])
+def test_invalid_attached_value_and_its_asset_disagree(kind, asset, value, code, message):
+    head = (BOB, "pay") if kind is CallContract else ("",)
+    error = rejection(sign("alice", 0, kind(*head, encoding.encode_value(()), 1_000, asset, value), fee=2))
+    assert error.code == code and message in error.message
+
+
+def test_contract_transactions_carry_their_attached_value():
+    body = CallContract(BOB, "pay", encoding.encode_value(()), 1_000, "USD", 250)
+    assert open_transaction(sign("alice", 0, body, fee=2), DOMAIN).transaction.body == body
+    approval = ApproveSpend(BOB, "CNY", 0)  # 0 revokes: a valid transaction
+    assert kind_name(open_transaction(sign("alice", 0, approval), DOMAIN).transaction) == "contract_approve"
 
 
 def test_validate_transaction_checks_the_chain_first():

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Fuzz the contract VM with hostile programs from tests/vm_grammar.py, far longer than CI does.
+
+Every program must load or be refused, then run to a value or a ContractError that is not a VM
+failure, within the CPU time per gas its gas pays for (tests/vm_grammar.py says how that is judged).
+Programs are drawn by Hypothesis in worker processes, each with its own seed; a violation prints the
+program (replay it with tests/vm_grammar.check_program) and the run exits 1.
+
+    python scripts/fuzz_vm.py --programs 100000 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CHUNK = 500
+"""Programs per task: a worker reports after each chunk, so progress shows and a crash loses little."""
+
+
+def run_chunk(seed: int) -> tuple[dict[str, int], list[str]]:
+    """(outcome counts, violations) for CHUNK programs drawn with `seed`."""
+    from hypothesis import HealthCheck, given, seed as use_seed, settings
+
+    from tests.vm_grammar import check_program, programs
+
+    counts: collections.Counter = collections.Counter()
+    violations: list[str] = []
+
+    @use_seed(seed)
+    @settings(max_examples=CHUNK, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(programs())
+    def fuzz(source: str) -> None:
+        try:
+            counts[check_program(source)] += 1
+        except AssertionError as violation:
+            counts["VIOLATION"] += 1
+            violations.append(str(violation))
+
+    fuzz()
+    return dict(counts), violations
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--programs", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--seed", type=int, default=int(time.time()))
+    args = parser.parse_args()
+    chunks = max(1, args.programs // CHUNK)
+    started = time.monotonic()
+    totals: collections.Counter = collections.Counter()
+    violations: list[str] = []
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        futures = [pool.submit(run_chunk, args.seed + index) for index in range(chunks)]
+        for done, future in enumerate(as_completed(futures), start=1):
+            counts, found = future.result()
+            totals.update(counts)
+            violations.extend(found)
+            for violation in found:
+                print(f"VIOLATION\n{violation}\n", flush=True)
+            if done % 10 == 0 or done == chunks:
+                print(f"{done * CHUNK} programs, {len(violations)} violations, "
+                      f"{time.monotonic() - started:.0f} s", flush=True)
+    print(f"{sum(totals.values())} programs (seeds {args.seed}..{args.seed + chunks - 1}) in "
+          f"{time.monotonic() - started:.0f} s, {args.workers} workers: {len(violations)} violations")
+    print("outcomes: " + ", ".join(f"{name} {count}" for name, count in totals.most_common()))
+    sys.exit(1 if violations else 0)
+
+
+if __name__ == "__main__":
+    main()

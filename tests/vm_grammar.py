@@ -1,0 +1,264 @@
+"""A grammar of hostile contracts for fuzzing the VM (tests/unit/test_vm_fuzz.py, scripts/fuzz_vm.py).
+
+Programs draw on every builtin and method, operators on values of every type, loops, nested
+containers and strings of every UTF-8 width at lengths up to the caps, so that a run meets the
+values that make CPython's own operations slow or large. What a run must never do is the same in
+CI and in the long run outside it: let a Python exception other than a ContractError out, fail with
+a code that means the VM broke (`BROKEN_CODES`), or take much longer per gas than the schedule pays.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+
+from hypothesis import strategies as st
+
+from node.contracts import sandbox
+from node.contracts.vm import ContractError, InvalidContract, call_function, load_program
+
+VARIABLES = ("n", "s", "t", "l", "m", "u")
+"""Typed variables: an int, a str, bytes, a list, a dict, a tuple (each program starts them so)."""
+CHARACTERS = ("a", "Z", " ", ",", "é", "€", "𝄞", "\u0130", "ß")
+"""1-, 2-, 3- and 4-byte UTF-8 characters, a separator, and two whose case mapping changes their length."""
+REPEATS = (0, 1, 3, 64, 1000, 4000)
+BROKEN_CODES = frozenset({"internal_error", "out_of_memory", "stack_exhausted"})
+FUZZ_GAS = 300_000
+NS_PER_GAS_MAX = 1_500
+"""A run may take this much CPU time per gas used (plus `SLACK_MS`): 10x the median of scripts/bench_gas
+(60-100 ns/gas on this machine), and half as much again for a slower one."""
+SLACK_MS = 2
+
+
+def repeat(draw) -> int:
+    return draw(st.sampled_from(REPEATS))
+
+
+@st.composite
+def ints(draw, depth: int = 2) -> str:
+    kind = draw(st.integers(0, 8 if depth else 1))
+    if kind == 0:
+        return draw(st.sampled_from(["0", "1", "-1", "7", "300", "4095", "2**200", "-(2**255)", f"{2**61 - 2}",
+                                     "(2**64 - 1)"]))
+    if kind == 1:
+        return "n"
+    if kind == 2:
+        operator = draw(st.sampled_from(["+", "-", "*", "//", "%", "**", "<<", ">>", "&", "|", "^"]))
+        return f"({draw(ints(depth - 1))} {operator} {draw(ints(depth - 1))})"
+    if kind == 3:
+        return f"len({draw(st.one_of(strs(depth - 1), lists(depth - 1), dicts(depth - 1), byteses(depth - 1)))})"
+    if kind == 4:
+        text = draw(strs(depth - 1))
+        method = draw(st.sampled_from(["find", "count", "index"]))
+        if method == "find":
+            return f"{text}.find({draw(strs(depth - 1))})"
+        return f"l.{method}({draw(ints(depth - 1))})"
+    if kind == 5:
+        return f"{draw(st.sampled_from(['sum', 'min', 'max']))}({draw(int_lists(depth - 1))})"
+    if kind == 6:
+        return f"abs({draw(ints(depth - 1))})"
+    if kind == 7:
+        return f"l[{draw(ints(depth - 1))}]"
+    return f"({draw(ints(depth - 1))} if {draw(conditions(depth - 1))} else {draw(ints(depth - 1))})"
+
+
+@st.composite
+def strs(draw, depth: int = 2) -> str:
+    kind = draw(st.integers(0, 8 if depth else 1))
+    if kind == 0:
+        text = "".join(draw(st.lists(st.sampled_from(CHARACTERS), min_size=1, max_size=4)))
+        return f"({text!r} * {repeat(draw)})"
+    if kind == 1:
+        return "s"
+    if kind == 2:
+        return f"({draw(strs(depth - 1))} + {draw(strs(depth - 1))})"
+    if kind == 3:
+        method = draw(st.sampled_from(["upper()", "lower()", "strip()"]))
+        return f"{draw(strs(depth - 1))}.{method}"
+    if kind == 4:   # chars that hold the stripped character last: the slowest membership test
+        last = draw(st.sampled_from(CHARACTERS))
+        chars = f"({draw(st.sampled_from(CHARACTERS))!r} * {repeat(draw)} + {last!r})"
+        return f"({last!r} * {repeat(draw)}).strip({draw(st.sampled_from([chars, draw(strs(depth - 1))]))})"
+    if kind == 5:
+        return f"{draw(strs(depth - 1))}.replace({draw(strs(depth - 1))}, {draw(strs(depth - 1))})"
+    if kind == 6:
+        return f"{draw(strs(depth - 1))}.join({draw(str_lists(depth - 1))})"
+    if kind == 7:
+        return f"{draw(strs(depth - 1))}[{draw(ints(0))}:{draw(ints(0))}:{draw(st.sampled_from(['1', '-1', '3']))}]"
+    return draw(st.sampled_from([f"str({draw(ints(depth - 1))})", f"{draw(byteses(depth - 1))}.hex()",
+                                 f"t.decode()"]))
+
+
+@st.composite
+def byteses(draw, depth: int = 2) -> str:
+    kind = draw(st.integers(0, 3 if depth else 1))
+    if kind == 0:
+        return f"(b'\\x00\\xffab' * {repeat(draw)})"
+    if kind == 1:
+        return "t"
+    if kind == 2:
+        return f"{draw(strs(depth - 1))}.encode()"
+    return f"bytes_of_hex({draw(strs(depth - 1))}.encode().hex())"
+
+
+@st.composite
+def int_lists(draw, depth: int = 2) -> str:
+    return draw(st.sampled_from([f"list(range({repeat(draw)}))", "l", f"[{draw(ints(0))}, {draw(ints(0))}]"]))
+
+
+@st.composite
+def str_lists(draw, depth: int = 2) -> str:
+    return draw(st.sampled_from([f"{draw(strs(0))}.split({draw(strs(0))})", f"{draw(strs(0))}.split()",
+                                 f"[{draw(strs(0))}] * {repeat(draw)}", f"list({draw(strs(0))})"]))
+
+
+@st.composite
+def lists(draw, depth: int = 2) -> str:
+    kind = draw(st.integers(0, 9 if depth else 1))
+    if kind == 0:
+        return draw(int_lists(depth))
+    if kind == 1:
+        return "l"
+    if kind == 2:
+        return draw(str_lists(depth))
+    if kind == 3:
+        width = draw(st.sampled_from([1, 2, 8, 200, 4000]))
+        argument = draw(lists(depth - 1))   # the same one each time: as wide as it is long
+        return f"list(zip({', '.join([argument] * width)}))"
+    if kind == 4:
+        return f"sorted({draw(st.one_of(int_lists(depth - 1), str_lists(depth - 1)))})"
+    if kind == 5:
+        return f"({draw(lists(depth - 1))} + {draw(lists(depth - 1))})"
+    if kind == 6:
+        return f"({draw(lists(depth - 1))} * {draw(st.sampled_from(['0', '2', '100', '4096']))})"
+    if kind == 7:
+        return f"list({draw(st.sampled_from(['reversed', 'enumerate']))}({draw(lists(depth - 1))}))"
+    if kind == 8:
+        return f"{draw(dicts(depth - 1))}.{draw(st.sampled_from(['keys', 'values', 'items']))}()"
+    return f"[{draw(lists(depth - 1))}, {draw(dicts(depth - 1))}, {draw(strs(depth - 1))}]"
+
+
+@st.composite
+def dicts(draw, depth: int = 2) -> str:
+    kind = draw(st.integers(0, 4 if depth else 1))
+    if kind == 0:
+        return f"{{{draw(ints(0))}: {draw(strs(0))}, {draw(strs(0))}: {draw(ints(0))}}}"
+    if kind == 1:
+        return "m"
+    if kind == 2:
+        return f"dict(zip({draw(lists(depth - 1))}, {draw(lists(depth - 1))}))"
+    if kind == 3:
+        return f"dict(enumerate({draw(lists(depth - 1))}))"
+    return f"{draw(dicts(depth - 1))}.copy()"
+
+
+@st.composite
+def conditions(draw, depth: int = 1) -> str:
+    kind = draw(st.integers(0, 4))
+    if kind == 0:
+        return f"{draw(ints(depth))} {draw(st.sampled_from(['<', '>=', '==', '!=']))} {draw(ints(depth))}"
+    if kind == 1:
+        return f"{draw(lists(depth))} == {draw(lists(depth))}"
+    if kind == 2:
+        return f"{draw(dicts(depth))} == {draw(dicts(depth))}"
+    if kind == 3:
+        return f"{draw(st.one_of(ints(depth), strs(depth)))} in {draw(st.one_of(lists(depth), dicts(depth)))}"
+    return f"{draw(strs(depth))} in {draw(strs(depth))}"
+
+
+@st.composite
+def statements(draw, depth: int = 2, indent: str = "    ") -> str:
+    kind = draw(st.integers(0, 13 if depth else 9))
+    if kind == 0:
+        return f"{indent}n = {draw(ints())}"
+    if kind == 1:
+        return f"{indent}s = {draw(strs())}"
+    if kind == 2:
+        return f"{indent}l = {draw(lists())}"
+    if kind == 3:
+        return f"{indent}m = {draw(dicts())}"
+    if kind == 4:
+        return f"{indent}{draw(st.sampled_from(['n += ', 'n *= ', 'n <<= ', 'n //= ']))}{draw(ints())}"
+    if kind == 5:
+        return f"{indent}{draw(st.sampled_from(['s += ', 'l += ', 'l *= ', 'u += ']))}" + \
+            (draw(ints()) if draw(st.booleans()) else draw(lists()))
+    if kind == 6:
+        method = draw(st.sampled_from(["append(%s)", "insert(0, %s)", "extend(%s)", "remove(%s)", "pop(0)", "pop()",
+                                       "reverse()"]))
+        argument = draw(st.one_of(ints(1), lists(1), strs(1)))
+        return f"{indent}l.{method.replace('%s', argument)}"
+    if kind == 7:
+        return f"{indent}m[{draw(st.one_of(ints(1), strs(1)))}] = {draw(st.one_of(ints(1), lists(1)))}"
+    if kind == 8:
+        method = draw(st.sampled_from(["update(%s)", "setdefault(%s)", "pop(%s, 0)", "get(%s)"]))
+        argument = draw(dicts(1)) if method.startswith("update") else draw(st.one_of(ints(1), strs(1)))
+        return f"{indent}m.{method.replace('%s', argument)}"
+    if kind == 9:
+        return f"{indent}u = ({draw(st.one_of(ints(1), strs(1), lists(1)))}, u)"
+    inner = indent + "    "
+    if kind == 10:
+        return f"{indent}for x in {draw(st.one_of(lists(), strs(), dicts()))}:\n{draw(blocks(depth - 1, inner))}"
+    if kind == 11:
+        counter = f"w{depth}"
+        return (f"{indent}{counter} = 0\n{indent}while {counter} < {draw(st.integers(0, 300))}:\n"
+                f"{inner}{counter} += 1\n{draw(blocks(depth - 1, inner))}")
+    if kind == 12:
+        return (f"{indent}if {draw(conditions())}:\n{draw(blocks(depth - 1, inner))}\n"
+                f"{indent}else:\n{draw(blocks(depth - 1, inner))}")
+    return f"{indent}del l[{draw(ints(0))}]"
+
+
+@st.composite
+def blocks(draw, depth: int = 2, indent: str = "    ") -> str:
+    return "\n".join(draw(statements(depth, indent)) for _ in range(draw(st.integers(1, 4))))
+
+
+@st.composite
+def programs(draw) -> str:
+    setup = "    n = 5\n    s = 'ab,c'\n    t = b'xy'\n    l = [1, 2, 3]\n    m = {1: 'a', 'k': 2}\n    u = ()\n"
+    return f"def main():\n{setup}{draw(blocks())}\n    return [n, len(s), len(t), len(l), len(m)]\n"
+
+
+class NoHost:
+    def host_functions(self):
+        return {}
+
+    def call_host(self, name, args):
+        raise AssertionError(name)
+
+
+def check_program(source: str) -> str:
+    """Load and run `source`; return the outcome ("ok", a contract error code, or "invalid"), or raise
+    AssertionError if the VM broke a rule (an escaped exception, a broken code, too slow per gas).
+
+    A run over its time is timed twice more and judged by the fastest: a shared machine pauses a
+    thread now and then, a mispriced operation is slow every time."""
+    try:
+        program = load_program(source)
+    except InvalidContract:
+        return "invalid"
+    for attempt in range(3):
+        elapsed_ns, outcome, gas_used = _timed_run(program, source)
+        if elapsed_ns <= SLACK_MS * 1_000_000 + gas_used * NS_PER_GAS_MAX:
+            return outcome
+    raise AssertionError(f"{elapsed_ns / 1e6:.1f} ms for {gas_used} gas ({outcome})\n{source}")
+
+
+def _timed_run(program, source: str) -> tuple[int, str, int]:
+    """(CPU ns of the VM thread, outcome, gas used): CPU time of the thread that ran the call, which other
+    processes on the machine do not inflate."""
+    gc.collect()   # not the garbage of an earlier run
+    elapsed_ns, outcome, gas_used = sandbox.run_on_vm_thread(_run_here, program)
+    assert outcome not in BROKEN_CODES, f"{outcome}\n{source}"
+    assert gas_used <= FUZZ_GAS
+    return elapsed_ns, outcome, gas_used
+
+
+def _run_here(program) -> tuple[int, str, int]:
+    started = time.thread_time_ns()
+    try:
+        result = call_function(program, "main", (), NoHost(), FUZZ_GAS)   # on this VM thread itself
+        outcome, gas_used = "ok", result.gas_used
+    except ContractError as error:
+        outcome, gas_used = error.code, error.gas_used
+    return time.thread_time_ns() - started, outcome, gas_used
