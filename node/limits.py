@@ -133,6 +133,10 @@ wal_compact_bytes_min = 4 * 1024 * 1024
 is at least this big and twice what the last rewrite kept: bounded, and no extra fsyncs per block."""
 sync_request_timeout_ms = 2_000
 """A block-sync request not answered within this is given up, and the peer loses trust."""
+sync_hedge_ms = 500
+"""While block-sync requests go unanswered, one more peer (not yet asked) is asked every this often: a
+silent or lying peer delays a node that is behind by this much, not by a whole request timeout."""
+assert 0 < sync_hedge_ms < sync_request_timeout_ms, "a hedge goes out before the request it backs up times out"
 sync_distrust_ms_min = 1_000
 """First time a peer that did not serve the heights it claimed is passed over; doubles per failure."""
 sync_distrust_ms_max = 60_000

@@ -125,7 +125,7 @@ class Driver:
 
     def on_timer(self, name: str, height: int, view: int) -> None:
         if name == SYNC_TIMER:
-            self._request_sync()  # the request in flight timed out: ask the next peer now
+            self._request_sync(woken=True)  # a request in flight is due a hedge or timed out: ask the next peer
             return
         self.execute(self.replica.on_timeout(name, height, view))
 
@@ -298,12 +298,18 @@ class Driver:
 
     # --- block sync and forwarding ------------------------------------------------------------------
 
-    def _request_sync(self) -> None:
-        """Ask the next trusted peer that claims more than this node has (see node/consensus/sync.py)."""
-        request = self.sync.next_request(self.app.head.height, self.clock_ms())
+    def _request_sync(self, woken: bool = False) -> None:
+        """Ask the next trusted peer that claims more than this node has (see node/consensus/sync.py).
+
+        While requests are in flight the sync timer stays armed (set with each request, set again each
+        time it fires), so a silent peer is backed up by the next one after the hedge delay, not a tick."""
+        now_ms = self.clock_ms()
+        request = self.sync.next_request(self.app.head.height, now_ms)
         if request is not None:
             self._send_service(request.peer, SyncRequest(request.from_height, limits.sync_blocks_per_response_max))
-            self.timers.set(SYNC_TIMER, limits.sync_request_timeout_ms, request.from_height, 0)
+        wake_ms = self.sync.wake_in_ms(now_ms) if request is not None or woken else None
+        if wake_ms is not None:
+            self.timers.set(SYNC_TIMER, wake_ms, self.app.head.height + 1, 0)
 
     def on_service(self, sender: bytes, message: ServiceMessage) -> None:
         """A service message from the authenticated peer `sender` (a validator or an allowlisted full node)."""
@@ -356,9 +362,15 @@ class Driver:
         if not self.sync.is_awaited(sender):
             return self.count_drop("unsolicited_sync_response")  # unread: checking certificates costs signatures
         applied = 0
+        confirmed = 0
         invalid = False
+        asked_from_height = self.sync.awaited_from_height(sender)
         for certified in response.blocks:
-            if certified.block.header.height != self.app.head.height + 1:
+            height = certified.block.header.height
+            if asked_from_height <= height <= self.app.head.height and self._is_committed_here(certified):
+                confirmed += 1  # asked for, and committed meanwhile from another peer's answer: served
+                continue
+            if height != self.app.head.height + 1:
                 continue
             try:
                 check_certified_block(certified, self.app.signing_domain, self.app.validator_keys)
@@ -373,10 +385,15 @@ class Driver:
             self.stats.synced_blocks += 1
             applied += 1
             self.execute(self._after_commit())
-        if response.blocks and not applied and not invalid:
+        if response.blocks and not applied and not confirmed and not invalid:
             self.count_drop("sync_block_not_next")  # an empty answer is a plain "cannot serve": not counted
-        self.sync.on_answer(sender, applied, invalid, self.clock_ms())
+        self.sync.on_answer(sender, applied, invalid, self.clock_ms(), confirmed_blocks=confirmed)
         self._request_sync()  # the same or another peer may have more
+
+    def _is_committed_here(self, certified: CertifiedBlock) -> bool:
+        """True if this node committed exactly this block (header and body) at its height."""
+        stored = self.app.certified_block(certified.block.header.height)
+        return stored is not None and stored[0] == certified.block
 
     def _broadcast_service(self, message: ServiceMessage) -> None:
         self._transmit(None, encode_service(message))

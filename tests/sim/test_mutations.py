@@ -207,11 +207,12 @@ def test_block_sync_that_asks_whoever_claimed_last_is_found(monkeypatch):
         peer = getattr(self, "last_claimer", None)
         if peer is None or self.peers[peer].claimed_height <= head_height:
             return None
-        self.pending = PendingRequest(peer, head_height + 1, now_ms)  # no timeout: the next claim replaces it
-        return self.pending
+        request = PendingRequest(peer, head_height + 1, now_ms)
+        self.pending = {peer: request}  # no timeout and no hedge: the next claim replaces it
+        return request
 
-    def on_answer_trusting_everyone(self, peer, applied_blocks, invalid, now_ms):
-        self.pending = None
+    def on_answer_trusting_everyone(self, peer, applied_blocks, invalid, now_ms, confirmed_blocks=0):
+        self.pending.pop(peer, None)
 
     monkeypatch.setattr(BlockSync, "on_claim", on_claim_remembering_the_last)
     monkeypatch.setattr(BlockSync, "next_request", ask_the_last_claimer)

@@ -25,12 +25,13 @@ from node import limits
 from node.app import Ledger
 from node.blocks import Block, CommitCertificate, CommitSignature, CommitVote, header_hash, sign_commit
 from node.consensus.core import Replica
-from node.consensus.driver import Driver
+from node.consensus.driver import SYNC_TIMER, Driver
 from node.consensus.messages import (CertifiedBlock, Commit, InvalidMessage, NewView, PreparedCertificate, Prepare,
                                      PrePrepare, SignedMessage, Status, SyncRequest, SyncResponse, TxBatch,
                                      ViewChange, VoteSignature, decode_frame, encode_message, encode_service,
                                      sign_message, sign_view_change)
 from node.consensus.runner import PbftRunner
+from node.consensus.sync import sync_hedge_ms
 from node.consensus.wal import MemoryVoteLog
 from node.p2p.memory import MemoryHub, MemoryNetwork
 from node.rpc.server import Metrics
@@ -85,11 +86,11 @@ def new_ledger(genesis=GENESIS) -> Ledger:
     return Ledger(ChainStore(MemoryStore(), genesis), clock_ms=lambda: NOW_MS)
 
 
-def new_node() -> Driver:
+def new_node(clock_ms=lambda: NOW_MS) -> Driver:
     """Validator 0 of a 4-validator chain at height 0, started, with nothing in its mempool."""
     ledger = new_ledger()
     replica = Replica(NODE_INDEX, VALIDATORS[NODE_INDEX], DOMAIN, ledger.validator_keys, ledger.head.height + 1)
-    driver = Driver(replica, ledger, RecordingTransport(), RecordingTimers(), MemoryVoteLog(), lambda: NOW_MS,
+    driver = Driver(replica, ledger, RecordingTransport(), RecordingTimers(), MemoryVoteLog(), clock_ms,
                     VALIDATORS[NODE_INDEX])
     driver.start()
     return driver
@@ -682,6 +683,31 @@ def test_unsolicited_or_replayed_sync_responses_are_dropped_unread():
     assert driver.app.head.height == 2
     assert deliver(driver, response, sender=VALIDATORS[2].public_key) == "dropped: unsolicited_sync_response"
     assert driver.app.head.height == 2
+
+
+@pytest.mark.parametrize("late_answer, served", [("the blocks it committed", True), ("a forged body", False)])
+def test_a_silent_peer_is_backed_up_after_a_hedge_and_a_late_honest_answer_is_not_a_failure(late_answer, served):
+    """The first peer asked stays silent; after the hedge delay the node asks a second peer too and applies its
+    answer. Then the first peer's late answer comes: the same blocks are service, a forged body is not."""
+    now = [NOW_MS]
+    driver = new_node(lambda: now[0])
+    second = VALIDATORS[2].public_key
+    assert deliver(driver, encode_service(Status(2, 0)), PEER) == "kept: height claim"
+    sent_before = len(driver.transport.sent)
+    assert deliver(driver, encode_service(Status(2, 0)), second) == "kept: height claim"
+    assert not any(isinstance(m, SyncRequest) for _, m in sent_messages(driver, sent_before))  # too early
+    now[0] += sync_hedge_ms
+    driver.on_timer(SYNC_TIMER, 1, 0)
+    assert [peer for peer, m in sent_messages(driver, sent_before) if isinstance(m, SyncRequest)] == [second]
+    assert deliver(driver, VALID_FRAMES["SyncResponse"], second) == "kept: blocks applied"
+    assert driver.app.head.height == 2 and driver.sync.is_awaited(PEER)
+    late = tuple(CERTIFIED) if served else (BAD_SYNC_BLOCKS["body shortened"],)
+    outcome = deliver(driver, encode_service(SyncResponse(late)), PEER)
+    assert outcome == ("kept: nothing at the next height (uncounted: see test_sync_response_without_the_next_block_"
+                       "is_counted)" if served else "dropped: sync_block_not_next")
+    assert not driver.sync.is_awaited(PEER)
+    assert (driver.sync.peers[PEER].failures == 0) == served
+    assert driver.app.head.block_hash == header_hash(CERTIFIED[1].block.header)
 
 
 def test_sync_response_without_the_next_block_is_counted():

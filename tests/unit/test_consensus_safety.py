@@ -17,7 +17,7 @@ from node.consensus.driver import Driver, FailStop
 from node.consensus.messages import (Commit, InvalidMessage, NewView, PreparedCertificate, PreparedState, Prepare,
                                      PrepareVote, PrePrepare, SignedMessage, ViewChange, VoteSignature,
                                      check_prepared_certificate, sign_message, sign_view_change)
-from node.consensus.sync import BlockSync
+from node.consensus.sync import BlockSync, sync_hedge_ms
 from node.consensus.wal import FileVoteLog, LogCorrupted, MemoryVoteLog, compact
 from tests.support import DOMAIN, keys
 
@@ -341,6 +341,45 @@ def test_a_peer_that_served_a_forged_block_is_passed_over_for_long():
     assert sync.next_request(0, 10).peer == honest
     assert sync.peers[forger].distrusted_until_ms >= limits.sync_distrust_ms_max
     assert not sync.is_awaited(forger)  # its answers are no longer read
+
+
+def test_a_silent_peer_holds_up_block_sync_for_a_hedge_not_a_request_timeout():
+    """Two liars are asked first (they claimed first, or rank first); neither answers. The honest peer is asked
+    one hedge after each, long before either request times out, and its answer is read."""
+    sync = BlockSync()
+    first_liar, second_liar, honest = b"A" * 32, b"B" * 32, b"H" * 32
+    for peer, height in ((first_liar, 10_000), (second_liar, 10_000), (honest, 10)):
+        sync.on_claim(peer, height)
+    asked = []
+    for now in range(0, limits.sync_request_timeout_ms, 10):
+        request = sync.next_request(head_height=5, now_ms=now)
+        if request is not None:
+            asked.append((request.peer, now))
+    assert asked == [(first_liar, 0), (second_liar, sync_hedge_ms), (honest, 2 * sync_hedge_ms)]
+    assert 2 * sync_hedge_ms < limits.sync_request_timeout_ms
+    assert sync.is_awaited(honest) and sync.is_awaited(first_liar)  # one request per peer in flight
+    sync.on_answer(honest, applied_blocks=5, invalid=False, now_ms=2 * sync_hedge_ms + 30)
+    assert sync.peers[honest].failures == 0
+    sync.next_request(head_height=10, now_ms=limits.sync_request_timeout_ms)
+    assert sync.peers[first_liar].failures == 1 and not sync.is_awaited(first_liar)  # its request timed out
+
+
+def test_an_honest_peer_whose_answer_came_second_is_not_ranked_with_liars():
+    """The liar is asked first and stays silent; the honest peer, asked one hedge later, answers with blocks
+    the node committed meanwhile (from a third peer's answer): a correct repeat is service, not a failure,
+    so next time the honest peer is asked before the liar."""
+    sync = BlockSync()
+    liar, honest = b"0" * 32, b"H" * 32
+    sync.on_claim(liar, 10_000)
+    sync.on_claim(honest, 10)
+    assert sync.next_request(head_height=5, now_ms=0).peer == liar
+    assert sync.next_request(head_height=5, now_ms=sync_hedge_ms).peer == honest
+    sync.on_answer(honest, applied_blocks=0, invalid=False, now_ms=sync_hedge_ms + 50, confirmed_blocks=5)
+    assert sync.peers[honest].failures == 0 and sync.peers[honest].distrusted_until_ms <= sync_hedge_ms + 50
+    now = limits.sync_request_timeout_ms + limits.sync_distrust_ms_min
+    sync.on_claim(honest, 20)
+    assert sync.next_request(head_height=10, now_ms=now).peer == honest
+    assert sync.peers[liar].failures == 1  # its request timed out
 
 
 # --- 7. memory one Byzantine validator can take -----------------------------------------------------
