@@ -8,8 +8,8 @@ operation stays within 10x of the median.
 Each case is a small contract whose `run()` does some set-up, then repeats one operation in a
 `while True:` loop until the gas runs out (or, for a few host calls, a fixed number of times). The
 whole call is timed with `time.perf_counter_ns` through `node.contracts.vm.call_function`, with the
-real `ChainHost` over an in-memory state, and ns/gas = elapsed ns / gas used by the call (the VM's
-gas plus the host's own per-byte gas, `ChainHost.gas_used`): the loop and the set-up are part of what
+real `ChainHost` over an in-memory state, and ns/gas = elapsed ns / gas used by the call (the host
+takes its own per-byte gas from the same meter): the loop and the set-up are part of what
 the gas pays for. Cases come in families: typical inputs (small ints, short text) and adversarial ones
 (256-bit ints, 16 KiB text, 4-byte UTF-8, 4096-item containers, dict keys as close to colliding as the
 VM allows, the deepest values, the longest call chains, find/strip/split patterns that make CPython do
@@ -494,11 +494,10 @@ def all_cases() -> list[Case]:
 
 # --- measuring (in the worker process) ------------------------------------------------------
 
-def bench_host(gas_limit: int) -> ChainHost:
+def bench_host() -> ChainHost:
     """The chain's own host over a fresh in-memory state (storage, events, signatures for BENCH_DOMAIN)."""
     committed = CommittedState(None, signing_domain=BENCH_DOMAIN)
-    return ChainHost(Overlay(State(committed)), b"\x01" * 20, BENCH_KEYS.address, 1, 1_700_000_000_000,
-                     gas_limit=gas_limit)
+    return ChainHost(Overlay(State(committed)), b"\x01" * 20, BENCH_KEYS.address, 1, 1_700_000_000_000)
 
 
 @dataclass(slots=True)
@@ -506,15 +505,15 @@ class CallOutcome:
     status: str
     """"ok" (returned or ran out of gas), "FAULT <code>" or "ESCAPED: <type>"."""
     gas_used: int
-    """The VM's gas and the host's own."""
+    """The call's gas: the VM's and the host's own (the host takes its per-byte gas from the call's meter)."""
     elapsed_ns: int
     out_of_gas: bool
     """The call stopped at its gas limit (else it returned or failed)."""
 
 
 def call_once(program: Program, case: Case, gas_limit: int) -> CallOutcome:
-    """One call; its gas is the VM's plus the host's own (ChainHost.charge: bytes stored and emitted)."""
-    host = bench_host(gas_limit)
+    """One call; its gas includes the host's own (ChainHost.charge: bytes stored and emitted)."""
+    host = bench_host()
     start_ns = time.perf_counter_ns()
     out_of_gas = False
     try:
@@ -528,7 +527,7 @@ def call_once(program: Program, case: Case, gas_limit: int) -> CallOutcome:
     except Exception as error:   # RecursionError, MemoryError, ...: the bugs this benchmark is for
         vm_gas_used, status = 0, f"ESCAPED: {type(error).__name__}"
     elapsed_ns = time.perf_counter_ns() - start_ns
-    return CallOutcome(status, vm_gas_used + host.gas_used, elapsed_ns, out_of_gas)
+    return CallOutcome(status, vm_gas_used, elapsed_ns, out_of_gas)
 
 
 def choose_gas_limit(program: Program, case: Case, target_ns: int, gas_max: int) -> tuple[int, CallOutcome]:

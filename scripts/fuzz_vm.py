@@ -27,7 +27,7 @@ CHUNK = 500
 
 def run_chunk(seed: int) -> tuple[dict[str, int], list[str]]:
     """(outcome counts, violations) for CHUNK programs drawn with `seed`."""
-    from hypothesis import HealthCheck, given, seed as use_seed, settings
+    from hypothesis import HealthCheck, given, seed as use_seed, settings, target
 
     from tests.vm_grammar import check_program, programs
 
@@ -39,7 +39,9 @@ def run_chunk(seed: int) -> tuple[dict[str, int], list[str]]:
     @given(programs())
     def fuzz(source: str) -> None:
         try:
-            counts[check_program(source)] += 1
+            checked = check_program(source)
+            counts[checked.outcome] += 1
+            target(checked.ns_per_gas, label="ns per gas")
         except AssertionError as violation:
             counts["VIOLATION"] += 1
             violations.append(str(violation))

@@ -5,12 +5,21 @@ containers and strings of every UTF-8 width at lengths up to the caps, so that a
 values that make CPython's own operations slow or large. What a run must never do is the same in
 CI and in the long run outside it: let a Python exception other than a ContractError out, fail with
 a code that means the VM broke (`BROKEN_CODES`), or take much longer per gas than the schedule pays.
+
+Random nesting alone rarely reaches the values where a mispriced operation shows (a 200-wide zip of
+4096-item lists, a 16 KiB text searched for a 16 KiB pattern), so half the programs also open with
+`extreme_operations`: one builtin, method or operator from a catalog that covers them all, applied to
+values at the caps and repeated in a loop. The fuzzers also steer Hypothesis towards the programs
+that cost the most CPU per gas (`hypothesis.target`). scripts/vm_mutants.py checks that this finds a
+charge taken out of the VM.
 """
 
 from __future__ import annotations
 
 import gc
+import itertools
 import time
+from typing import NamedTuple
 
 from hypothesis import strategies as st
 
@@ -28,6 +37,76 @@ NS_PER_GAS_MAX = 1_500
 """A run may take this much CPU time per gas used (plus `SLACK_MS`): 10x the median of scripts/bench_gas
 (60-100 ns/gas on this machine), and half as much again for a slower one."""
 SLACK_MS = 2
+
+
+BIG_VALUES = {
+    "text": ("('a' * 16384)", "('a' * 8191 + 'b')", "('\U0001d11e' * 4096)", "('\u00e9' * 8191 + 'a')",
+             "('\u0130' * 5461)", "(' ' * 16384)", "('ab,' * 5461)", "'a'", "','"),
+    "bytes": ("(b'\\x00' * 16384)", "(b'ab' * 8192)", "(b'a' * 8191 + b'b')", "b'a'"),
+    "list": ("list(range(4096))", "[[]] * 4096", "[2**255] * 4096", "[-(2**255)] * 4095 + [0]",
+             "list('\U0001d11e' * 4096)", "[[[[[[1]]]]]] * 4096", "['a' * 4] * 4096", "[('a' * 16000)] * 1",
+             "list(range(4096))[::-1]", "[(1, (2, (3, ())))] * 4096"),
+    "dict": ("dict(enumerate(range(4096)))", "dict(zip(list(range(4096)), [[1, [2]]] * 4096))",
+             "dict(zip(list('abcdefgh'), list(range(8))))"),
+    "item": ("2**255", "'a' * 16000", "[[[[[1]]]]]", "(1, (2, (3, ())))", "4095", "'\U0001d11e'"),
+}
+"""Values at the caps (16 KiB of text, 4096 items, 256-bit ints, nesting, every UTF-8 width) by kind."""
+EXTREME_OPERATIONS = (
+    ("a.upper()", "text"), ("a.lower()", "text"), ("a.strip()", "text"), ("a.strip(b)", "text text"),
+    ("a.split()", "text"), ("a.split(b)", "text text"), ("a.split(b, 4000)", "text text"),
+    ("a.replace(b, c)", "text text text"), ("a.find(b)", "text text"), ("b in a", "text text"),
+    ("a.startswith(b)", "text text"), ("a.endswith((b, c))", "text text text"), ("a.join(b)", "text list"),
+    ("a == b", "text text"), ("a < b", "text text"), ("a + b", "text text"), ("a * 2", "text"),
+    ("a[::-1]", "text"), ("a[1::3]", "text"), ("a.encode()", "text"), ("list(a)", "text"),
+    ("sorted(a)", "text"), ("min(a)", "text"), ("tuple(a)", "text"), ("list(reversed(a))", "text"),
+    ("list(enumerate(a))", "text"), ("int(str(2**255))", ""), ("str(a)", "item"), ("len(a)", "text"),
+    ("a.hex()", "bytes"), ("a.decode()", "bytes"), ("bytes_of_hex(a.hex())", "bytes"), ("a.find(b)", "bytes bytes"),
+    ("a == b", "bytes bytes"), ("a < b", "bytes bytes"), ("a + b", "bytes bytes"), ("a.startswith(b)", "bytes bytes"),
+    ("a == b", "list list"), ("a != b", "list list"), ("a < b", "list list"), ("sorted(a)", "list"),
+    ("min(a)", "list"), ("max(a)", "list"), ("sum(a)", "list"), ("a + b", "list list"), ("a * 1", "list"),
+    ("a[::-1]", "list"), ("a[:]", "list"), ("a.copy()", "list"), ("a.count(b)", "list item"),
+    ("a.index(b)", "list item"), ("b in a", "list item"), ("list(zip(a, b))", "list list"),
+    ("list(zip(" + ", ".join(["a"] * 200) + "))", "list"), ("list(zip(" + ", ".join(["a"] * 4000) + "))", "list"),
+    ("list(enumerate(a))", "list"), ("list(reversed(a))", "list"), ("tuple(a)", "list"), ("list(a)", "list"),
+    ("dict(zip(a, b))", "list list"), ("dict(enumerate(a))", "list"), ("a.reverse()", "list"),
+    ("a.extend(b)", "list list"), ("a.insert(0, b)", "list item"), ("a.remove(b)", "list item"),
+    ("a.pop(0)", "list"), ("a.append(b)", "list item"), ("(a, b) == (b, a)", "list list"),
+    ("a == b", "dict dict"), ("a != b", "dict dict"), ("a.copy()", "dict"), ("a.items()", "dict"),
+    ("a.keys()", "dict"), ("a.values()", "dict"), ("b in a", "dict item"), ("a.get(b)", "dict item"),
+    ("dict(a)", "dict"), ("list(a)", "dict"), ("sorted(a)", "dict"), ("a.update(b)", "dict dict"),
+    ("a.setdefault(b, b)", "dict item"), ("a.pop(b, 0)", "dict item"), ("list(zip(a, b))", "dict dict"),
+    ("a ** 2", "item"), ("a * a", "item"), ("a % 7", "item"), ("a // 3", "item"), ("a << 1", "item"),
+    ("a == b", "item item"), ("a < b", "item item"), ("[a] * 4096", "item"), ("(a, b) < (b, a)", "item item"),
+)
+"""Operations as `a`, `b`, `c` over the kinds of BIG_VALUES they take."""
+
+
+@st.composite
+def extreme_operations(draw, indent: str = "    ") -> str:
+    """Bind the operands to values at the caps, then repeat one operation on them in a loop."""
+    operation, kinds = draw(st.sampled_from(EXTREME_OPERATIONS))
+    operands = tuple(draw(st.sampled_from(BIG_VALUES[kind])) for kind in kinds.split())
+    return extreme_block(operation, operands, draw(st.sampled_from([1, 20, 300])), indent)
+
+
+def extreme_block(operation: str, operands: tuple[str, ...], count: int, indent: str = "    ") -> str:
+    lines = [f"{indent}{name} = {value}" for name, value in zip("abc", operands)]
+    lines += [f"{indent}w9 = 0", f"{indent}while w9 < {count}:", f"{indent}    w9 += 1",
+              f"{indent}    x = {operation}"]
+    return "\n".join(lines)
+
+
+def extreme_cases(operation: str, kinds: str, cases_max: int = 24) -> list[str]:
+    """Programs that repeat `operation` over its operands drawn from BIG_VALUES: every combination,
+    or `cases_max` spread evenly over them, always including each value of each kind at least once."""
+    pools = [BIG_VALUES[kind] for kind in kinds.split()]
+    combinations = list(itertools.product(*pools))
+    stride = max(1, len(combinations) // cases_max)
+    chosen = dict.fromkeys(combinations[::stride])
+    for position, pool in enumerate(pools):   # each value in each place, the others at their first
+        for value in pool:
+            chosen[tuple(value if index == position else other[0] for index, other in enumerate(pools))] = None
+    return [f"def main():\n{extreme_block(operation, operands, 20)}\n    return 0\n" for operands in chosen]
 
 
 def repeat(draw) -> int:
@@ -216,6 +295,8 @@ def blocks(draw, depth: int = 2, indent: str = "    ") -> str:
 @st.composite
 def programs(draw) -> str:
     setup = "    n = 5\n    s = 'ab,c'\n    t = b'xy'\n    l = [1, 2, 3]\n    m = {1: 'a', 'k': 2}\n    u = ()\n"
+    if draw(st.booleans()):
+        setup += draw(extreme_operations()) + "\n"
     return f"def main():\n{setup}{draw(blocks())}\n    return [n, len(s), len(t), len(l), len(m)]\n"
 
 
@@ -227,20 +308,27 @@ class NoHost:
         raise AssertionError(name)
 
 
-def check_program(source: str) -> str:
-    """Load and run `source`; return the outcome ("ok", a contract error code, or "invalid"), or raise
-    AssertionError if the VM broke a rule (an escaped exception, a broken code, too slow per gas).
+class Checked(NamedTuple):
+    outcome: str
+    """"ok", the code of the ContractError the run ended with, or "invalid" (refused at load)."""
+    ns_per_gas: float
+    """CPU time of the fastest run over the gas it used (what `hypothesis.target` maximizes)."""
+
+
+def check_program(source: str) -> Checked:
+    """Load and run `source`, or raise AssertionError if the VM broke a rule (an escaped exception, a
+    broken code, too slow per gas).
 
     A run over its time is timed twice more and judged by the fastest: a shared machine pauses a
     thread now and then, a mispriced operation is slow every time."""
     try:
         program = load_program(source)
     except InvalidContract:
-        return "invalid"
+        return Checked("invalid", 0.0)
     for attempt in range(3):
         elapsed_ns, outcome, gas_used = _timed_run(program, source)
         if elapsed_ns <= SLACK_MS * 1_000_000 + gas_used * NS_PER_GAS_MAX:
-            return outcome
+            return Checked(outcome, elapsed_ns / max(gas_used, 1))
     raise AssertionError(f"{elapsed_ns / 1e6:.1f} ms for {gas_used} gas ({outcome})\n{source}")
 
 

@@ -68,11 +68,14 @@ read at each refill."""
 REPEAT_COUNT_MAX = 2**63 - 1
 """Largest count `sequence * count` accepts (Python's own limit, whatever the sequence)."""
 non_ascii_chars_per_gas = 4
+"""upper(), lower() and strip() of a non-ASCII str cost 1 extra gas per this many characters."""
 strip_comparisons_per_gas = 64
+"""str.strip(chars) costs 1 gas per this many (text character, chars character) pairs it may compare."""
 search_comparisons_per_gas = 128
 """find, `in`, split(sep), replace: 1 gas per this many (text position, pattern character) pairs compared."""
-"""str.strip(chars) costs 1 gas per this many (text character, chars character) pairs it may compare."""
-"""upper(), lower() and strip() of a non-ASCII str cost 1 extra gas per this many characters."""
+dict_pair_gas = 8
+"""dict(pairs) pays this much per pair for unpacking, checking and inserting it (scripts/bench_gas:
+about 900 ns a pair, which one gas for the item alone left at 9x the median ns/gas)."""
 
 SIZED_TYPES = frozenset({list, tuple, dict, str, bytes, range})
 """Values with a length, which enumerate, zip and reversed accept (so iterators never nest)."""
@@ -855,7 +858,9 @@ def builtin_dict(run: Run, source: Any = None) -> dict:
         charge_items(run, len(source))
         return source.copy()
     result: dict = {}
-    for pair in materialize(run, source):
+    pairs = materialize(run, source)
+    charge(run, len(pairs) * dict_pair_gas)
+    for pair in pairs:
         if type(pair) not in (list, tuple, str, bytes):
             raise type_error(f"dict() takes (key, value) pairs, not {type_name(pair)}")
         key, value = unpack(run, pair, 2)
