@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import itertools
 import time
+import tracemalloc
 from typing import NamedTuple
 
 from hypothesis import strategies as st
@@ -33,10 +34,18 @@ CHARACTERS = ("a", "Z", " ", ",", "é", "€", "𝄞", "\u0130", "ß")
 REPEATS = (0, 1, 3, 64, 1000, 4000)
 BROKEN_CODES = frozenset({"internal_error", "out_of_memory", "stack_exhausted"})
 FUZZ_GAS = 300_000
+SWEEP_GAS = 100_000
+"""Gas of each program of the catalog sweep (`extreme_cases`): enough for a mispriced operation to show
+above `SLACK_MS`, a third of the time of a fuzzed program."""
 NS_PER_GAS_MAX = 1_500
 """A run may take this much CPU time per gas used (plus `SLACK_MS`): 10x the median of scripts/bench_gas
 (60-100 ns/gas on this machine), and half as much again for a slower one."""
 SLACK_MS = 2
+MEMORY_BYTES_PER_GAS_MAX = 256
+"""A run may allocate at most this much memory at its peak per gas used (plus `MEMORY_SLACK_BYTES`): the
+gas schedule charges an item or 32 bytes of text per gas, and the objects behind an item (an int,
+a pair from enumerate) take up to ~100 bytes, so this is about 2.5x what an honest schedule allows."""
+MEMORY_SLACK_BYTES = 1 << 20
 
 
 BIG_VALUES = {
@@ -315,9 +324,9 @@ class Checked(NamedTuple):
     """CPU time of the fastest run over the gas it used (what `hypothesis.target` maximizes)."""
 
 
-def check_program(source: str) -> Checked:
+def check_program(source: str, gas_limit: int = FUZZ_GAS) -> Checked:
     """Load and run `source`, or raise AssertionError if the VM broke a rule (an escaped exception, a
-    broken code, too slow per gas).
+    broken code, too much memory or too slow per gas).
 
     A run over its time is timed twice more and judged by the fastest: a shared machine pauses a
     thread now and then, a mispriced operation is slow every time."""
@@ -325,27 +334,44 @@ def check_program(source: str) -> Checked:
         program = load_program(source)
     except InvalidContract:
         return Checked("invalid", 0.0)
+    peak_bytes, outcome, gas_used = sandbox.run_on_vm_thread(_traced_run, program, gas_limit)
+    assert outcome not in BROKEN_CODES, f"{outcome}\n{source}"
+    assert peak_bytes <= MEMORY_SLACK_BYTES + gas_used * MEMORY_BYTES_PER_GAS_MAX, \
+        f"{peak_bytes} bytes at the peak for {gas_used} gas ({outcome})\n{source}"
     for attempt in range(3):
-        elapsed_ns, outcome, gas_used = _timed_run(program, source)
+        elapsed_ns, outcome, gas_used = _timed_run(program, source, gas_limit)
         if elapsed_ns <= SLACK_MS * 1_000_000 + gas_used * NS_PER_GAS_MAX:
             return Checked(outcome, elapsed_ns / max(gas_used, 1))
     raise AssertionError(f"{elapsed_ns / 1e6:.1f} ms for {gas_used} gas ({outcome})\n{source}")
 
 
-def _timed_run(program, source: str) -> tuple[int, str, int]:
+def _traced_run(program, gas_limit: int) -> tuple[int, str, int]:
+    """(peak bytes Python allocated during the call, outcome, gas used), on the VM thread. Memory is
+    checked in a run of its own: tracing makes allocation several times slower, which would spoil the
+    timing."""
+    tracemalloc.start()
+    try:
+        baseline_bytes = tracemalloc.get_traced_memory()[0]
+        _, outcome, gas_used = _run_here(program, gas_limit)
+        return tracemalloc.get_traced_memory()[1] - baseline_bytes, outcome, gas_used
+    finally:
+        tracemalloc.stop()
+
+
+def _timed_run(program, source: str, gas_limit: int) -> tuple[int, str, int]:
     """(CPU ns of the VM thread, outcome, gas used): CPU time of the thread that ran the call, which other
     processes on the machine do not inflate."""
     gc.collect()   # not the garbage of an earlier run
-    elapsed_ns, outcome, gas_used = sandbox.run_on_vm_thread(_run_here, program)
+    elapsed_ns, outcome, gas_used = sandbox.run_on_vm_thread(_run_here, program, gas_limit)
     assert outcome not in BROKEN_CODES, f"{outcome}\n{source}"
-    assert gas_used <= FUZZ_GAS
+    assert gas_used <= gas_limit
     return elapsed_ns, outcome, gas_used
 
 
-def _run_here(program) -> tuple[int, str, int]:
+def _run_here(program, gas_limit: int) -> tuple[int, str, int]:
     started = time.thread_time_ns()
     try:
-        result = call_function(program, "main", (), NoHost(), FUZZ_GAS)   # on this VM thread itself
+        result = call_function(program, "main", (), NoHost(), gas_limit)   # on this VM thread itself
         outcome, gas_used = "ok", result.gas_used
     except ContractError as error:
         outcome, gas_used = error.code, error.gas_used
