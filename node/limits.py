@@ -77,10 +77,19 @@ rpc_order_scan_max = 1_000
 """Most index entries one `order_list` call reads while filtering (it returns a cursor to go on)."""
 ws_connections_max = 256
 """Most concurrent WebSocket connections."""
+ws_connections_per_client_max = 16
+"""Most concurrent WebSocket connections from one client address (IP): one client cannot take every slot."""
 ws_subscriptions_per_connection_max = 16
 """Most subscriptions one WebSocket connection holds."""
 ws_subscriber_buffer_messages_max = 1_000
 """Most undelivered notifications queued for one connection before it is dropped."""
+ws_subscriber_buffer_bytes_max = 8 * 1024 * 1024
+"""Most bytes of undelivered notifications queued for one connection before it is dropped."""
+ws_fanout_backlog_blocks_max = 64
+"""Most committed blocks waiting for the WebSocket fan-out task; beyond it every subscriber is dropped
+(they reconnect and catch up) rather than the commit path waiting or memory growing."""
+ws_fanout_connections_per_yield = 16
+"""The fan-out task gives the event loop back after serving this many connections."""
 ws_message_bytes_max = 64 * 1024
 """Largest message a client may send over the WebSocket."""
 rpc_wait_ms_max = 60_000

@@ -130,7 +130,7 @@ class RpcServer:
         if ready is not None:
             ready.set()
         try:
-            await asyncio.Event().wait()
+            await self.hub.run()   # the WebSocket fan-out, off the commit path, for as long as the server runs
         finally:
             await self.runner.cleanup()
 
@@ -162,11 +162,15 @@ class RpcServer:
         return web.json_response({"status": "ok", "height": head.height})
 
     async def handle_ws(self, request: web.Request) -> web.WebSocketResponse:
+        client = request.remote or ""
         if len(self.hub.connections) >= limits.ws_connections_max:
             raise web.HTTPServiceUnavailable(text="too many WebSocket connections")
+        if self.hub.connections_of(client) >= limits.ws_connections_per_client_max:
+            raise web.HTTPTooManyRequests(text=f"at most {limits.ws_connections_per_client_max} WebSocket "
+                                               "connections per client address")
         socket = web.WebSocketResponse(max_msg_size=limits.ws_message_bytes_max, heartbeat=30)
         await socket.prepare(request)
-        connection = Connection()
+        connection = Connection(client=client)
         connection.on_overflow = lambda: _drop_if_not_reading(request.transport)
         self.hub.connections.add(connection)
         writer = asyncio.create_task(self._write_notifications(socket, connection))
@@ -178,18 +182,18 @@ class RpcServer:
                 if response is not None:
                     await socket.send_str(response)
         finally:
-            self.hub.connections.discard(connection)
+            self.hub.remove_connection(connection)
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
         return socket
 
     async def _write_notifications(self, socket: web.WebSocketResponse, connection: Connection) -> None:
         while True:
-            message = await connection.queue.get()
+            message = await connection.next_message()
             if message is None or connection.overflowed:
                 await socket.close(code=1008, message=b"subscriber too slow: notification buffer full")
                 return
-            await socket.send_str(json.dumps(message, separators=(",", ":")))
+            await socket.send_str(message)
 
     async def _handle_ws_text(self, text: str, connection: Connection) -> str | None:
         """WebSocket calls go through the same dispatcher; the connection is the call's context."""
@@ -217,14 +221,14 @@ class RpcServer:
             if len(parsed) != 32:
                 raise RpcError(INVALID_PARAMS, "Invalid params: tx hash must be 32 bytes of hex")
         subscription = Subscription(self.hub.new_subscription_id(), topic, parsed)
-        connection.subscriptions[subscription.id] = subscription
+        self.hub.add_subscription(connection, subscription)
         return subscription.id
 
     async def unsubscribe(self, context: Any, subscription: Any) -> bool:
         connection = _websocket_connection(context)
         if not isinstance(subscription, str):
             raise RpcError(INVALID_PARAMS, "Invalid params: unsubscribe takes [subscription id]")
-        return connection.subscriptions.pop(subscription, None) is not None
+        return self.hub.remove_subscription(connection, subscription)
 
 
 def _websocket_connection(context: Any) -> Connection:

@@ -302,13 +302,31 @@ async def test_connection_limit(monkeypatch: pytest.MonkeyPatch) -> None:
         await second.socket.close()
 
 
-async def _connect_when_allowed(rpc: Any, deadline: float) -> Client:
+@run_async
+async def test_one_client_address_cannot_take_every_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "ws_connections_per_client_max", 2)
+    chain = make_chain()
+    async with serve_rpc(chain.ledger) as rpc:
+        first, second = await connect(rpc), await connect(rpc)
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await rpc.websocket()
+        assert refused.value.status == 429   # slots remain for other addresses (ws_connections_max is 256)
+        await first.socket.close()
+        third = await _connect_when_allowed(rpc, time.monotonic() + RPC_WAIT_S, status=429)
+        await third.subscribe("blocks")
+        chain.commit_pending()
+        assert (await third.next_notification())["result"]["height"] == 1
+        await second.socket.close()
+        await third.socket.close()
+
+
+async def _connect_when_allowed(rpc: Any, deadline: float, status: int = 503) -> Client:
     """Connect once the server has a free WebSocket slot (polling until `deadline`)."""
     while True:
         try:
             return await connect(rpc)
         except aiohttp.WSServerHandshakeError as error:
-            if error.status != 503 or time.monotonic() > deadline:
+            if error.status != status or time.monotonic() > deadline:
                 raise
         await asyncio.sleep(0.01)
 
