@@ -17,6 +17,7 @@
     chain_id = "paychain-local"
     nodes = ["http://127.0.0.1:26657/rpc", "http://127.0.0.1:26659/rpc"]
     explorer_url = "https://explorer.example"  # optional: the network's public dashboard, linked from checkouts
+    node_token = "…"                         # optional: one of the nodes' gateway_tokens (slots kept for gateways)
 
     [[merchants]]
     name = "Demo Tea Shop"
@@ -60,6 +61,9 @@ class Region:
     explorer_url: str | None = None
     """The network's public dashboard (a node's `/`), linked from the checkout page; internal node URLs are
     never shown to shoppers."""
+    node_token: str | None = None
+    """The token the region's nodes list in their `gateway_tokens`: presented on the orders feed, it lets
+    the gateway use the WebSocket slots nodes keep for gateways."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +176,13 @@ def _region(entry: Any, index: int) -> Region:
     if not isinstance(nodes, list) or not 1 <= len(nodes) <= NODES_PER_REGION_MAX:
         raise InvalidGatewayConfig(f"{where}.nodes: a list of 1 to {NODES_PER_REGION_MAX} node RPC URLs")
     explorer = entry.get("explorer_url")
+    token = entry.get("node_token")
+    if token is not None and (not isinstance(token, str) or len(token) < 32 or not token.isascii()
+                              or not token.isprintable()):
+        raise InvalidGatewayConfig(f"{where}.node_token: at least 32 printable ASCII characters")
     return Region(_text(entry.get("name"), f"{where}.name"), _text(entry.get("chain_id"), f"{where}.chain_id"),
                   tuple(_url(node, f"{where}.nodes") for node in nodes),
-                  None if explorer is None else _url(explorer, f"{where}.explorer_url").rstrip("/"))
+                  None if explorer is None else _url(explorer, f"{where}.explorer_url").rstrip("/"), token)
 
 
 def _merchant(entry: Any, index: int, folder: Path) -> Merchant:

@@ -11,7 +11,6 @@ secret) and its two processes (the gateway and the demo merchant's webhook recei
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import sys
@@ -21,16 +20,10 @@ from urllib.parse import urlparse
 from gateway.config import hash_api_key, load_gateway_config
 from node import crypto
 from node.config import save_node_key
-from node.localnet import NodeProcess, dev_keys
+from node.localnet import GATEWAY_TOKEN_FILE, NodeProcess, dev_keys, write_secret
 
 DEMO_MERCHANT_NAME = "Demo Tea Shop"
 REGION = "local"
-
-
-def write_secret(path: Path, text: str) -> None:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text + "\n")
 
 
 def create_gateway_home(home: Path, chain_id: str, node_rpc_urls: list[str], port: int, receiver_port: int) -> Path:
@@ -43,6 +36,8 @@ def create_gateway_home(home: Path, chain_id: str, node_rpc_urls: list[str], por
     write_secret(folder / "merchant_api_key", api_key)
     write_secret(folder / "webhook_secret", webhook_secret)
     nodes = ", ".join(f'"{url}"' for url in node_rpc_urls)
+    token_file = home / GATEWAY_TOKEN_FILE
+    node_token = f'node_token = "{token_file.read_text().strip()}"\n' if token_file.exists() else ""
     config = f'''# The local network's payment gateway (dev keys: never for production).
 [gateway]
 listen_host = "127.0.0.1"
@@ -59,7 +54,7 @@ name = "{REGION}"
 chain_id = "{chain_id}"
 nodes = [{nodes}]
 explorer_url = "{node_rpc_urls[0].rsplit("/", 1)[0]}"
-
+{node_token}
 [[merchants]]
 name = "{DEMO_MERCHANT_NAME}"
 address = "{crypto.format_address(dev_keys("merchant").address)}"

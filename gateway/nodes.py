@@ -75,6 +75,11 @@ class RegionClient:
     def __post_init__(self) -> None:
         self.endpoints = [Endpoint(url) for url in self.region.nodes]
 
+    @property
+    def feed_headers(self) -> dict[str, str]:
+        """Headers of the orders feed's WebSocket: the region's node token, if it has one."""
+        return {} if self.region.node_token is None else {"Authorization": f"Bearer {self.region.node_token}"}
+
     def ordered(self) -> list[Endpoint]:
         """Healthy endpoints first (in configured order), then the rest as a last resort."""
         return [e for e in self.endpoints if e.healthy] + [e for e in self.endpoints if not e.healthy]

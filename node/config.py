@@ -64,6 +64,10 @@ class NodeConfig:
     """Allowlisted non-voting peers; anyone outside the validators and this list is refused."""
     admin_token: str | None = None
     """Bearer token for the admin_* RPC methods over HTTP (at least 32 characters); None turns them off."""
+    gateway_tokens: tuple[str, ...] = ()
+    """Bearer tokens of the payment gateways this node serves (at least 32 characters each): a WebSocket
+    client presenting one may use the slots `limits.ws_connections_reserved_for_gateways` keeps free, and
+    is not held to the per-address limit."""
 
 
 def _check_port(value: Any, name: str) -> int:
@@ -111,12 +115,18 @@ def _check_full_nodes(value: Any) -> tuple[FullNodePeer, ...]:
     return tuple(peers)
 
 
-def _check_admin_token(value: Any) -> str | None:
+def _check_admin_token(value: Any, name: str = "admin_token") -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or len(value) < 32 or not value.isascii() or not value.isprintable():
-        raise InvalidConfig("admin_token must be at least 32 printable ASCII characters (e.g. `openssl rand -hex 32`)")
+        raise InvalidConfig(f"{name} must be at least 32 printable ASCII characters (e.g. `openssl rand -hex 32`)")
     return value
+
+
+def _check_gateway_tokens(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > limits.gateway_tokens_max:
+        raise InvalidConfig(f"gateway_tokens must be a list of at most {limits.gateway_tokens_max} tokens")
+    return tuple(_check_admin_token(token, "each of gateway_tokens") for token in value)
 
 
 def load_config(home: Path, overrides: dict[str, Any] | None = None) -> NodeConfig:
@@ -130,7 +140,7 @@ def load_config(home: Path, overrides: dict[str, Any] | None = None) -> NodeConf
             raise InvalidConfig(f"{path}: {error}") from error
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     known = {"rpc_host", "rpc_port", "p2p_port", "p2p_host", "view_timeout_ms", "block_interval_ms_min", "log_level",
-             "genesis", "data", "validator_key", "full_nodes", "admin_token"}
+             "genesis", "data", "validator_key", "full_nodes", "admin_token", "gateway_tokens"}
     unknown = set(values) - known
     if unknown:
         raise InvalidConfig(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -152,6 +162,7 @@ def load_config(home: Path, overrides: dict[str, Any] | None = None) -> NodeConf
         log_level=_check_log_level(values.get("log_level", "INFO")),
         full_nodes=_check_full_nodes(values.get("full_nodes", [])),
         admin_token=_check_admin_token(values.get("admin_token")),
+        gateway_tokens=_check_gateway_tokens(values.get("gateway_tokens", [])),
     )
     if not limits.block_interval_ms_min <= config.block_interval_ms_min <= limits.block_interval_ms_max:
         raise InvalidConfig(f"block_interval_ms_min must be in {limits.block_interval_ms_min}.."
@@ -163,11 +174,13 @@ def load_config(home: Path, overrides: dict[str, Any] | None = None) -> NodeConf
 
 def write_config(home: Path, rpc_port: int, p2p_port: int, rpc_host: str = "127.0.0.1",
                  p2p_host: str = "127.0.0.1", full_nodes: Sequence[FullNodePeer] = (),
-                 admin_token: str | None = None) -> None:
-    """Write `<home>/config.toml` (readable by its owner only: it may hold the admin token)."""
+                 admin_token: str | None = None, gateway_tokens: Sequence[str] = ()) -> None:
+    """Write `<home>/config.toml` (readable by its owner only: it may hold the admin and gateway tokens)."""
     allowlist = "".join(f'\n[[full_nodes]]\npublic_key = "{peer.public_key.hex()}"\n'
                         f'p2p_address = "{peer.p2p_address}"\n' for peer in full_nodes)
     token = "" if admin_token is None else f'admin_token = "{admin_token}"\n'
+    if gateway_tokens:
+        token += "gateway_tokens = [" + ", ".join(f'"{gateway}"' for gateway in gateway_tokens) + "]\n"
     path = Path(home) / "config.toml"
     path.touch(mode=0o600)
     path.chmod(0o600)

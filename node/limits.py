@@ -78,6 +78,11 @@ rpc_order_scan_max = 1_000
 ws_connections_max = 256
 """Most concurrent WebSocket connections."""
 ws_connections_per_client_max = 16
+ws_connections_reserved_for_gateways = 32
+"""Of `ws_connections_max`, slots only clients presenting a configured gateway token may take, so that
+nobody holding every public slot locks the payment gateways out of the chain's feeds."""
+gateway_tokens_max = 16
+"""Most gateway tokens a node's config lists."""
 """Most concurrent WebSocket connections from one client address (IP): one client cannot take every slot."""
 ws_subscriptions_per_connection_max = 16
 """Most subscriptions one WebSocket connection holds."""
@@ -269,3 +274,5 @@ assert contract_source_bytes_max + contract_args_bytes_max + 2_048 <= tx_bytes_m
 assert contract_args_bytes_max + 400 <= payment_tx_bytes_max, "a call fits a payment-size transaction"
 assert contract_call_depth_max * contract_nesting_depth_max * 4 < 5_000, "interpreter recursion stays bounded"
 assert contract_gas_max <= block_gas_max
+
+assert ws_connections_per_client_max < ws_connections_max - ws_connections_reserved_for_gateways

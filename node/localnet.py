@@ -35,6 +35,8 @@ from node.config import NODE_KEY_FILE, FullNodePeer, save_node_key, write_config
 from node.genesis import genesis_document
 
 DEV_PASSWORD = "paychain-dev"
+GATEWAY_TOKEN_FILE = "gateway_node_token"
+"""In the network's home: the token every node lists in `gateway_tokens` and the local gateway presents."""
 DEFAULT_CHAIN_ID = "paychain-local"
 DEFAULT_GENESIS_TIME_MS = 1_790_000_000_000
 VALIDATOR_ROLES = ("merchant", "gateway", "user")
@@ -55,6 +57,13 @@ most 100 blocks."""
 ORDERS_INIT_ARGS = [100, 30, 200]
 """The orders contract on a local network: a 1% fee (100 basis points), buyers have 30 blocks after shipping
 to confirm or ask for a refund, merchants 200 blocks to ship."""
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write a one-line secret readable by its owner only."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text + "\n")
 
 
 def dev_keys(name: str) -> crypto.KeyPair:
@@ -117,6 +126,8 @@ def create_homes(home: Path, validators: int, base_port: int, genesis: dict[str,
     genesis_text = json.dumps(genesis, indent=2) + "\n"
     (home / "genesis.json").write_text(genesis_text)
     allowlist = full_node_peers(validators, full_nodes, base_port)
+    gateway_token = secrets.token_hex(32)   # the local gateway's: nodes keep WebSocket slots for it
+    write_secret(home / GATEWAY_TOKEN_FILE, gateway_token)
     node_homes = []
     for index in range(validators + full_nodes):
         voting = index < validators
@@ -126,7 +137,7 @@ def create_homes(home: Path, validators: int, base_port: int, genesis: dict[str,
         keys = dev_keys(f"validator-{index}") if voting else dev_keys(f"full-node-{index - validators}")
         write_config(node_home, rpc_port=rpc_port_of(base_port, index), p2p_port=p2p_port_of(base_port, index),
                      full_nodes=[peer for peer in allowlist if peer.public_key != keys.public_key],
-                     admin_token=secrets.token_hex(32))
+                     admin_token=secrets.token_hex(32), gateway_tokens=[gateway_token])
         save_node_key(node_home / ("validator_key.json" if voting else NODE_KEY_FILE), keys)
         node_homes.append(node_home)
     if write_wallets:

@@ -68,7 +68,8 @@ def bootstrap(config: NodeConfig) -> Node:
         dispatcher = Dispatcher()
         NodeMethods(ledger, keys.address if voting else None, notify, info, verifier).register(dispatcher)
         AdminMethods(ledger, info).register(dispatcher)
-        rpc = RpcServer(dispatcher, ledger, config.rpc_host, config.rpc_port, info, admin_token=config.admin_token)
+        rpc = RpcServer(dispatcher, ledger, config.rpc_host, config.rpc_port, info, admin_token=config.admin_token,
+                        gateway_tokens=config.gateway_tokens)
     except BaseException:
         store.close()
         raise

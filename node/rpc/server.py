@@ -23,6 +23,9 @@ from node.rpc.subscriptions import TOPICS, Connection, Subscription, Subscriptio
 
 log = logging.getLogger("paychain.rpc")
 
+GATEWAY_CLIENT = "(gateway)"
+"""The client address recorded for connections that presented a gateway token (no per-address quota)."""
+
 
 class Metrics:
     """Prometheus metrics of one node (own registry, so several nodes can share a process in tests)."""
@@ -96,15 +99,23 @@ class _RejectionCollector:
 
 class RpcServer:
     def __init__(self, dispatcher: Dispatcher, ledger: Ledger, host: str, port: int,
-                 consensus_info: Callable[[], dict[str, Any]] | None = None, admin_token: str | None = None) -> None:
-        """`admin_token`: what an HTTP call must present to use admin methods (None: admin methods are off)."""
+                 consensus_info: Callable[[], dict[str, Any]] | None = None, admin_token: str | None = None,
+                 gateway_tokens: tuple[str, ...] = ()) -> None:
+        """`admin_token`: what an HTTP call must present to use admin methods (None: admin methods are off).
+        `gateway_tokens`: what a payment gateway presents to use the WebSocket slots kept for gateways."""
         self.dispatcher = dispatcher
         self.admin_token = admin_token
+        self.gateway_tokens = tuple(token.encode() for token in gateway_tokens)
         self.ledger = ledger
         self.host = host
         self.port = port
         self.metrics = Metrics(ledger, consensus_info)
         self.hub = SubscriptionHub(ledger)
+        connections = Gauge("paychain_ws_connections", "Open WebSocket connections, by who holds them",
+                            ["holder"], registry=self.metrics.registry)
+        connections.labels("gateway").set_function(lambda: self.hub.connections_of(GATEWAY_CLIENT))
+        connections.labels("public").set_function(
+            lambda: len(self.hub.connections) - self.hub.connections_of(GATEWAY_CLIENT))
         dispatcher.on_call = lambda method, outcome: self.metrics.rpc_calls.labels(method, outcome).inc()
         dispatcher.register("subscribe", self.subscribe, ("topic", "filter"), required=1)
         dispatcher.register("unsubscribe", self.unsubscribe, ("subscription",))
@@ -149,10 +160,15 @@ class RpcServer:
         return web.Response(text=response, content_type="application/json")
 
     def _is_admin(self, request: web.Request) -> bool:
-        presented = request.headers.get("Authorization", "")
-        if self.admin_token is None or not presented.startswith("Bearer "):
-            return False
-        return hmac.compare_digest(presented[len("Bearer "):].encode(), self.admin_token.encode())
+        presented = _bearer_token(request)
+        return self.admin_token is not None and presented is not None and \
+            hmac.compare_digest(presented, self.admin_token.encode())
+
+    def _is_gateway(self, request: web.Request) -> bool:
+        presented = _bearer_token(request)
+        # every token compared, so the time taken does not tell which one nearly matched
+        return presented is not None and \
+            sum(hmac.compare_digest(presented, token) for token in self.gateway_tokens) > 0
 
     async def handle_metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -163,14 +179,16 @@ class RpcServer:
 
     async def handle_ws(self, request: web.Request) -> web.WebSocketResponse:
         client = request.remote or ""
-        if len(self.hub.connections) >= limits.ws_connections_max:
+        gateway = self._is_gateway(request)
+        public_slots = limits.ws_connections_max - limits.ws_connections_reserved_for_gateways
+        if len(self.hub.connections) >= (limits.ws_connections_max if gateway else public_slots):
             raise web.HTTPServiceUnavailable(text="too many WebSocket connections")
-        if self.hub.connections_of(client) >= limits.ws_connections_per_client_max:
+        if not gateway and self.hub.connections_of(client) >= limits.ws_connections_per_client_max:
             raise web.HTTPTooManyRequests(text=f"at most {limits.ws_connections_per_client_max} WebSocket "
                                                "connections per client address")
         socket = web.WebSocketResponse(max_msg_size=limits.ws_message_bytes_max, heartbeat=30)
         await socket.prepare(request)
-        connection = Connection(client=client)
+        connection = Connection(client=GATEWAY_CLIENT if gateway else client)   # gateways use no public quota
         connection.on_overflow = lambda: _drop_if_not_reading(request.transport)
         self.hub.connections.add(connection)
         writer = asyncio.create_task(self._write_notifications(socket, connection))
@@ -235,6 +253,14 @@ def _websocket_connection(context: Any) -> Connection:
     if not isinstance(context, Connection):
         raise RpcError(errors.SUBSCRIPTION_HTTP, "subscriptions need a WebSocket connection to /ws")
     return context
+
+
+def _bearer_token(request: web.Request) -> bytes | None:
+    """The token of an `Authorization: Bearer` header, as bytes (any header bytes, never an error)."""
+    presented = request.headers.get("Authorization", "")
+    if not presented.startswith("Bearer "):
+        return None
+    return presented[len("Bearer "):].encode("utf-8", "surrogateescape")
 
 
 def _drop_if_not_reading(transport: asyncio.Transport | None) -> None:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -436,3 +437,23 @@ def test_every_documented_route_answers_as_documented(shop, tmp_path) -> None:
     completed = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert completed.returncode == 0, completed.stdout[-6000:] + completed.stderr[-2000:]
     assert "9/9" in completed.stdout and " passed" in completed.stdout
+
+
+def test_the_gateway_follows_the_chain_on_a_slot_kept_for_gateways(shop) -> None:
+    """localnet gives the gateway a token every node lists: its orders feed must not compete with the
+    public for WebSocket slots (issue 12: holding every slot once locked a restarted gateway out)."""
+    deadline = time.monotonic() + 30
+    while True:
+        held = 0
+        for node in shop["nodes"]:
+            try:
+                with urllib.request.urlopen(node.rpc_url.rsplit("/", 1)[0] + "/metrics", timeout=5) as response:
+                    text = response.read().decode()
+            except OSError:
+                continue   # the failover test may have stopped this node
+            held += sum(int(float(line.split()[-1])) for line in text.splitlines()
+                        if line.startswith('paychain_ws_connections{holder="gateway"}'))
+        if held >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert held >= 1, "the gateway's orders feed does not hold a gateway slot on any node"

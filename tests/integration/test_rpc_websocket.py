@@ -288,6 +288,7 @@ async def test_ordinary_calls_work_over_the_websocket() -> None:
 @run_async
 async def test_connection_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(limits, "ws_connections_max", 2)
+    monkeypatch.setattr(limits, "ws_connections_reserved_for_gateways", 0)
     chain = make_chain()
     async with serve_rpc(chain.ledger) as rpc:
         first, second = await connect(rpc), await connect(rpc)
@@ -318,6 +319,32 @@ async def test_one_client_address_cannot_take_every_slot(monkeypatch: pytest.Mon
         assert (await third.next_notification())["result"]["height"] == 1
         await second.socket.close()
         await third.socket.close()
+
+
+GATEWAY_TOKEN = "g" * 40
+
+
+@run_async
+async def test_slots_kept_for_gateways_stay_free_when_the_public_ones_are_taken(monkeypatch: pytest.MonkeyPatch
+                                                                                ) -> None:
+    monkeypatch.setattr(limits, "ws_connections_max", 4)
+    monkeypatch.setattr(limits, "ws_connections_reserved_for_gateways", 2)
+    chain = make_chain()
+    async with serve_rpc(chain.ledger, gateway_tokens=(GATEWAY_TOKEN,)) as rpc:
+        public = [await connect(rpc), await connect(rpc)]
+        for headers in ({}, {"Authorization": "Bearer " + "h" * 40}, {"Authorization": "Bearer \u00e9" * 3}):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await rpc.websocket(headers=headers)
+            assert refused.value.status == 503   # a wrong or undecodable token is just a public client
+        gateways = [Client(await rpc.websocket(headers={"Authorization": f"Bearer {GATEWAY_TOKEN}"}))
+                    for _ in range(2)]
+        await gateways[1].subscribe("blocks")
+        chain.commit_pending()
+        assert (await gateways[1].next_notification())["result"]["height"] == 1
+        with pytest.raises(aiohttp.WSServerHandshakeError):
+            await rpc.websocket(headers={"Authorization": f"Bearer {GATEWAY_TOKEN}"})   # every slot is taken
+        for client in public + gateways:
+            await client.socket.close()
 
 
 async def _connect_when_allowed(rpc: Any, deadline: float, status: int = 503) -> Client:
@@ -383,6 +410,7 @@ async def test_a_client_that_never_reads_is_disconnected_and_others_are_served(m
     a third client can connect only once the stuck one is gone.
     """
     monkeypatch.setattr(limits, "ws_connections_max", 2)
+    monkeypatch.setattr(limits, "ws_connections_reserved_for_gateways", 0)
     chain = make_chain()
     nonces = {"alice": 0, "bob": 0}
     async with serve_rpc(chain.ledger) as rpc:

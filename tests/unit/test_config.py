@@ -190,3 +190,15 @@ def test_invalid_admin_token(home, token):
     write(home, f"admin_token = {json.dumps(token)}\n")
     with pytest.raises(InvalidConfig, match="admin_token"):
         load_config(home)
+
+
+@pytest.mark.parametrize("value", ['"' + "a" * 40 + '"', '["short"]', "[42]", "[" + ", ".join(['"' + "t" * 40 + '"'] * 17) + "]"])
+def test_invalid_gateway_tokens(home, value):
+    write(home, f"gateway_tokens = {value}\n")
+    with pytest.raises(InvalidConfig, match="gateway_tokens"):
+        load_config(home)
+
+
+def test_gateway_tokens_round_trip(home):
+    write_config(home, rpc_port=3000, p2p_port=3001, gateway_tokens=["g" * 40, "h" * 64])
+    assert load_config(home).gateway_tokens == ("g" * 40, "h" * 64)

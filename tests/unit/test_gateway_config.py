@@ -312,3 +312,10 @@ def test_trusted_proxies_are_ip_addresses(tmp_path):
 @pytest.mark.parametrize("value", ["10.0.0.5", ["proxy.example"], [5], ["10.0.0.0/8"]])
 def test_invalid_trusted_proxies(tmp_path, value):
     refused(gateway_document(tmp_path, trusted_proxies=value), tmp_path, "gateway.trusted_proxies")
+
+
+@pytest.mark.parametrize("token", ["short", 42, "x" * 31, "\u00e9" * 40, "a b\n" * 10])
+def test_invalid_region_node_token(tmp_path, token):
+    document = gateway_document(tmp_path)
+    document["regions"][0]["node_token"] = token
+    refused(document, tmp_path, "node_token")
