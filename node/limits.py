@@ -72,6 +72,12 @@ rpc_batch_requests_max = 100
 rpc_send_batch_txs_max = 2_000
 """Most transactions in one tx_sendBatch call."""
 rpc_history_items_max = 100
+rpc_internal_error_logs_per_minute = 10
+"""Tracebacks of internal RPC errors logged per minute; the rest are counted and the count logged with the
+next one, so a client repeating a failing call cannot fill the disk through the log."""
+rpc_index_max = 2**63 - 1
+"""Largest height or index a parameter may name: storage keys hold them in 8 bytes, and anything
+larger is an invalid parameter, not an internal error."""
 """Most items one account history page returns."""
 rpc_order_scan_max = 1_000
 """Most index entries one `order_list` call reads while filtering (it returns a cursor to go on)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -68,6 +69,7 @@ class Dispatcher:
         self.batch_max = batch_max
         self.on_call: Callable[[str, str], None] | None = None
         """Metrics hook: (method, outcome) after each call."""
+        self._error_log = _LogBudget(limits.rpc_internal_error_logs_per_minute)
 
     def register(self, name: str, function: Method, params: tuple[str, ...] = (), required: int | None = None,
                  admin: bool = False) -> None:
@@ -77,7 +79,7 @@ class Dispatcher:
     async def handle_body(self, body: bytes | str, context: Any = None) -> str | None:
         """Response text for a request body, or None when nothing is to be sent (only notifications)."""
         try:
-            request = json.loads(body)
+            request = json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
         except (ValueError, UnicodeDecodeError, RecursionError):  # Recursion: nested past the parser
             return _dump(_error_response(None, RpcError(PARSE_ERROR, "Parse error: the body is not valid JSON")))
         if isinstance(request, list):
@@ -115,7 +117,7 @@ class Dispatcher:
             self._count(method, outcome)
             return _error_response(call_id, error)
         except Exception:  # a bug: never crash the server, never leak internals
-            log.exception("internal error in %s", method)
+            self._error_log.exception("internal error in %s", method)
             self._count(method, "internal_error")
             return None if is_notification else _error_response(call_id, RpcError(INTERNAL_ERROR, "Internal error"))
         self._count(method, outcome)
@@ -136,6 +138,30 @@ class Dispatcher:
                                          "'Authorization: Bearer <admin_token from the node's config>'")
         arguments = _bind(spec, params)
         return await spec.function(context, **arguments)
+
+
+class _LogBudget:
+    """Logs at most `per_minute` tracebacks a minute; counts the rest and reports them with the next one."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self.window_started = time.monotonic()
+        self.logged = 0
+        self.suppressed = 0
+
+    def exception(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self.window_started >= 60:
+            self.window_started, self.logged = now, 0
+        if self.logged >= self.per_minute:
+            self.suppressed += 1
+            return
+        self.logged += 1
+        if self.suppressed:
+            log.error("%d more internal errors were not logged (at most %d a minute)", self.suppressed,
+                      self.per_minute)
+            self.suppressed = 0
+        log.exception(message, *args)
 
 
 def _bind(spec: MethodSpec, params: Any) -> dict[str, Any]:
@@ -159,6 +185,19 @@ def _bind(spec: MethodSpec, params: Any) -> dict[str, Any]:
     return arguments
 
 
+def _reject_constant(name: str) -> float:
+    """NaN, Infinity and -Infinity are not JSON (RFC 8259), though Python's parser takes them."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number with a fraction or exponent; one too large for a double (1e999) is refused, not inf."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
 def _valid_id(value: Any) -> bool:
     return value is None or isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
@@ -168,4 +207,4 @@ def _error_response(call_id: Any, error: RpcError) -> dict[str, Any]:
 
 
 def _dump(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)   # standard JSON out, whatever came in

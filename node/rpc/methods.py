@@ -129,8 +129,8 @@ class NodeMethods:
         next_height = self.ledger.head.height + 1
         if height is None:
             validators = self.ledger.validators
-        elif type(height) is not int or height < 0:
-            raise RpcError(INVALID_PARAMS, "Invalid params: height is a block height (an integer >= 0)")
+        elif not is_index(height):
+            raise RpcError(INVALID_PARAMS, f"Invalid params: height is a block height (an integer 0..{limits.rpc_index_max})")
         elif height > next_height:
             raise errors.not_found(f"validator set of height {height} (known up to the next block, {next_height})")
         else:
@@ -143,7 +143,7 @@ class NodeMethods:
         store = self.ledger.store
         if block == "latest":
             height = store.head.height
-        elif type(block) is int and block >= 0:
+        elif is_index(block):
             height = block
         elif isinstance(block, str):
             found = store.height_of_block(parse_hash_param(block, "block"))
@@ -151,7 +151,8 @@ class NodeMethods:
                 raise errors.not_found("block")
             height = found
         else:
-            raise RpcError(INVALID_PARAMS, "Invalid params: block is a height, a 0x block hash, or \"latest\"")
+            raise RpcError(INVALID_PARAMS, f"Invalid params: block is a height (0..{limits.rpc_index_max}), a 0x block "
+                                           "hash, or \"latest\"")
         if height == 0:
             raise errors.not_found("block 0 (genesis has no block; see chain_getParams)")
         stored = store.get_block(height)
@@ -408,9 +409,14 @@ def _parse_cursor(before: Any) -> tuple[int, int] | None:
     """A page cursor [height, index] (exclusive upper bound) from a previous page's `next`."""
     if before is None:
         return None
-    if not (isinstance(before, list) and len(before) == 2 and all(type(v) is int and v >= 0 for v in before)):
+    if not (isinstance(before, list) and len(before) == 2 and all(is_index(v) for v in before)):
         raise RpcError(INVALID_PARAMS, "Invalid params: before is the [height, index] cursor of a page")
     return before[0], before[1]
+
+
+def is_index(value: Any) -> bool:
+    """A height or an index a storage key can hold (a JSON true is not 1)."""
+    return type(value) is int and 0 <= value <= limits.rpc_index_max
 
 
 def _decode_signed(raw: bytes) -> SignedTransaction:

@@ -174,7 +174,8 @@ async def test_chain_get_latest_block_of_an_empty_chain_is_not_found() -> None:
         assert (await rpc.error("chain_getBlock", ["latest"]))["code"] == NOT_FOUND
 
 
-@pytest.mark.parametrize("block", [-1, True, 1.5, None, [1], "0x1234", "newest", "0x" + "zz" * 32])
+@pytest.mark.parametrize("block", [-1, True, 1.5, None, [1], "0x1234", "newest", "0x" + "zz" * 32, 2**63, 2**64,
+                                   10**300])
 @run_async
 async def test_invalid_chain_get_block_argument(block: Any) -> None:
     chain = make_chain()
@@ -600,3 +601,21 @@ async def test_metrics_expose_height_and_rejections_by_rule() -> None:
     assert samples[("paychain_blocks_committed_total", ())] == 2
     assert samples[("paychain_txs_committed_total", (("success", "true"),))] == 1
     assert samples[("paychain_rpc_calls_total", (("method", "tx_send"), ("outcome", "error")))] == 3
+
+
+@pytest.mark.parametrize("method, params", [
+    ("account_getHistory", {"address": address("alice"), "before": [2**64, 0]}),
+    ("account_getHistory", {"address": address("alice"), "before": [1, 2**63]}),
+    ("order_list", {"party": address("alice"), "before": [2**64, 0]}),
+    ("order_list", {"party": address("alice"), "before": [0, 10**40]}),
+    ("chain_getValidators", [2**64]),
+])
+@run_async
+async def test_invalid_out_of_range_numbers_are_invalid_params_not_internal_errors(method: str, params: Any,
+                                                                                   caplog) -> None:
+    chain = make_chain()
+    _two_blocks(chain)
+    async with serve_rpc(chain.ledger) as rpc:
+        error = await rpc.error(method, params)
+    assert error["code"] in (INVALID_PARAMS, NOT_FOUND), error
+    assert "Traceback" not in caplog.text and "internal error" not in caplog.text

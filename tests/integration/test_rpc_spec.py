@@ -395,3 +395,34 @@ async def test_body_over_the_limit_is_refused_with_413(monkeypatch: pytest.Monke
         assert not methods.calls
         # A fresh request is served normally afterwards.
         assert await rpc.result("subtract", [2, 1]) == 1
+
+
+@pytest.mark.parametrize("body", [b'{"jsonrpc": "2.0", "method": "m", "id": NaN}',
+                                  b'{"jsonrpc": "2.0", "method": "m", "id": Infinity}',
+                                  b'{"jsonrpc": "2.0", "method": "m", "id": -Infinity}',
+                                  b'{"jsonrpc": "2.0", "method": "m", "id": 1e999}',
+                                  b'{"jsonrpc": "2.0", "method": "m", "id": 1, "params": [NaN]}'])
+@run_async
+async def test_invalid_non_standard_json_numbers_are_a_parse_error_and_never_echoed(body: bytes) -> None:
+    methods, server = spec_server()
+    async with server as rpc:
+        async with rpc.session.post(rpc.url(), data=body, headers={"Content-Type": "application/json"}) as answer:
+            text = await answer.text()
+    assert answer.status == 200
+    assert "NaN" not in text and "Infinity" not in text
+    response = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the response"))
+    assert response["error"]["code"] == -32700 and response["id"] is None
+    assert not methods.calls
+
+
+@run_async
+async def test_internal_error_tracebacks_are_logged_at_a_bounded_rate(caplog) -> None:
+    methods, server = spec_server()
+    calls = 3 * limits.rpc_batch_requests_max
+    async with server as rpc:
+        for _ in range(3):
+            batch = [{"jsonrpc": "2.0", "method": "explode", "id": i} for i in range(limits.rpc_batch_requests_max)]
+            status, responses = await rpc.post(json.dumps(batch))
+            assert status == 200 and all(r["error"]["code"] == -32603 for r in responses)
+    tracebacks = [record for record in caplog.records if record.exc_info]
+    assert len(tracebacks) == limits.rpc_internal_error_logs_per_minute < calls
