@@ -34,9 +34,10 @@ CHARACTERS = ("a", "Z", " ", ",", "é", "€", "𝄞", "\u0130", "ß")
 REPEATS = (0, 1, 3, 64, 1000, 4000)
 BROKEN_CODES = frozenset({"internal_error", "out_of_memory", "stack_exhausted"})
 FUZZ_GAS = 300_000
-SWEEP_GAS = 100_000
+SWEEP_GAS = 50_000
 """Gas of each program of the catalog sweep (`extreme_cases`): enough for a mispriced operation to show
-above `SLACK_MS`, a third of the time of a fuzzed program."""
+above `SLACK_MS` (a mutant with one charge taken out runs 5-300 ms for this gas, an honest run about
+3 ms), a sixth of the time of a fuzzed program."""
 NS_PER_GAS_MAX = 1_500
 """A run may take this much CPU time per gas used (plus `SLACK_MS`): 10x the median of scripts/bench_gas
 (60-100 ns/gas on this machine), and half as much again for a slower one."""
