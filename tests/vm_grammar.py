@@ -34,6 +34,9 @@ CHARACTERS = ("a", "Z", " ", ",", "é", "€", "𝄞", "\u0130", "ß")
 REPEATS = (0, 1, 3, 64, 1000, 4000)
 BROKEN_CODES = frozenset({"internal_error", "out_of_memory", "stack_exhausted"})
 FUZZ_GAS = 300_000
+SWEEP_REPEATS = 300
+"""Times a sweep program repeats its operation (or fewer, when its gas runs out first): an operation whose
+unpaid cost is a few microseconds shows only after enough repeats to pass `SLACK_MS`."""
 SWEEP_GAS = 50_000
 """Gas of each program of the catalog sweep (`extreme_cases`): enough for a mispriced operation to show
 above `SLACK_MS` (a mutant with one charge taken out runs 5-300 ms for this gas, an honest run about
@@ -117,7 +120,7 @@ def extreme_cases(operation: str, kinds: str, cases_max: int = 24) -> list[str]:
     for position, pool in enumerate(pools):   # each value in each place, the others at their first
         for value in pool:
             chosen[tuple(value if index == position else other[0] for index, other in enumerate(pools))] = None
-    return [f"def main():\n{extreme_block(operation, operands, 20)}\n    return 0\n" for operands in chosen]
+    return [f"def main():\n{extreme_block(operation, operands, SWEEP_REPEATS)}\n    return 0\n" for operands in chosen]
 
 
 def repeat(draw) -> int:
