@@ -65,6 +65,9 @@ class NodeConfig:
     admin_token: str | None = None
     """Bearer token for the admin_* RPC methods over HTTP (at least 32 characters); None turns them off."""
     gateway_tokens: tuple[str, ...] = ()
+    rpc_hostnames: tuple[str, ...] = ()
+    """DNS names clients use to reach this node's RPC (e.g. behind a load balancer); IP addresses and
+    localhost always work. Requests naming any other Host are refused (DNS-rebinding defence)."""
     """Bearer tokens of the payment gateways this node serves (at least 32 characters each): a WebSocket
     client presenting one may use the slots `limits.ws_connections_reserved_for_gateways` keeps free, and
     is not held to the per-address limit."""
@@ -123,6 +126,14 @@ def _check_admin_token(value: Any, name: str = "admin_token") -> str | None:
     return value
 
 
+def _check_hostnames(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > 64 or not all(
+            isinstance(name, str) and 0 < len(name) <= 253 and name.isascii() and name.isprintable()
+            and ":" not in name and " " not in name for name in value):
+        raise InvalidConfig("rpc_hostnames must be a list of at most 64 DNS names (no ports)")
+    return tuple(value)
+
+
 def _check_gateway_tokens(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or len(value) > limits.gateway_tokens_max:
         raise InvalidConfig(f"gateway_tokens must be a list of at most {limits.gateway_tokens_max} tokens")
@@ -140,7 +151,7 @@ def load_config(home: Path, overrides: dict[str, Any] | None = None) -> NodeConf
             raise InvalidConfig(f"{path}: {error}") from error
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     known = {"rpc_host", "rpc_port", "p2p_port", "p2p_host", "view_timeout_ms", "block_interval_ms_min", "log_level",
-             "genesis", "data", "validator_key", "full_nodes", "admin_token", "gateway_tokens"}
+             "genesis", "data", "validator_key", "full_nodes", "admin_token", "gateway_tokens", "rpc_hostnames"}
     unknown = set(values) - known
     if unknown:
         raise InvalidConfig(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -163,6 +174,7 @@ def load_config(home: Path, overrides: dict[str, Any] | None = None) -> NodeConf
         full_nodes=_check_full_nodes(values.get("full_nodes", [])),
         admin_token=_check_admin_token(values.get("admin_token")),
         gateway_tokens=_check_gateway_tokens(values.get("gateway_tokens", [])),
+        rpc_hostnames=_check_hostnames(values.get("rpc_hostnames", [])),
     )
     if not limits.block_interval_ms_min <= config.block_interval_ms_min <= limits.block_interval_ms_max:
         raise InvalidConfig(f"block_interval_ms_min must be in {limits.block_interval_ms_min}.."

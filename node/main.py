@@ -69,7 +69,7 @@ def bootstrap(config: NodeConfig) -> Node:
         NodeMethods(ledger, keys.address if voting else None, notify, info, verifier).register(dispatcher)
         AdminMethods(ledger, info).register(dispatcher)
         rpc = RpcServer(dispatcher, ledger, config.rpc_host, config.rpc_port, info, admin_token=config.admin_token,
-                        gateway_tokens=config.gateway_tokens)
+                        gateway_tokens=config.gateway_tokens, hostnames=config.rpc_hostnames)
     except BaseException:
         store.close()
         raise

@@ -224,14 +224,15 @@ def node_dispatcher(ledger: Ledger, admitted: list[int]) -> Dispatcher:
 
 @contextlib.asynccontextmanager
 async def serve_rpc(ledger: Ledger, dispatcher: Dispatcher | None = None,
-                    admin_token: str | None = None, gateway_tokens: tuple[str, ...] = ()) -> AsyncIterator[RpcHarness]:
+                    admin_token: str | None = None, gateway_tokens: tuple[str, ...] = (),
+                    hostnames: tuple[str, ...] = ()) -> AsyncIterator[RpcHarness]:
     """A real RpcServer on 127.0.0.1 (port chosen by the OS) and a client session, stopped on exit.
 
     Without `dispatcher`, the node's own methods (NodeMethods) are served.
     """
     admitted: list[int] = []
     server = RpcServer(dispatcher or node_dispatcher(ledger, admitted), ledger, "127.0.0.1", 0,
-                       admin_token=admin_token, gateway_tokens=gateway_tokens)
+                       admin_token=admin_token, gateway_tokens=gateway_tokens, hostnames=hostnames)
     ready = asyncio.Event()
     task = asyncio.create_task(server.run(ready))
     waiter = asyncio.create_task(ready.wait())

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
 import logging
 from typing import Any, Callable
 
 from aiohttp import WSMsgType, web
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -100,9 +102,10 @@ class _RejectionCollector:
 class RpcServer:
     def __init__(self, dispatcher: Dispatcher, ledger: Ledger, host: str, port: int,
                  consensus_info: Callable[[], dict[str, Any]] | None = None, admin_token: str | None = None,
-                 gateway_tokens: tuple[str, ...] = ()) -> None:
+                 gateway_tokens: tuple[str, ...] = (), hostnames: tuple[str, ...] = ()) -> None:
         """`admin_token`: what an HTTP call must present to use admin methods (None: admin methods are off).
-        `gateway_tokens`: what a payment gateway presents to use the WebSocket slots kept for gateways."""
+        `gateway_tokens`: what a payment gateway presents to use the WebSocket slots kept for gateways.
+        `hostnames`: DNS names clients may use for the node besides IP addresses and localhost."""
         self.dispatcher = dispatcher
         self.admin_token = admin_token
         self.gateway_tokens = tuple(token.encode() for token in gateway_tokens)
@@ -121,7 +124,9 @@ class RpcServer:
         dispatcher.register("unsubscribe", self.unsubscribe, ("subscription",))
         self.dashboard = Dashboard(ledger)
         self.dashboard.register(dispatcher)
-        self.app = web.Application(client_max_size=limits.rpc_body_bytes_max + 1)
+        self.hostnames = frozenset(name.lower() for name in hostnames) | {"localhost"}
+        self.app = web.Application(client_max_size=limits.rpc_body_bytes_max + 1,
+                                   middlewares=[self._check_host_and_origin])
         self.app.router.add_post("/rpc", self.handle_rpc)
         self.app.router.add_post("/", self.handle_rpc)
         self.app.router.add_get("/ws", self.handle_ws)
@@ -145,6 +150,23 @@ class RpcServer:
         finally:
             await self.runner.cleanup()
 
+    @web.middleware
+    async def _check_host_and_origin(self, request: web.Request, handler: Callable) -> web.StreamResponse:
+        """DNS rebinding and cross-site requests: a browser page of another site may send requests here,
+        but only with its own name in Host (refused unless an IP address, localhost or a configured
+        hostname) and, for calls and WebSockets, its own Origin (refused unless it is this node's)."""
+        host = _hostname(request.headers.get("Host", ""))
+        if host is None or not (_is_ip_address(host) or host in self.hostnames):
+            return _refused(421, "unknown Host: use the node's IP address, localhost, or a name in its "
+                                 "config's rpc_hostnames")
+        if request.method == "POST" or request.path == "/ws":
+            origin = request.headers.get("Origin")
+            if origin is not None and origin != f"{request.scheme}://{request.headers.get('Host', '')}":
+                return _refused(403, "cross-origin requests are not served")
+        if request.method == "POST" and request.content_type != "application/json":
+            return _refused(415, "JSON-RPC calls need Content-Type: application/json")
+        return await handler(request)
+
     async def handle_rpc(self, request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > limits.rpc_body_bytes_max:
             return _too_large()
@@ -152,6 +174,8 @@ class RpcServer:
             body = await request.read()  # the whole body; aiohttp enforces client_max_size
         except web.HTTPRequestEntityTooLarge:
             return _too_large()
+        except RequestPayloadError:   # a compressed body that does not decompress, a broken chunk
+            return _refused(400, "the body could not be read (bad Content-Encoding or chunking)")
         if len(body) > limits.rpc_body_bytes_max:
             return _too_large()
         response = await self.dispatcher.handle_body(body, AdminContext(self._is_admin(request)))
@@ -253,6 +277,29 @@ def _websocket_connection(context: Any) -> Connection:
     if not isinstance(context, Connection):
         raise RpcError(errors.SUBSCRIPTION_HTTP, "subscriptions need a WebSocket connection to /ws")
     return context
+
+
+def _hostname(host_header: str) -> str | None:
+    """The name or address of a Host header without its port, lower case; None if it is not one."""
+    if host_header.startswith("["):   # [IPv6]:port
+        end = host_header.find("]")
+        return host_header[1:end].lower() if end > 0 else None
+    name = host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+    return name.lower() or None
+
+
+def _is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _refused(status: int, reason: str) -> web.Response:
+    error = RpcError(INVALID_REQUEST, f"Invalid Request: {reason}")
+    return web.Response(status=status, text=json.dumps({"jsonrpc": "2.0", "error": error.to_json(), "id": None}),
+                        content_type="application/json")
 
 
 def _bearer_token(request: web.Request) -> bytes | None:

@@ -202,3 +202,10 @@ def test_invalid_gateway_tokens(home, value):
 def test_gateway_tokens_round_trip(home):
     write_config(home, rpc_port=3000, p2p_port=3001, gateway_tokens=["g" * 40, "h" * 64])
     assert load_config(home).gateway_tokens == ("g" * 40, "h" * 64)
+
+
+@pytest.mark.parametrize("value", ['"node.example"', '["node.example:26657"]', '[""]', "[7]", '["a b"]'])
+def test_invalid_rpc_hostnames(home, value):
+    write(home, f"rpc_hostnames = {value}\n")
+    with pytest.raises(InvalidConfig, match="rpc_hostnames"):
+        load_config(home)
