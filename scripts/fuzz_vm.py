@@ -21,6 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scripts.workers import die_with_parent  # noqa: E402
+
 CHUNK = 500
 """Programs per task: a worker reports after each chunk, so progress shows and a crash loses little."""
 
@@ -60,7 +62,7 @@ def main() -> None:
     started = time.monotonic()
     totals: collections.Counter = collections.Counter()
     violations: list[str] = []
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+    with ProcessPoolExecutor(max_workers=args.workers, initializer=die_with_parent) as pool:
         futures = [pool.submit(run_chunk, args.seed + index) for index in range(chunks)]
         for done, future in enumerate(as_completed(futures), start=1):
             counts, found = future.result()

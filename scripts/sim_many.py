@@ -28,6 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scripts.workers import die_with_parent  # noqa: E402
+
 SIZES = (4, 5, 6, 7, 8, 9, 10)
 
 
@@ -86,7 +88,7 @@ def read_journal(path: Path, revision: str) -> dict[int, dict]:
 def _run_all(jobs, workers: int, seconds_max: float | None, started: float):
     """Results as seeds finish; a bounded number in flight, and no new seed after `seconds_max`."""
     pending = collections.deque(jobs)
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+    with ProcessPoolExecutor(max_workers=max(1, workers), initializer=die_with_parent) as pool:
         running = set()
         while pending or running:
             while pending and len(running) < 2 * workers and (
