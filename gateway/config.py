@@ -11,6 +11,7 @@
     recharge_auto_confirm = false            # true on a local network: no bank, post every request at once
     webhook_retry_base_s = 2.0               # first retry after this, doubling per attempt
     trusted_proxies = ["10.0.0.5"]           # reverse proxies whose X-Forwarded-For / -Proto are believed
+    webhooks_to_private_addresses = false    # true on a local network: webhooks may go to 127.0.0.1 and private nets
 
     [[regions]]                              # one chain per region, several nodes each (failover)
     name = "cn"
@@ -23,7 +24,7 @@
     name = "Demo Tea Shop"
     address = "pay1…"
     api_key_sha256 = "…"                     # hex SHA-256 of the merchant's API key (the key itself is not stored)
-    webhook_url = "http://127.0.0.1:9000/hook"
+    webhook_url = "https://shop.example/paychain-hook"
     webhook_secret = "…"                     # HMAC-SHA256 key for webhook signatures
     signing_key_file = "merchant_key.json"   # optional: lets the gateway ship, cancel and refund for the merchant
 
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from gateway.egress import literal_refusal
 from node import crypto
 from node.config import load_node_key
 
@@ -95,6 +97,9 @@ class GatewayConfig:
     trusted_proxies: frozenset[str]
     """Addresses of reverse proxies (TLS terminators) whose X-Forwarded-For and X-Forwarded-Proto headers are
     believed; from anyone else those headers are ignored."""
+    webhooks_to_private_addresses: bool
+    """Let webhooks reach loopback, private and link-local addresses (a local network's demo receiver);
+    off, a webhook target must be a public address after resolution (gateway/egress.py)."""
     regions: tuple[Region, ...]
     merchants: tuple[Merchant, ...]
     merchants_by_key_hash: dict[bytes, Merchant]
@@ -140,6 +145,13 @@ def parse_gateway_config(document: dict[str, Any], folder: Path) -> GatewayConfi
         raise InvalidGatewayConfig("merchants: two merchants have the same API key")
     if len({m.address for m in merchants}) != len(merchants):
         raise InvalidGatewayConfig("merchants: two entries have the same address (one entry per merchant)")
+    private_webhooks = _bool(section.get("webhooks_to_private_addresses", False),
+                             "gateway.webhooks_to_private_addresses")
+    for merchant in merchants:
+        refusal = None if private_webhooks or merchant.webhook_url is None else literal_refusal(merchant.webhook_url)
+        if refusal is not None:
+            raise InvalidGatewayConfig(f"merchant {merchant.name!r}: webhook_url: {refusal} (set "
+                                       "gateway.webhooks_to_private_addresses on a local network)")
     default_region = _text(section.get("default_region", regions[0].name), "gateway.default_region")
     if default_region not in names:
         raise InvalidGatewayConfig(f"gateway.default_region: {default_region!r} is not one of the regions {names}")
@@ -165,6 +177,7 @@ def parse_gateway_config(document: dict[str, Any], folder: Path) -> GatewayConfi
         recharge_auto_confirm=_bool(section.get("recharge_auto_confirm", False), "gateway.recharge_auto_confirm"),
         webhook_retry_base_s=float(retry_base_s),
         trusted_proxies=_addresses(section.get("trusted_proxies", []), "gateway.trusted_proxies"),
+        webhooks_to_private_addresses=private_webhooks,
         regions=regions, merchants=merchants,
         merchants_by_key_hash={merchant.api_key_sha256: merchant for merchant in merchants})
 

@@ -48,6 +48,7 @@ key_file = "gateway_key.json"
 default_region = "{REGION}"
 checkout_ttl_s = 900
 recharge_auto_confirm = true   # no bank on a local network: every recharge request is posted at once
+webhooks_to_private_addresses = true   # the demo receiver listens on 127.0.0.1
 
 [[regions]]
 name = "{REGION}"

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gateway import api, checkout, merchant_pages, openapi
+from gateway import api, checkout, egress, merchant_pages, openapi
 from gateway.chain import ChainView, Signer
 from gateway.config import GatewayConfig
 from gateway.follower import Follower
@@ -30,12 +30,15 @@ HTTP_CONNECTIONS_MAX = 200
 """Outgoing connections (to nodes and webhook receivers) at once."""
 
 
-def bootstrap(config: GatewayConfig, session: aiohttp.ClientSession) -> Services:
+def bootstrap(config: GatewayConfig, session: aiohttp.ClientSession,
+              webhook_session: aiohttp.ClientSession) -> Services:
+    """`session` reaches the nodes; `webhook_session` (egress.webhook_session) reaches merchants' receivers."""
     store = GatewayStore.open(config.data_dir / "gateway.db")
     merchants = {merchant.address_text: merchant for merchant in config.merchants}
     book = PaymentBook(store, merchants)
     nodes = NodePool(config.regions, session)
-    sender = WebhookSender(store, merchants, session, config.webhook_retry_base_s)
+    sender = WebhookSender(store, merchants, webhook_session, config.webhook_retry_base_s,
+                           private_allowed=config.webhooks_to_private_addresses)
     book.on_delivery_queued = sender.wake
     return Services(config=config, store=store, book=book, nodes=nodes,
                     chains={name: ChainView(client) for name, client in nodes.regions.items()},
@@ -71,8 +74,9 @@ async def handle_health(request: web.Request) -> web.Response:
 async def serve(config: GatewayConfig, ready: asyncio.Event | None = None) -> None:
     """Run the gateway until cancelled."""
     connector = aiohttp.TCPConnector(limit=HTTP_CONNECTIONS_MAX)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        services = bootstrap(config, session)
+    async with aiohttp.ClientSession(connector=connector) as session, \
+            egress.webhook_session(HTTP_CONNECTIONS_MAX, config.webhooks_to_private_addresses) as webhook_session:
+        services = bootstrap(config, session, webhook_session)
         runner = web.AppRunner(make_app(services), access_log_class=AccessLogger)
         await runner.setup()
         site = web.TCPSite(runner, config.listen_host, config.listen_port)

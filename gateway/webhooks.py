@@ -8,7 +8,9 @@ so a crash between the two cannot lose or invent a notification. The sender then
     Paychain-Event-Id: <delivery id>       (the same on every retry: receivers dedupe on it)
     Paychain-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
 
-Any 2xx answer within 5 s is success. Otherwise the attempt is logged and retried after
+Any 2xx answer within 5 s is success. A redirect is not followed and counts as a failure, and a
+target that is not a public address is refused (gateway/egress.py). The delivery log keeps the
+status line of each answer, never its body (the merchant reads the log). Otherwise the attempt is logged and retried after
 `retry_base_s * 2^(attempt-1)` (capped at an hour) until `ATTEMPTS_MAX` attempts, then the
 delivery is marked failed. A receiver should reject a timestamp more than 5 minutes old.
 """
@@ -27,6 +29,7 @@ from typing import Any, Callable
 import aiohttp
 
 from gateway.config import Merchant
+from gateway.egress import literal_refusal
 from gateway.store import GatewayStore, Record, delivery_key, due_key, merchant_delivery_key
 
 log = logging.getLogger("paychain.gateway.webhooks")
@@ -42,6 +45,9 @@ DUE_SCAN_MAX = 256
 """Due deliveries looked at per pass (those of merchants at their limit are skipped, not waited for)."""
 ATTEMPT_LOG_ENTRIES_MAX = ATTEMPTS_MAX
 RESPONSE_EXCERPT_CHARS_MAX = 200
+"""Longest error text kept per attempt in the delivery log."""
+REASON_CHARS_MAX = 40
+"""Longest reason phrase of a receiver's status line kept in the log."""
 SIGNATURE_HEADER = "Paychain-Signature"
 EVENT_ID_HEADER = "Paychain-Event-Id"
 PAYLOAD_FIELDS = ("id", "merchant", "region", "state", "product_id", "quantity", "chosen", "currency", "unit_price",
@@ -88,8 +94,12 @@ class WebhookSender:
     """Attempts due deliveries; `wake()` after queueing one so it goes out at once."""
 
     def __init__(self, store: GatewayStore, merchants: dict[str, Merchant], session: aiohttp.ClientSession,
-                 retry_base_s: float, on_delivered: Callable[[Record], None] | None = None) -> None:
+                 retry_base_s: float, on_delivered: Callable[[Record], None] | None = None,
+                 private_allowed: bool = False) -> None:
+        """`session` should come from `egress.webhook_session` (it refuses private addresses after resolving);
+        `private_allowed` turns off the check of IP literals too (a local network)."""
         self.store = store
+        self.private_allowed = private_allowed
         self.merchants = merchants
         self.session = session
         self.retry_base_s = retry_base_s
@@ -172,12 +182,21 @@ class WebhookSender:
         headers = {"Content-Type": "application/json", EVENT_ID_HEADER: delivery["id"],
                    SIGNATURE_HEADER: sign(merchant.webhook_secret, int(time.time()), body),
                    "User-Agent": "paychain-gateway"}
+        refusal = None if self.private_allowed else literal_refusal(merchant.webhook_url)
+        if refusal is not None:
+            return None, f"refused: {refusal}"[:RESPONSE_EXCERPT_CHARS_MAX]
         try:
-            async with self.session.post(merchant.webhook_url, data=body, headers=headers,
+            async with self.session.post(merchant.webhook_url, data=body, headers=headers, allow_redirects=False,
                                          timeout=aiohttp.ClientTimeout(total=ATTEMPT_TIMEOUT_S)) as response:
                 if 200 <= response.status < 300:
                     return response.status, None
-                excerpt = (await response.text(errors="replace"))[:RESPONSE_EXCERPT_CHARS_MAX]
-                return response.status, f"HTTP {response.status}: {excerpt}"
-        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                status_line = f"HTTP {response.status} {_printable(response.reason or '')[:REASON_CHARS_MAX]}".strip()
+                if 300 <= response.status < 400:
+                    return response.status, f"{status_line}: redirects are not followed"
+                return response.status, status_line
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
             return None, f"{type(error).__name__}: {error}"[:RESPONSE_EXCERPT_CHARS_MAX]
+
+
+def _printable(text: str) -> str:
+    return "".join(character if character.isprintable() else "?" for character in text)

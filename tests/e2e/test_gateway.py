@@ -354,6 +354,7 @@ def write_second_gateway(folder: Path, shop: dict[str, Any], port: int, receiver
 [gateway]
 listen_port = {port}
 webhook_retry_base_s = 0.2
+webhooks_to_private_addresses = true
 
 [[regions]]
 name = "local"

@@ -32,7 +32,7 @@ def gateway_document(folder: Path, **gateway: Any) -> dict[str, Any]:
     return {"gateway": {"listen_port": 8080, "key_file": "gateway_key.json", **gateway},
             "regions": [{"name": "cn", "chain_id": "paychain-local",
                          "nodes": ["http://127.0.0.1:26657/rpc", "http://127.0.0.1:26659/rpc"]}],
-            "merchants": [merchant_entry(webhook_url="http://127.0.0.1:9000/hook", webhook_secret=WEBHOOK_SECRET)]}
+            "merchants": [merchant_entry(webhook_url="https://shop.example/hook", webhook_secret=WEBHOOK_SECRET)]}
 
 
 def refused(document: dict[str, Any], folder: Path, rule: str) -> None:
@@ -62,7 +62,8 @@ def test_good_document_loads(tmp_path):
     assert config.region("cn").nodes == ("http://127.0.0.1:26657/rpc", "http://127.0.0.1:26659/rpc")
     merchant = config.merchant_by_address(MERCHANT_KEYS.address)
     assert merchant is not None and merchant.address_text == crypto.format_address(MERCHANT_KEYS.address)
-    assert merchant.webhook_url == "http://127.0.0.1:9000/hook" and merchant.webhook_secret == WEBHOOK_SECRET.encode()
+    assert merchant.webhook_url == "https://shop.example/hook" and merchant.webhook_secret == WEBHOOK_SECRET.encode()
+    assert config.webhooks_to_private_addresses is False
     assert merchant.signing_keys is None
     assert config.merchants_by_key_hash[hash_api_key("merchant-api-key")] is merchant
     assert config.merchant_by_address(OTHER_KEYS.address) is None
@@ -237,7 +238,7 @@ def test_invalid_webhook_url_without_a_long_secret(tmp_path, secret):
 
 def test_webhook_secret_of_16_characters_is_accepted(tmp_path):
     document = gateway_document(tmp_path)
-    document["merchants"] = [merchant_entry(webhook_url="http://127.0.0.1:9000/hook", webhook_secret="x" * 16)]
+    document["merchants"] = [merchant_entry(webhook_url="https://shop.example/hook", webhook_secret="x" * 16)]
     assert parse_gateway_config(document, tmp_path).merchants[0].webhook_secret == b"x" * 16
 
 
@@ -319,3 +320,13 @@ def test_invalid_region_node_token(tmp_path, token):
     document = gateway_document(tmp_path)
     document["regions"][0]["node_token"] = token
     refused(document, tmp_path, "node_token")
+
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9000/hook", "http://10.0.0.7/hook", "http://169.254.169.254/",
+                                 "http://[::1]:9000/hook", "http://[::ffff:192.168.1.1]/", "http://0.0.0.0/"])
+def test_invalid_private_webhook_target_unless_the_local_network_setting_is_on(tmp_path, url):
+    refused_merchant(tmp_path, "not a public address", webhook_url=url, webhook_secret=WEBHOOK_SECRET)
+    document = gateway_document(tmp_path, webhooks_to_private_addresses=True)
+    document["merchants"] = [merchant_entry(webhook_url=url, webhook_secret=WEBHOOK_SECRET)]
+    assert parse_gateway_config(document, tmp_path).merchants[0].webhook_url == url

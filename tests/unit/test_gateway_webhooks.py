@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway import payments, webhooks
+from gateway import egress, payments, webhooks
 from gateway.store import GatewayStore
 from gateway.webhooks import WebhookSender
 from tests.unit.test_gateway_payments import WEBHOOK_SECRET, make_book, make_merchant, new_payment
@@ -127,14 +127,16 @@ class Scene:
     """A store with one queued delivery (a checkout the merchant just canceled) for a merchant whose webhook is `url`."""
 
     def __init__(self, url: str, session: aiohttp.ClientSession, retry_base_s: float = 10.0,
-                 merchant_known: bool = True) -> None:
+                 merchant_known: bool = True, private_allowed: bool = True) -> None:
+        """`private_allowed`: the receivers of these tests listen on 127.0.0.1, as a local network's does."""
         self.merchant = make_merchant(webhook_url=url)
         self.store = GatewayStore.in_memory()
         book = make_book(self.store, self.merchant)
         self.payment = book.transition(new_payment(self.merchant), payments.CANCELED)
         self.delivered: list[dict[str, Any]] = []
         self.sender = WebhookSender(self.store, {self.merchant.address_text: self.merchant} if merchant_known else {},
-                                    session, retry_base_s, on_delivered=self.delivered.append)
+                                    session, retry_base_s, on_delivered=self.delivered.append,
+                                    private_allowed=private_allowed)
         [(_, self.delivery_id)] = self.store.due_deliveries(int(time.time() * 1e6), 10)
 
     def due(self) -> list[tuple[bytes, str]]:
@@ -181,7 +183,7 @@ def test_error_answer_is_retried_with_backoff():
                 after = time.time()
                 assert (delivery["state"], delivery["attempts"], len(delivery["log"])) == ("pending", attempt, attempt)
                 assert before + delay_s <= delivery["next_attempt_at"] <= after + delay_s
-                assert delivery["log"][-1]["status"] == 500 and delivery["log"][-1]["error"] == "HTTP 500: boom"
+                assert delivery["log"][-1]["status"] == 500 and delivery["log"][-1]["error"] == "HTTP 500 Internal Server Error"
                 [(key, _)] = scene.due()  # the old entry is gone; the new one is due at next_attempt_at
                 due_us = int(delivery["next_attempt_at"] * 1e6)
                 assert scene.store.due_deliveries(due_us - 1, 10) == [] and scene.store.due_deliveries(due_us, 10)
@@ -229,11 +231,52 @@ def test_retry_after_failures_can_still_deliver():
     run(scenario)
 
 
-def test_long_error_answer_is_cut_in_the_log():
+def test_the_log_keeps_the_status_line_never_the_receivers_answer():
     async def scenario():
-        async with Receiver([500], answer="x" * 1000) as receiver, aiohttp.ClientSession() as session:
+        async with Receiver([500], answer="internal reply " * 100) as receiver, aiohttp.ClientSession() as session:
             delivery = await Scene(receiver.url, session).attempt_next()
-            assert delivery["log"][0]["error"] == "HTTP 500: " + "x" * webhooks.RESPONSE_EXCERPT_CHARS_MAX
+            assert delivery["log"][0]["error"] == "HTTP 500 Internal Server Error"
+    run(scenario)
+
+
+class Redirector(Receiver):
+    """A receiver that answers 307 to `target` (where a merchant would point an internal service)."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__([307])
+        self.target = target
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await super().handle(request)
+        raise web.HTTPTemporaryRedirect(self.target)
+
+
+def test_a_redirect_is_not_followed():
+    async def scenario():
+        async with Receiver([200], answer="internal secret") as internal, Redirector(internal.url) as redirector, \
+                aiohttp.ClientSession() as session:
+            delivery = await Scene(redirector.url, session).attempt_next()
+            entry = delivery["log"][0]
+            assert entry["status"] == 307 and "redirects are not followed" in entry["error"]
+            assert delivery["state"] == "pending" and internal.received == []
+            assert "secret" not in json.dumps(delivery)
+    run(scenario)
+
+
+def test_private_targets_are_refused_unless_allowed():
+    """An IP literal is refused before any connection; a name is refused once it resolves to a private address."""
+    async def scenario():
+        async with Receiver([200]) as receiver, egress.webhook_session(4, private_allowed=False) as session:
+            by_name = receiver.url.replace("127.0.0.1", "localhost")
+            for url in (receiver.url, by_name):
+                delivery = await Scene(url, session, private_allowed=False).attempt_next()
+                entry = delivery["log"][0]
+                assert entry["status"] is None and delivery["state"] == "pending", entry
+                assert "not a public address" in entry["error"] or "no public address" in entry["error"], entry
+            assert receiver.received == []
+        async with Receiver([200]) as receiver, egress.webhook_session(4, private_allowed=True) as session:
+            delivery = await Scene(receiver.url.replace("127.0.0.1", "localhost"), session).attempt_next()
+            assert delivery["state"] == "delivered" and len(receiver.received) == 1
     run(scenario)
 
 
@@ -295,7 +338,7 @@ def test_a_hanging_receiver_does_not_hold_up_another_merchants_webhooks():
                 make_book(store, slow_merchant).transition(new_payment(slow_merchant), payments.CANCELED)
             make_book(store, fast_merchant).transition(new_payment(fast_merchant), payments.CANCELED)
             delivered: list[dict[str, Any]] = []
-            sender = WebhookSender(store, merchants, session, 10.0, on_delivered=delivered.append)
+            sender = WebhookSender(store, merchants, session, 10.0, on_delivered=delivered.append, private_allowed=True)
             task = asyncio.create_task(sender.run())
             try:
                 for _ in range(100):
