@@ -2,13 +2,16 @@
 
 `paychain gateway demo-receiver --port P --secret-file F` listens on 127.0.0.1:P:
 
-    POST /webhook   verify `Paychain-Signature` (HMAC-SHA256 over "<t>.<body>", at most 5 minutes old),
-                    log one line per notification, answer 200 (401 if the signature is wrong)
+    POST /webhook   verify `Paychain-Signature` (HMAC-SHA256 over "<t>.<body>", at most 5 minutes old and
+                    30 s ahead), log one line per notification, answer 200 (401 if the signature is wrong)
     GET  /events    the last notifications received (JSON, newest last), for scripts and tests
     GET  /healthz   200
 
-A real merchant's receiver does the same check before trusting a notification, and dedupes
-on `Paychain-Event-Id` because a delivery may be retried after a lost answer.
+A real merchant's receiver does the same check before trusting a notification, and dedupes on the
+signed body's `id` (not on the unsigned `Paychain-Event-Id` header), because a delivery may be retried
+after a lost answer and a captured one may be replayed. It remembers each id for as long as its
+timestamp would still be accepted, so a replay inside that window is a duplicate and one after it
+fails the timestamp check. Payment ids are logged cut short: they are the secret part of checkout links.
 """
 
 from __future__ import annotations
@@ -24,30 +27,38 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway import webhooks
+from gateway.redaction import redacted_id
 
 EVENTS_KEPT_MAX = 1_000
+SEEN_IDS_MAX = 100_000
+"""Ids remembered at once; a receiver that would have to forget one still inside its window refuses (503)."""
+REMEMBER_S = 300.0 + webhooks.FUTURE_SKEW_S_MAX
 log = logging.getLogger("paychain.demo_receiver")
 
 
 def make_app(secret: bytes) -> web.Application:
     events: collections.deque = collections.deque(maxlen=EVENTS_KEPT_MAX)
-    seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+    seen: collections.OrderedDict[str, float] = collections.OrderedDict()   # id -> when it may be forgotten
 
     async def receive(request: web.Request) -> web.Response:
         body = await request.read()
         if not webhooks.verify(secret, request.headers.get(webhooks.SIGNATURE_HEADER, ""), body, time.time()):
             log.warning("rejected a notification with a bad or stale signature")
             return web.json_response({"error": "bad signature"}, status=401)
-        event_id = request.headers.get(webhooks.EVENT_ID_HEADER, "")
+        notification = json.loads(body)
+        event_id = notification["id"]   # signed, unlike the Paychain-Event-Id header
+        now = time.time()
+        while seen and next(iter(seen.values())) < now:
+            seen.popitem(last=False)
         if event_id in seen:
             return web.json_response({"ok": True, "duplicate": True})
-        seen[event_id] = None
-        if len(seen) > EVENTS_KEPT_MAX:
-            seen.popitem(last=False)
-        notification = json.loads(body)
+        if len(seen) >= SEEN_IDS_MAX:
+            return web.json_response({"error": "too many notifications at once"}, status=503)
+        seen[event_id] = now + REMEMBER_S
         data = notification["data"]
-        events.append({"received_at": time.time(), **notification})
-        log.info("webhook %s: payment %s is %s (order %s, %s %s minor units)", notification["type"], data["id"],
+        events.append({"received_at": now, **notification})
+        log.info("webhook %s: payment %s is %s (order %s, %s %s minor units)", notification["type"],
+                 redacted_id(data["id"]),
                  data["state"], data.get("order_id"), data.get("total"), data.get("currency"))
         return web.json_response({"ok": True})
 

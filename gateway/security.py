@@ -29,6 +29,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from gateway.config import GatewayConfig, Merchant, hash_api_key
 from gateway.payments import PaymentError
+from gateway.redaction import redacted_path
 
 log = logging.getLogger("paychain.gateway.http")
 
@@ -77,7 +78,7 @@ async def errors_and_headers(request: web.Request, handler: Handler) -> web.Stre
         else:
             raise
     except Exception:
-        log.exception("internal error on %s %s", request.method, request.path)
+        log.exception("internal error on %s %s", request.method, redacted_path(request.path))
         response = error_response(500, "internal_error", "the gateway failed to handle this request")
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
@@ -179,7 +180,9 @@ class Guard:
 def client_address(request: web.BaseRequest) -> str:
     """Who sent the request: the peer's address, or behind a trusted proxy the last address it forwarded."""
     remote = request.remote or ""
-    if remote not in request.app.get("trusted_proxies", frozenset()):
+    # a request the HTTP parser refused is a bare BaseRequest, with no app (and so no trusted proxies)
+    proxies = request.app.get("trusted_proxies", frozenset()) if isinstance(request, web.Request) else frozenset()
+    if remote not in proxies:
         return remote
     forwarded = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",") if hop.strip()]
     return forwarded[-1] if forwarded else remote
@@ -215,7 +218,6 @@ def set_cookie(response: web.StreamResponse, name: str, value: str, secure: bool
     response.set_cookie(name, value, httponly=True, samesite="Strict", secure=secure, max_age=max_age_s, path="/")
 
 
-PAYMENT_ID_IN_PATH = re.compile(r"(pm_[A-Za-z0-9_-]{4})[A-Za-z0-9_-]+")
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -223,6 +225,6 @@ class AccessLogger(AbstractAccessLogger):
     (the id is the secret part of a checkout link); no headers, no query strings, no bodies."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_s: float) -> None:
-        path = PAYMENT_ID_IN_PATH.sub(r"\1…", request.path)
+        path = redacted_path(request.path)
         self.logger.info("%s %s %s %d %.1fms", client_address(request), request.method, path, response.status,
                          time_s * 1000)

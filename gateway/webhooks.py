@@ -5,7 +5,8 @@ so a crash between the two cannot lose or invent a notification. The sender then
 
     POST <webhook_url>
     Content-Type: application/json
-    Paychain-Event-Id: <delivery id>       (the same on every retry: receivers dedupe on it)
+    Paychain-Event-Id: <delivery id>       (the same on every retry; also the body's signed "id", which
+                                           is what receivers dedupe on: this header is not signed)
     Paychain-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
 
 Any 2xx answer within 5 s is success. A redirect is not followed and counts as a failure, and a
@@ -30,6 +31,7 @@ import aiohttp
 
 from gateway.config import Merchant
 from gateway.egress import literal_refusal
+from gateway.redaction import redacted_id
 from gateway.store import GatewayStore, Record, delivery_key, due_key, merchant_delivery_key
 
 log = logging.getLogger("paychain.gateway.webhooks")
@@ -60,15 +62,23 @@ def sign(secret: bytes, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={digest}"
 
 
+FUTURE_SKEW_S_MAX = 30.0
+"""How far ahead of the receiver's clock a signature's timestamp may be (clocks differ a little; a
+timestamp far ahead would let a captured notification be replayed for longer)."""
+
+
 def verify(secret: bytes, header: str, body: bytes, now: float, tolerance_s: float = 300.0) -> bool:
-    """What a receiver does: check the signature and that the timestamp is recent."""
+    """What a receiver does: check the signature and that the timestamp is recent, and not ahead of its
+    clock by more than FUTURE_SKEW_S_MAX. Then it dedupes on the signed body's `id` (the header's copy
+    of it is not signed), remembering ids for as long as their timestamps would pass this check."""
     try:
         parts = dict(item.split("=", 1) for item in header.split(","))
         timestamp = int(parts["t"])
         expected = sign(secret, timestamp, body)
     except (KeyError, ValueError):
         return False
-    return abs(now - timestamp) <= tolerance_s and hmac.compare_digest(expected.encode(), header.encode())
+    fresh = -FUTURE_SKEW_S_MAX <= now - timestamp <= tolerance_s
+    return fresh and hmac.compare_digest(expected.encode(), header.encode())
 
 
 def new_delivery(payment: Record, event: str, now: float) -> list[tuple[bytes, Any]]:
@@ -166,7 +176,7 @@ class WebhookSender:
             delivery.update(state="delivered", delivered_at=time.time(), next_attempt_at=None)
         elif delivery["attempts"] >= ATTEMPTS_MAX:
             delivery.update(state="failed", next_attempt_at=None)
-            log.warning("webhook %s for %s failed after %d attempts", delivery_id, delivery["payment_id"],
+            log.warning("webhook %s for %s failed after %d attempts", delivery_id, redacted_id(delivery["payment_id"]),
                         delivery["attempts"])
         else:
             delay_s = min(self.retry_base_s * 2 ** (delivery["attempts"] - 1), RETRY_DELAY_S_MAX)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import types
+
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from gateway import security
@@ -248,3 +252,14 @@ def test_forwarded_headers_from_anyone_else_are_ignored():
 def test_a_trusted_proxy_without_forwarded_headers_is_the_client():
     request = proxied("10.0.0.5", {}, frozenset({"10.0.0.5"}))
     assert security.client_address(request) == "10.0.0.5" and not security.is_secure(request)
+
+
+def test_the_access_log_records_requests_the_http_parser_refused(caplog):
+    """aiohttp logs a request its parser refused as a bare BaseRequest, with no app: the logger once raised
+    on every such request (and left it out of the access log)."""
+    refused = types.SimpleNamespace(remote="203.0.113.9", method="GET", path="/checkout/pm_abcdefghijklmnop",
+                                    headers={})
+    logger = logging.getLogger("test.access")
+    caplog.set_level(logging.INFO, logger="test.access")
+    security.AccessLogger(logger, "").log(refused, web.Response(status=400), 0.001)
+    assert "203.0.113.9 GET /checkout/pm_abcd… 400" in caplog.text and "efghijkl" not in caplog.text
