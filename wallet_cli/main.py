@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+import unicodedata
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Callable
@@ -80,7 +81,21 @@ class Context:
 
 
 def _emit(ctx: Context, data: Any, text: str) -> None:
-    click.echo(json.dumps(data, indent=2) if ctx.as_json else text)
+    click.echo(json.dumps(data, indent=2) if ctx.as_json else terminal_safe(text))
+
+
+def terminal_safe(text: str) -> str:
+    """Text for a terminal with every control and format character shown as an escape, new lines and tabs
+    apart: chain data (a product name, a memo) is anyone's to write, and an escape sequence in it could
+    retitle or rewrite the terminal, a bidi override (U+202E) could make it read backwards.
+    JSON output needs none of this: json.dumps escapes them all."""
+    return "".join(character if character in "\n\t" or unicodedata.category(character) not in UNSAFE_CATEGORIES
+                   else f"\\u{ord(character):04x}" for character in text)
+
+
+UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+"""Control, format (bidi overrides, zero-width), line and paragraph separators, surrogates, private use,
+unassigned."""
 
 
 def run_command(function: Callable[..., None]) -> Callable[..., None]:
@@ -107,7 +122,7 @@ def run_command(function: Callable[..., None]) -> Callable[..., None]:
         if ctx is not None and ctx.as_json:
             click.echo(json.dumps({"error": message, "exit_code": code, **data}))
         else:
-            click.echo(f"error: {message}", err=True)
+            click.echo(f"error: {terminal_safe(message)}", err=True)
         sys.exit(code)
 
     return wrapper

@@ -205,3 +205,28 @@ def test_localnet_full_nodes_need_a_multi_validator_network(tmp_path) -> None:
     refused = paychain("localnet", "up", "--home", str(tmp_path), "--validators", "1", "--full-nodes", "1")
     assert refused.code == 1 and "--full-nodes needs a multi-validator network" in refused.stderr
     assert not (tmp_path / "genesis.json").exists()
+
+
+def test_chain_text_reaches_the_terminal_escaped(network: LocalNetwork) -> None:
+    """A product name or payout reference is anyone's to write: an OSC sequence would retitle the reader's
+    terminal, U+202E would make the line read backwards. Text output shows them as escapes."""
+    hostile = "Tea\x1b]0;pwned\x07\u202eeslaf"
+    added = network.wallet("catalog", "add", "--from", "merchant", "--product", "osc-tea", "--name", hostile,
+                           "--price", "1.00", "--currency", "CNY", "--stock", "5", "--limit", "1",
+                           "--fee-asset", "CNY", "--wait")
+    assert added.code == 0, added.stdout + added.stderr
+    withdrawn = network.wallet("withdraw", "--from", "carol", "--gateway", "gateway", "--amount", "1", "--asset",
+                               "CNY", "--payout-reference", "IBAN\u202e-2", "--wait")
+    assert withdrawn.code == 0, withdrawn.stderr
+    for shown in (network.wallet("catalog", "list", "merchant"), network.wallet("history", "carol")):
+        assert shown.code == 0, shown.stderr
+        assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout and "\u202e" not in shown.stdout
+    listed = network.wallet("catalog", "list", "merchant").stdout
+    assert "Tea\\u001b]0;pwned\\u0007\\u202eeslaf" in listed
+    as_json = network.wallet("catalog", "list", "merchant", "--json").json()
+    assert any(product.get("name") == hostile for product in _products(as_json))   # JSON keeps the data as it is
+
+
+def _products(listing: object) -> list[dict]:
+    items = listing.get("products", listing) if isinstance(listing, dict) else listing
+    return [item for item in items if isinstance(item, dict)]
