@@ -318,6 +318,4 @@ def _drop_if_not_reading(transport: asyncio.Transport | None) -> None:
 
 
 def _too_large() -> web.Response:
-    error = RpcError(INVALID_REQUEST, f"Invalid Request: body exceeds {limits.rpc_body_bytes_max} bytes")
-    return web.Response(status=413, text=json.dumps({"jsonrpc": "2.0", "error": error.to_json(), "id": None}),
-                        content_type="application/json")
+    return _refused(413, f"body exceeds {limits.rpc_body_bytes_max} bytes")

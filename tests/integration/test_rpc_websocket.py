@@ -285,35 +285,20 @@ async def test_ordinary_calls_work_over_the_websocket() -> None:
     assert after["result"]["chain_id"] == CHAIN_ID
 
 
+@pytest.mark.parametrize("limit, status", [("ws_connections_max", 503), ("ws_connections_per_client_max", 429)])
 @run_async
-async def test_connection_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(limits, "ws_connections_max", 2)
+async def test_connection_limits(monkeypatch: pytest.MonkeyPatch, limit: str, status: int) -> None:
+    """Over all clients (503), and per client address (429: slots remain for other addresses)."""
+    monkeypatch.setattr(limits, limit, 2)
     monkeypatch.setattr(limits, "ws_connections_reserved_for_gateways", 0)
     chain = make_chain()
     async with serve_rpc(chain.ledger) as rpc:
         first, second = await connect(rpc), await connect(rpc)
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await rpc.websocket()
-        assert refused.value.status == 503
+        assert refused.value.status == status
         await first.socket.close()
-        third = await _connect_when_allowed(rpc, time.monotonic() + RPC_WAIT_S)
-        await third.subscribe("blocks")
-        chain.commit_pending()
-        assert (await third.next_notification())["result"]["height"] == 1
-        await second.socket.close()
-
-
-@run_async
-async def test_one_client_address_cannot_take_every_slot(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(limits, "ws_connections_per_client_max", 2)
-    chain = make_chain()
-    async with serve_rpc(chain.ledger) as rpc:
-        first, second = await connect(rpc), await connect(rpc)
-        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-            await rpc.websocket()
-        assert refused.value.status == 429   # slots remain for other addresses (ws_connections_max is 256)
-        await first.socket.close()
-        third = await _connect_when_allowed(rpc, time.monotonic() + RPC_WAIT_S, status=429)
+        third = await _connect_when_allowed(rpc, time.monotonic() + RPC_WAIT_S, status=status)
         await third.subscribe("blocks")
         chain.commit_pending()
         assert (await third.next_notification())["result"]["height"] == 1
