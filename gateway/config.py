@@ -118,7 +118,9 @@ class GatewayConfig:
 
 
 def hash_api_key(api_key: str) -> bytes:
-    return hashlib.sha256(api_key.encode()).digest()
+    """The stored form of an API key. A header with bytes that are not UTF-8 reaches here as lone surrogates:
+    hashed as the bytes received, it matches no key (never an error)."""
+    return hashlib.sha256(api_key.encode("utf-8", "surrogateescape")).digest()
 
 
 def load_gateway_config(path: Path) -> GatewayConfig:

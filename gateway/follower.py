@@ -78,7 +78,7 @@ class Follower:
 
     async def _subscribe(self, ws_url: str) -> None:
         async with self.client.session.ws_connect(ws_url, heartbeat=10, max_msg_size=WS_MESSAGE_BYTES_MAX,
-                                                  headers=self.client.feed_headers,
+                                                  headers=self.client.auth_headers,
                                                   timeout=aiohttp.ClientWSTimeout(ws_close=2)) as socket:
             await socket.send_json({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": ["orders"]})
             self.connected_to = ws_url

@@ -76,8 +76,9 @@ class RegionClient:
         self.endpoints = [Endpoint(url) for url in self.region.nodes]
 
     @property
-    def feed_headers(self) -> dict[str, str]:
-        """Headers of the orders feed's WebSocket: the region's node token, if it has one."""
+    def auth_headers(self) -> dict[str, str]:
+        """The region's node token, if it has one: the nodes keep WebSocket slots for it and do not hold its
+        calls to a single client's cost budget."""
         return {} if self.region.node_token is None else {"Authorization": f"Bearer {self.region.node_token}"}
 
     def ordered(self) -> list[Endpoint]:
@@ -108,12 +109,13 @@ class RegionClient:
         request_id = next(self._ids)
         body = {"jsonrpc": "2.0", "method": method, "params": list(params), "id": request_id}
         try:
-            async with self.session.post(endpoint.url, json=body,
+            async with self.session.post(endpoint.url, json=body, headers=self.auth_headers,
                                          timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
                 answer = await response.json(content_type=None)
         except (aiohttp.ClientError, asyncio.TimeoutError, json.JSONDecodeError, ValueError) as error:
             raise NodeUnavailable(f"{endpoint.url}: {type(error).__name__} {error}".strip()) from error
-        if not isinstance(answer, dict) or answer.get("id") != request_id:
+        if not isinstance(answer, dict) or answer.get("id") not in (request_id, None) or (
+                answer.get("id") is None and "error" not in answer):   # id null: the request was refused whole
             raise NodeUnavailable(f"{endpoint.url}: not a JSON-RPC answer")
         if "error" in answer:
             error = answer["error"] if isinstance(answer["error"], dict) else {}

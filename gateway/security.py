@@ -34,6 +34,16 @@ from gateway.redaction import redacted_path
 log = logging.getLogger("paychain.gateway.http")
 
 REQUEST_BYTES_MAX = 64 * 1024
+CONNECTIONS_MAX = 1_024
+"""Open HTTP connections the gateway holds; beyond it new ones are closed on arrival (node/rpc/connections.py)."""
+CONNECTIONS_PER_CLIENT_MAX = 128
+"""Open HTTP connections from one client address (trusted proxies have no quota: they limit their own)."""
+REQUEST_HEADER_S = 10.0
+"""From a request's first byte to its complete headers (slowloris)."""
+CONNECTION_IDLE_S = 30.0
+"""An open connection with no request in it is closed after this."""
+REQUEST_BODY_S = 30.0
+"""From a request's headers to the last byte of its body."""
 MERCHANT_REQUESTS_PER_S = 2_000.0
 MERCHANT_BURST = 4_000.0
 PUBLIC_REQUESTS_PER_S = 50.0
@@ -197,7 +207,11 @@ def is_secure(request: web.BaseRequest) -> bool:
 
 
 def same_token(given: str | None, expected: str | None) -> bool:
-    return bool(given) and bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+    """Constant-time comparison of two header or cookie values. aiohttp hands over header bytes that are not
+    UTF-8 as lone surrogates, so they are encoded back to the bytes received (never an error, never equal to
+    a token we made)."""
+    return bool(given) and bool(expected) and hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
+                                                                  expected.encode("utf-8", "surrogateescape"))
 
 
 CSRF_TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{32}$")

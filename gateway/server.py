@@ -19,10 +19,14 @@ from gateway.config import GatewayConfig
 from gateway.follower import Follower
 from gateway.nodes import NodePool
 from gateway.payments import PaymentBook
-from gateway.security import REQUEST_BYTES_MAX, AccessLogger, Guard, errors_and_headers
+from gateway.security import (CONNECTION_IDLE_S, CONNECTIONS_MAX, CONNECTIONS_PER_CLIENT_MAX, REQUEST_BODY_S,
+                               REQUEST_BYTES_MAX, REQUEST_HEADER_S, AccessLogger, Guard, error_response,
+                               errors_and_headers)
 from gateway.services import Services
 from gateway.store import GatewayStore
 from gateway.webhooks import WebhookSender
+from node import limits
+from node.rpc.connections import ConnectionGuard, ConnectionLimits
 
 log = logging.getLogger("paychain.gateway")
 
@@ -48,8 +52,18 @@ def bootstrap(config: GatewayConfig, session: aiohttp.ClientSession,
                     guard=Guard(config), webhooks=sender, session=session)
 
 
-def make_app(services: Services) -> web.Application:
-    app = web.Application(middlewares=[errors_and_headers], client_max_size=REQUEST_BYTES_MAX)
+GUARD_ERROR_CODES = {400: "invalid_request", 408: "request_timeout", 413: "request_too_large"}
+"""The gateway's error codes for the connection guard's refusals of a request body."""
+
+
+def connection_guard(config: GatewayConfig) -> ConnectionGuard:
+    return ConnectionGuard(ConnectionLimits(CONNECTIONS_MAX, CONNECTIONS_PER_CLIENT_MAX, REQUEST_HEADER_S,
+                                            CONNECTION_IDLE_S, REQUEST_BODY_S, exempt=config.trusted_proxies),
+                           lambda status, reason: error_response(status, GUARD_ERROR_CODES[status], reason))
+
+
+def make_app(services: Services, guard: ConnectionGuard) -> web.Application:
+    app = web.Application(middlewares=[errors_and_headers, guard.middleware], client_max_size=REQUEST_BYTES_MAX)
     app["services"] = services
     app["idempotency_in_flight"] = set()
     app["checkout_in_flight"] = set()
@@ -73,15 +87,16 @@ async def handle_health(request: web.Request) -> web.Response:
 
 async def serve(config: GatewayConfig, ready: asyncio.Event | None = None) -> None:
     """Run the gateway until cancelled."""
-    connector = aiohttp.TCPConnector(limit=HTTP_CONNECTIONS_MAX)
+    # to one node, fewer connections than it allows one client address
+    connector = aiohttp.TCPConnector(limit=HTTP_CONNECTIONS_MAX, limit_per_host=limits.rpc_connections_per_client_max // 2)
     async with aiohttp.ClientSession(connector=connector) as session, \
             egress.webhook_session(HTTP_CONNECTIONS_MAX, config.webhooks_to_private_addresses) as webhook_session:
         services = bootstrap(config, session, webhook_session)
-        runner = web.AppRunner(make_app(services), access_log_class=AccessLogger)
+        guard = connection_guard(config)
+        runner = web.AppRunner(make_app(services, guard), access_log_class=AccessLogger)
         await runner.setup()
-        site = web.TCPSite(runner, config.listen_host, config.listen_port)
         try:
-            await site.start()
+            await guard.start(runner, config.listen_host, config.listen_port)
             log.info("gateway listening on http://%s:%d (public URL %s)", config.listen_host, config.listen_port,
                      config.public_url)
             if ready is not None:
@@ -94,6 +109,7 @@ async def serve(config: GatewayConfig, ready: asyncio.Event | None = None) -> No
                                         services.gateway_signer, config.recharge_auto_confirm)
                     group.create_task(follower.run())
         finally:
+            await guard.stop()
             await runner.cleanup()
             services.store.close()
 

@@ -72,24 +72,59 @@ rpc_batch_requests_max = 100
 rpc_send_batch_txs_max = 2_000
 """Most transactions in one tx_sendBatch call."""
 rpc_history_items_max = 100
+"""Most items one account history page returns."""
 rpc_internal_error_logs_per_minute = 10
 """Tracebacks of internal RPC errors logged per minute; the rest are counted and the count logged with the
 next one, so a client repeating a failing call cannot fill the disk through the log."""
 rpc_index_max = 2**63 - 1
 """Largest height or index a parameter may name: storage keys hold them in 8 bytes, and anything
 larger is an invalid parameter, not an internal error."""
-"""Most items one account history page returns."""
 rpc_order_scan_max = 1_000
 """Most index entries one `order_list` call reads while filtering (it returns a cursor to go on)."""
+
+# Per-client cost budgets (node/rpc/budget.py). A cost unit is about one ed25519 signature check, ~70 µs of
+# node CPU; a request's price is known before it runs and taken from its client's token bucket first.
+rpc_client_cost_units_per_s = 2_000
+"""What one client address (an IPv6 /64) may spend per second: about 15% of one core."""
+rpc_client_cost_units_burst = 12_000
+"""What a client may spend at once after being quiet; also the most debt an answer's bytes can leave."""
+rpc_request_cost_units_max = 6_000
+"""Most one HTTP request or WebSocket message may cost, whoever sends it (a bigger batch is refused whole)."""
+rpc_request_txs_max = 2_000
+"""Most transactions one request may submit across all its calls (a batch of tx_sendBatch calls included)."""
+rpc_connections_max = 512
+"""Most open HTTP connections (WebSockets included) the RPC server holds; beyond it new ones are closed."""
+rpc_connections_per_client_max = 64
+"""Most open HTTP connections (WebSockets included) from one client address (an IPv6 /64)."""
+rpc_request_header_s = 10.0
+"""From a request's first byte to its complete headers (slowloris: a header byte every few seconds)."""
+rpc_connection_idle_s = 30.0
+"""An open connection with no request in it is closed after this (longer than aiohttp clients' 15 s
+keep-alive, so a client closes an idle connection before the server does)."""
+rpc_request_body_s = 30.0
+"""From a request's headers to the last byte of its body."""
+rpc_clients_tracked_max = 10_000
+"""Most client budgets kept; the least recently seen is forgotten first."""
+rpc_cost_units_per_call = 1
+rpc_cost_units_per_signature = 1
+"""tx_send and tx_sendBatch: each transaction's signature is checked before anything else."""
+rpc_cost_units_per_history_item = 2
+"""account_getHistory and order_list: each item read from the store and shaped (measured ~150 µs)."""
+rpc_cost_units_per_order_scan = 20
+"""order_list: what reading up to `rpc_order_scan_max` index entries while filtering may cost."""
+rpc_cost_bytes_per_unit = 4_096
+"""Request bodies (parsing) and answers (building, sending): one unit per this many bytes."""
+rpc_cost_gas_per_unit = 1_000
+"""contract_query: one unit per this much of the gas limit (the VM runs ~58 ns per gas)."""
 ws_connections_max = 256
 """Most concurrent WebSocket connections."""
 ws_connections_per_client_max = 16
+"""Most concurrent WebSocket connections from one client address (IP): one client cannot take every slot."""
 ws_connections_reserved_for_gateways = 32
 """Of `ws_connections_max`, slots only clients presenting a configured gateway token may take, so that
 nobody holding every public slot locks the payment gateways out of the chain's feeds."""
 gateway_tokens_max = 16
 """Most gateway tokens a node's config lists."""
-"""Most concurrent WebSocket connections from one client address (IP): one client cannot take every slot."""
 ws_subscriptions_per_connection_max = 16
 """Most subscriptions one WebSocket connection holds."""
 ws_subscriber_buffer_messages_max = 1_000
@@ -282,3 +317,10 @@ assert contract_call_depth_max * contract_nesting_depth_max * 4 < 5_000, "interp
 assert contract_gas_max <= block_gas_max
 
 assert ws_connections_per_client_max < ws_connections_max - ws_connections_reserved_for_gateways
+assert rpc_request_cost_units_max <= rpc_client_cost_units_burst, "a request at the cap must fit a full bucket"
+assert rpc_request_txs_max >= rpc_send_batch_txs_max, "one full tx_sendBatch fits a request"
+assert rpc_request_cost_units_max >= rpc_cost_units_per_call + rpc_request_txs_max * rpc_cost_units_per_signature \
+    + (rpc_send_batch_txs_max * payment_tx_bytes_max * 2 + 4096) // rpc_cost_bytes_per_unit, \
+    "a full tx_sendBatch of the largest payments fits the price cap"
+assert ws_connections_per_client_max < rpc_connections_per_client_max < rpc_connections_max
+assert ws_connections_max < rpc_connections_max, "WebSockets hold HTTP connections"

@@ -119,7 +119,7 @@ def full_node_peers(validators: int, full_nodes: int, base_port: int) -> list[Fu
 def create_homes(home: Path, validators: int, base_port: int, genesis: dict[str, Any] | None = None,
                  write_wallets: bool = True, full_nodes: int = 0) -> list[Path]:
     """Write genesis, node homes and dev keystores under `home`; returns the node homes (validators first)."""
-    from wallet_cli.keystore import Keystore  # the wallet package owns the keystore format
+    from wallet_cli.keystore import FLOOR_KDF, Keystore  # the wallet package owns the keystore format
 
     home.mkdir(parents=True, exist_ok=True)
     genesis = genesis or default_genesis(validators, base_port=base_port)
@@ -144,7 +144,7 @@ def create_homes(home: Path, validators: int, base_port: int, genesis: dict[str,
         keystore = Keystore(home / "wallet")
         for name, _, _ in DEV_ACCOUNTS + operator_accounts(validators):
             if not keystore.path_of(name).exists():
-                keystore.save(name, dev_keys(name), DEV_PASSWORD)
+                keystore.save(name, dev_keys(name), DEV_PASSWORD, **FLOOR_KDF)   # dev keys: the cheapest accepted
     return node_homes
 
 

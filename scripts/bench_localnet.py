@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from node import crypto  # noqa: E402
 from node.genesis import genesis_document, parse_genesis  # noqa: E402
-from node.localnet import DEV_ASSETS, create_homes, default_genesis, dev_keys, start_node, stop_node, wait_healthy  # noqa: E402
+from node.localnet import DEV_ASSETS, GATEWAY_TOKEN_FILE, create_homes, default_genesis, dev_keys, start_node, stop_node, wait_healthy  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("bench_node", Path(__file__).with_name("bench_node.py"))
 bench_node = importlib.util.module_from_spec(_spec)
@@ -131,7 +131,9 @@ async def run(args: argparse.Namespace, home: Path) -> dict:
     try:
         for process in processes:
             wait_healthy(process.rpc_url, process.pid, timeout_s=60)
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
+        token = (home / GATEWAY_TOKEN_FILE).read_text().strip()   # not held to one client's cost budget
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300),
+                                         headers=bench_node.bench_headers(token)) as session:
             watcher = bench_node.BlockWatcher()
             ready = asyncio.Event()
             task = asyncio.create_task(watcher.run(session, urls[0].rsplit("/", 1)[0] + "/ws", ready))

@@ -43,7 +43,7 @@ from node.contracts.host import AttachedValue  # noqa: E402
 from node.contracts.vm import call_function, load_program  # noqa: E402
 from node.execution import BlockContext, apply_transaction  # noqa: E402
 from node.genesis import Genesis, genesis_document, parse_genesis  # noqa: E402
-from node.localnet import (DEFAULT_CHAIN_ID, DEV_ASSETS, NodeProcess, create_homes, default_genesis,  # noqa: E402
+from node.localnet import (DEFAULT_CHAIN_ID, DEV_ASSETS, GATEWAY_TOKEN_FILE, NodeProcess, create_homes, default_genesis,  # noqa: E402
                            dev_keys, rpc_port_of, start_node, stop_node, wait_healthy)
 from node.rpc.views import value_json  # noqa: E402
 from node.state import State  # noqa: E402
@@ -438,7 +438,9 @@ async def run_network(args: argparse.Namespace, home: Path, genesis_document_jso
             processes.append(start_node(node_home, f"node{index}", rpc_port_of(args.port, index)))
         for process in processes:
             wait_healthy(process.rpc_url, process.pid, timeout_s=60)
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        token = (home / GATEWAY_TOKEN_FILE).read_text().strip()   # not held to one client's cost budget
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60),
+                                         headers={"Authorization": f"Bearer {token}"}) as session:
             network = Network(session, processes, contract, merchants)
             ready = asyncio.Event()
             watch = asyncio.create_task(network.watcher.run(session, network.urls[0].rsplit("/", 1)[0] + "/ws", ready))

@@ -1,8 +1,13 @@
 """Encrypted keystores: one JSON file per key, argon2id + XSalsa20-Poly1305 (SecretBox), mode 0600.
 
-The password stretches to a key with argon2id (libsodium's INTERACTIVE limits:
-2 passes, 64 MiB) and a random salt; SecretBox authenticates the ciphertext, so a
-wrong password and a corrupted file are both detected, never mistaken for a key.
+The password stretches to a key with argon2id and a random salt; SecretBox authenticates the ciphertext,
+so a wrong password and a corrupted file are both detected, never mistaken for a key.
+
+New keystores use libsodium's MODERATE limits (3 passes, 256 MiB: ~0.4 s here, a few seconds in a
+browser). A keystore file sets its own limits, so an attacker who hands a user a file, or a tool that
+wrote one carelessly, could make a password cheap to guess: files below the floor (libsodium's
+INTERACTIVE limits, 2 passes and 64 MiB) are refused, here and in the browser signer (web/src/signer.js).
+The local network's development keystores are written at the floor, to keep tests quick.
 """
 
 from __future__ import annotations
@@ -40,8 +45,28 @@ class KeystoreInfo:
     path: Path
 
 
-def encrypt_seed(seed: bytes, password: str, opslimit: int = nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE,
-                 memlimit: int = nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE) -> dict:
+KDF_OPSLIMIT_DEFAULT = nacl.pwhash.argon2id.OPSLIMIT_MODERATE
+KDF_MEMLIMIT_DEFAULT = nacl.pwhash.argon2id.MEMLIMIT_MODERATE
+KDF_OPSLIMIT_FLOOR = nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE
+KDF_MEMLIMIT_FLOOR = nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
+FLOOR_KDF = {"opslimit": KDF_OPSLIMIT_FLOOR, "memlimit": KDF_MEMLIMIT_FLOOR}
+"""The cheapest limits accepted (for development keystores and tests)."""
+PASSWORD_CHARS_MIN = 8
+
+
+def check_kdf_limits(opslimit: int, memlimit: int) -> None:
+    if opslimit > nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE or memlimit > nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE:
+        raise KeystoreError("keystore kdf limits are out of range (above libsodium's SENSITIVE limits)")
+    if opslimit < KDF_OPSLIMIT_FLOOR or memlimit < KDF_MEMLIMIT_FLOOR:
+        raise KeystoreError(
+            f"keystore kdf limits are too weak ({opslimit} passes, {memlimit // 1024} KiB): a password is cheap to "
+            f"guess below {KDF_OPSLIMIT_FLOOR} passes and {KDF_MEMLIMIT_FLOOR // 2**20} MiB. Re-encrypt the key: "
+            "export it with the tool that wrote this file, then `paywallet import` it")
+
+
+def encrypt_seed(seed: bytes, password: str, opslimit: int = KDF_OPSLIMIT_DEFAULT,
+                 memlimit: int = KDF_MEMLIMIT_DEFAULT) -> dict:
+    check_kdf_limits(opslimit, memlimit)
     keys = crypto.KeyPair.from_seed(seed)
     salt = nacl.utils.random(nacl.pwhash.argon2id.SALTBYTES)
     key = nacl.pwhash.argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, password.encode(), salt,
@@ -69,9 +94,7 @@ def decrypt_seed(document: dict, password: str) -> crypto.KeyPair:
         nonce = bytes.fromhex(cipher["nonce"])
         ciphertext = bytes.fromhex(cipher["ciphertext"])
         opslimit, memlimit = int(kdf["opslimit"]), int(kdf["memlimit"])
-        if not (nacl.pwhash.argon2id.OPSLIMIT_MIN <= opslimit <= nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE
-                and nacl.pwhash.argon2id.MEMLIMIT_MIN <= memlimit <= nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE):
-            raise KeystoreError("keystore kdf limits are out of range")
+        check_kdf_limits(opslimit, memlimit)
         expected_public_key = bytes.fromhex(document["public_key"])
         if len(salt) != nacl.pwhash.argon2id.SALTBYTES or len(nonce) != nacl.secret.SecretBox.NONCE_SIZE:
             raise ValueError("salt or nonce has the wrong length")

@@ -29,7 +29,7 @@ from node.crypto import KeyPair
 from node.rpc.views import signing_domain_from_json
 from node.transactions import (RechargePost, RechargeRequest, RechargeVoid, Register, SetMerchantStatus, Transaction,
                                Transfer, Withdraw, parse_role, required_fee, sign_transaction)
-from wallet_cli.keystore import Keystore, KeystoreError, WrongPassword
+from wallet_cli.keystore import PASSWORD_CHARS_MIN, Keystore, KeystoreError, WrongPassword
 from wallet_cli.rpc_client import RpcCallError, RpcClient, RpcUnavailable
 
 EXIT_FAILURE = 1
@@ -162,6 +162,14 @@ def read_password(password_file: Path | None, confirm: bool = False) -> str:
 
 # --- keys ----------------------------------------------------------------------------------------
 
+def read_new_password(password_file: Path | None) -> str:
+    """The password a new keystore is encrypted with (new or imported key): never empty or short."""
+    password = read_password(password_file, confirm=True)
+    if len(password) < PASSWORD_CHARS_MIN:
+        raise WalletFailure(f"password must have at least {PASSWORD_CHARS_MIN} characters", EXIT_KEYSTORE)
+    return password
+
+
 @main.command("new")
 @click.argument("name")
 @password_file_option
@@ -169,9 +177,7 @@ def read_password(password_file: Path | None, confirm: bool = False) -> str:
 @run_command
 def new(ctx: Context, name: str, password_file: Path | None) -> None:
     """Create a new key NAME, encrypted with a password."""
-    password = read_password(password_file, confirm=True)
-    if len(password) < 8:
-        raise WalletFailure("password must have at least 8 characters", EXIT_KEYSTORE)
+    password = read_new_password(password_file)
     keys = KeyPair.generate()
     path = ctx.keystore.save(name, keys, password)
     address = crypto.format_address(keys.address)
@@ -191,7 +197,7 @@ def import_key(ctx: Context, name: str, secret_file: Path, password_file: Path |
         keys = KeyPair.from_seed(bytes.fromhex(secret_file.read_text().strip().removeprefix("0x")))
     except ValueError as error:
         raise WalletFailure(f"the secret file must hold 64 hex characters: {error}") from error
-    password = read_password(password_file, confirm=True)
+    password = read_new_password(password_file)
     path = ctx.keystore.save(name, keys, password)
     address = crypto.format_address(keys.address)
     _emit(ctx, {"name": name, "address": address, "path": str(path)}, f"imported {name}: {address}")

@@ -6,13 +6,14 @@ and grouped: 1xxx lookups, 2xxx transaction admission, 3xxx subscriptions.
 
 from __future__ import annotations
 
-from node.rpc.jsonrpc import RpcError
+from node.rpc.jsonrpc import RATE_LIMITED, UNAUTHORIZED, RpcError  # noqa: F401 (re-exported)
 
 NOT_FOUND = 1001
 INVALID_ARGUMENT = 1002
 TOO_MANY = 1003
-UNAUTHORIZED = 1004
-"""An admin method called without the node's admin token (defined with the dispatcher, which checks it)."""
+# UNAUTHORIZED (1004: an admin method without the admin token) and RATE_LIMITED (1005: the client's cost
+# budget cannot pay for the request yet, data.retry_after_ms says when it can) are defined with the
+# dispatcher, which checks them, and imported above.
 
 TRANSACTION_REJECTED = 2000
 """Fallback for a rule not listed below."""

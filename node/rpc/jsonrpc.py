@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from node import limits
+from node.rpc.budget import CALL, Bucket, CallCost, units_of_bytes
 
 log = logging.getLogger("paychain.rpc")
 
@@ -24,6 +25,8 @@ INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 UNAUTHORIZED = 1004
 """(node.rpc.errors numbering) an admin method called without the admin token."""
+RATE_LIMITED = 1005
+"""(node.rpc.errors numbering) the client's cost budget cannot pay for the request yet; data.retry_after_ms."""
 
 
 class RpcError(Exception):
@@ -54,6 +57,8 @@ class MethodSpec:
     required: int
     admin: bool = False
     """Callable only over HTTP with the node's admin token (see `AdminContext`)."""
+    cost: Callable[..., CallCost] | None = None
+    """The call's price from its bound parameters, before it runs (None: one plain call)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +66,16 @@ class AdminContext:
     """The context of an HTTP call: whether it presented the node's admin token."""
 
     admin: bool
+
+
+class RateLimited(Exception):
+    """A request its client's budget cannot pay for yet: nothing of it ran."""
+
+    def __init__(self, retry_after_ms: int, response: str) -> None:
+        super().__init__(f"rate limited, retry after {retry_after_ms} ms")
+        self.retry_after_ms = retry_after_ms
+        self.response = response
+        """The JSON-RPC error to send back."""
 
 
 class Dispatcher:
@@ -72,28 +87,74 @@ class Dispatcher:
         self._error_log = _LogBudget(limits.rpc_internal_error_logs_per_minute)
 
     def register(self, name: str, function: Method, params: tuple[str, ...] = (), required: int | None = None,
-                 admin: bool = False) -> None:
+                 admin: bool = False, cost: Callable[..., CallCost] | None = None) -> None:
+        """`cost(**arguments)` prices a call from its parameters (already bound, not yet checked)."""
         assert name not in self.methods, name
-        self.methods[name] = MethodSpec(function, params, len(params) if required is None else required, admin)
+        self.methods[name] = MethodSpec(function, params, len(params) if required is None else required, admin, cost)
 
-    async def handle_body(self, body: bytes | str, context: Any = None) -> str | None:
-        """Response text for a request body, or None when nothing is to be sent (only notifications)."""
+    async def handle_body(self, body: bytes | str, context: Any = None, bucket: Bucket | None = None) -> str | None:
+        """Response text for a request body, or None when nothing is to be sent (only notifications).
+        With a `bucket`, the request's price is taken from it before any call runs (`RateLimited` if it
+        cannot pay) and the answer's bytes after."""
+        request_units = units_of_bytes(len(body))
+        if bucket is not None:
+            self._take(bucket, request_units)   # parsing is work too: a body the budget cannot pay is not parsed
         try:
             request = json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
         except (ValueError, UnicodeDecodeError, RecursionError):  # Recursion: nested past the parser
             return _dump(_error_response(None, RpcError(PARSE_ERROR, "Parse error: the body is not valid JSON")))
-        if isinstance(request, list):
-            if not request:
-                return _dump(_error_response(None, RpcError(INVALID_REQUEST, "Invalid Request: empty batch")))
-            if len(request) > self.batch_max:
-                return _dump(_error_response(None, RpcError(
-                    INVALID_REQUEST, f"Invalid Request: batch of {len(request)} calls exceeds the limit of "
-                                     f"{self.batch_max}")))
-            responses = [await self.handle_call(call, context) for call in request]
-            responses = [r for r in responses if r is not None]
-            return _dump(responses) if responses else None
-        response = await self.handle_call(request, context)
-        return None if response is None else _dump(response)
+        calls = request if isinstance(request, list) else [request]
+        if not calls:
+            return _dump(_error_response(None, RpcError(INVALID_REQUEST, "Invalid Request: empty batch")))
+        if len(calls) > self.batch_max:
+            return _dump(_error_response(None, RpcError(
+                INVALID_REQUEST, f"Invalid Request: batch of {len(calls)} calls exceeds the limit of "
+                                 f"{self.batch_max}")))
+        price = self._price(calls)
+        if price.txs > limits.rpc_request_txs_max:
+            return _dump(_error_response(None, RpcError(
+                INVALID_REQUEST, f"Invalid Request: the calls submit {price.txs} transactions in all; one request "
+                                 f"may submit at most {limits.rpc_request_txs_max}")))
+        if request_units + price.units > limits.rpc_request_cost_units_max:
+            return _dump(_error_response(None, RpcError(
+                INVALID_REQUEST, f"Invalid Request: the request costs {request_units + price.units} units (body "
+                                 f"bytes, signature checks, rows read; see node/limits.py); one request may cost at "
+                                 f"most {limits.rpc_request_cost_units_max}: split it")))
+        if bucket is not None:
+            self._take(bucket, price.units)
+        responses = [await self.handle_call(call, context) for call in calls]
+        responses = [r for r in responses if r is not None]
+        if not responses:
+            return None
+        text = _dump(responses if isinstance(request, list) else responses[0])
+        if bucket is not None:
+            bucket.debit(units_of_bytes(len(text)))
+        return text
+
+    def _price(self, calls: list[Any]) -> CallCost:
+        """What the calls cost before they run: each method prices itself from its parameters."""
+        units = txs = 0
+        for call in calls:
+            cost = CALL
+            method = call.get("method") if isinstance(call, dict) else None
+            spec = self.methods.get(method) if isinstance(method, str) else None
+            if spec is not None and spec.cost is not None:
+                try:
+                    cost = spec.cost(**_bind(spec, call.get("params")))
+                except RpcError:
+                    pass   # the call will fail to bind and be answered with invalid params: a plain call
+            units += cost.units
+            txs += cost.txs
+        return CallCost(units, txs)
+
+    def _take(self, bucket: Bucket, units: int) -> None:
+        retry_after_ms = bucket.take(units)
+        if retry_after_ms is not None:
+            if self.on_call is not None:
+                self.on_call("(request)", "rate_limited")
+            error = RpcError(RATE_LIMITED, f"rate limited: this client's budget is spent; retry after "
+                                           f"{retry_after_ms} ms", {"retry_after_ms": retry_after_ms})
+            raise RateLimited(retry_after_ms, _dump(_error_response(None, error)))
 
     async def handle_call(self, call: Any, context: Any) -> dict[str, Any] | None:
         if not isinstance(call, dict):

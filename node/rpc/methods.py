@@ -12,6 +12,7 @@ from node.app import Ledger
 from node.blocks import header_hash
 from node.encoding import DecodeError
 from node.rpc import errors, views
+from node.rpc.budget import CallCost
 from node.rpc.jsonrpc import INVALID_PARAMS, Dispatcher, RpcError
 from node.contracts import runtime, sandbox, system
 from node.contracts.gas import HostUnavailable
@@ -73,21 +74,23 @@ class NodeMethods:
         dispatcher.register("chain_getParams", self.chain_get_params)
         dispatcher.register("chain_getBlock", self.chain_get_block, ("block",), required=0)
         dispatcher.register("chain_getValidators", self.chain_get_validators, ("height",), required=0)
-        dispatcher.register("tx_send", self.tx_send, ("tx",))
-        dispatcher.register("tx_sendBatch", self.tx_send_batch, ("txs",))
+        dispatcher.register("tx_send", self.tx_send, ("tx",), cost=_send_cost)
+        dispatcher.register("tx_sendBatch", self.tx_send_batch, ("txs",), cost=_send_batch_cost)
         dispatcher.register("tx_get", self.tx_get, ("hash",))
         dispatcher.register("account_get", self.account_get, ("address",))
         dispatcher.register("account_getProof", self.account_get_proof, ("address",))
-        dispatcher.register("account_getHistory", self.account_get_history, ("address", "limit", "before"), required=1)
+        dispatcher.register("account_getHistory", self.account_get_history, ("address", "limit", "before"), required=1,
+                            cost=_history_cost)
         dispatcher.register("recharge_get", self.recharge_get, ("request_id",))
         dispatcher.register("contract_get", self.contract_get, ("address",))
         dispatcher.register("order_get", self.order_get, ("order_id",))
         dispatcher.register("governance_get", self.governance_get, ("proposal_id",))
         dispatcher.register("governance_list", self.governance_list)
         dispatcher.register("risk_getRules", self.risk_get_rules)
-        dispatcher.register("order_list", self.order_list, ("party", "role", "state", "limit", "before"), required=1)
+        dispatcher.register("order_list", self.order_list, ("party", "role", "state", "limit", "before"), required=1,
+                            cost=_order_list_cost)
         dispatcher.register("contract_query", self.contract_query,
-                            ("address", "function", "args", "caller", "gas_limit"), required=2)
+                            ("address", "function", "args", "caller", "gas_limit"), required=2, cost=_query_cost)
 
     # --- node and chain -------------------------------------------------------------------
 
@@ -403,6 +406,39 @@ class NodeMethods:
                 continue
             orders.append({**views.order_json(order_id, order), "height": height})
         return {"orders": orders, "next": next_cursor}
+
+
+# --- prices (node/rpc/budget.py): from the parameters as given, before they are checked ----------------
+
+def _send_cost(tx: Any = None) -> CallCost:
+    return CallCost(limits.rpc_cost_units_per_call + limits.rpc_cost_units_per_signature, txs=1)
+
+
+def _send_batch_cost(txs: Any = None) -> CallCost:
+    count = len(txs) if isinstance(txs, list) and len(txs) <= limits.rpc_send_batch_txs_max else 0   # else refused unread
+    return CallCost(limits.rpc_cost_units_per_call + count * limits.rpc_cost_units_per_signature, txs=count)
+
+
+def _page_items(limit: Any) -> int:
+    """The items a page asks for (a limit out of range fails the call before it reads anything)."""
+    return limit if type(limit) is int and 1 <= limit <= limits.rpc_history_items_max else 0
+
+
+def _history_cost(address: Any = None, limit: Any = 20, before: Any = None) -> CallCost:
+    return CallCost(limits.rpc_cost_units_per_call + _page_items(limit) * limits.rpc_cost_units_per_history_item)
+
+
+def _order_list_cost(party: Any = None, role: Any = None, state: Any = None, limit: Any = 20,
+                     before: Any = None) -> CallCost:
+    return CallCost(limits.rpc_cost_units_per_call + _page_items(limit) * limits.rpc_cost_units_per_history_item
+                    + limits.rpc_cost_units_per_order_scan)
+
+
+def _query_cost(address: Any = None, function: Any = None, args: Any = None, caller: Any = None,
+                gas_limit: Any = None) -> CallCost:
+    gas = gas_limit if type(gas_limit) is int and 0 < gas_limit <= limits.contract_query_gas_max \
+        else limits.contract_query_gas_max
+    return CallCost(limits.rpc_cost_units_per_call + gas // limits.rpc_cost_gas_per_unit)
 
 
 def _parse_cursor(before: Any) -> tuple[int, int] | None:

@@ -11,7 +11,6 @@ import logging
 from typing import Any, Callable
 
 from aiohttp import WSMsgType, web
-from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -20,7 +19,9 @@ from node import crypto, encoding, limits
 from node.app import CommittedBlock, Ledger
 from node.rpc import errors
 from node.rpc.dashboard import Dashboard
-from node.rpc.jsonrpc import INVALID_PARAMS, INVALID_REQUEST, AdminContext, Dispatcher, RpcError
+from node.rpc.budget import Bucket, ClientBudgets
+from node.rpc.connections import ConnectionGuard, ConnectionLimits
+from node.rpc.jsonrpc import INVALID_PARAMS, INVALID_REQUEST, AdminContext, Dispatcher, RateLimited, RpcError
 from node.rpc.subscriptions import TOPICS, Connection, Subscription, SubscriptionHub
 
 log = logging.getLogger("paychain.rpc")
@@ -113,20 +114,30 @@ class RpcServer:
         self.host = host
         self.port = port
         self.metrics = Metrics(ledger, consensus_info)
+        self.budgets = ClientBudgets()
         self.hub = SubscriptionHub(ledger)
         connections = Gauge("paychain_ws_connections", "Open WebSocket connections, by who holds them",
                             ["holder"], registry=self.metrics.registry)
         connections.labels("gateway").set_function(lambda: self.hub.connections_of(GATEWAY_CLIENT))
         connections.labels("public").set_function(
             lambda: len(self.hub.connections) - self.hub.connections_of(GATEWAY_CLIENT))
+        http = Gauge("paychain_rpc_http", "HTTP connections: open now, and since start those refused for a "
+                     "connection limit or closed for a request that did not arrive in time (slow or idle)",
+                     ["counter"], registry=self.metrics.registry)
+        http.labels("open").set_function(lambda: len(self.guard.watches))
+        http.labels("refused").set_function(lambda: self.guard.refused)
+        http.labels("timed_out").set_function(lambda: self.guard.timed_out)
         dispatcher.on_call = lambda method, outcome: self.metrics.rpc_calls.labels(method, outcome).inc()
         dispatcher.register("subscribe", self.subscribe, ("topic", "filter"), required=1)
         dispatcher.register("unsubscribe", self.unsubscribe, ("subscription",))
         self.dashboard = Dashboard(ledger)
         self.dashboard.register(dispatcher)
         self.hostnames = frozenset(name.lower() for name in hostnames) | {"localhost"}
-        self.app = web.Application(client_max_size=limits.rpc_body_bytes_max + 1,
-                                   middlewares=[self._check_host_and_origin])
+        self.guard = ConnectionGuard(ConnectionLimits(
+            limits.rpc_connections_max, limits.rpc_connections_per_client_max, limits.rpc_request_header_s,
+            limits.rpc_connection_idle_s, limits.rpc_request_body_s), _refused)
+        self.app = web.Application(client_max_size=limits.rpc_body_bytes_max,
+                                   middlewares=[self.guard.middleware, self._check_host_and_origin])
         self.app.router.add_post("/rpc", self.handle_rpc)
         self.app.router.add_post("/", self.handle_rpc)
         self.app.router.add_get("/ws", self.handle_ws)
@@ -138,16 +149,14 @@ class RpcServer:
     async def run(self, ready: asyncio.Event | None = None) -> None:
         self.runner = web.AppRunner(self.app, access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.host, self.port, reuse_address=True)
-        await site.start()
-        if self.port == 0:
-            self.port = site._server.sockets[0].getsockname()[1]
-        log.info("JSON-RPC on http://%s:%d/rpc", self.host, self.port)
-        if ready is not None:
-            ready.set()
         try:
+            self.port = await self.guard.start(self.runner, self.host, self.port)
+            log.info("JSON-RPC on http://%s:%d/rpc", self.host, self.port)
+            if ready is not None:
+                ready.set()
             await self.hub.run()   # the WebSocket fan-out, off the commit path, for as long as the server runs
         finally:
+            await self.guard.stop()
             await self.runner.cleanup()
 
     @web.middleware
@@ -168,17 +177,14 @@ class RpcServer:
         return await handler(request)
 
     async def handle_rpc(self, request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > limits.rpc_body_bytes_max:
-            return _too_large()
+        body = await request.read()   # already read by the guard, within its deadline and client_max_size
+        admin = self._is_admin(request)
         try:
-            body = await request.read()  # the whole body; aiohttp enforces client_max_size
-        except web.HTTPRequestEntityTooLarge:
-            return _too_large()
-        except RequestPayloadError:   # a compressed body that does not decompress, a broken chunk
-            return _refused(400, "the body could not be read (bad Content-Encoding or chunking)")
-        if len(body) > limits.rpc_body_bytes_max:
-            return _too_large()
-        response = await self.dispatcher.handle_body(body, AdminContext(self._is_admin(request)))
+            response = await self.dispatcher.handle_body(body, AdminContext(admin),
+                                                         None if admin else self._bucket_of(request))
+        except RateLimited as refusal:
+            return web.Response(status=429, text=refusal.response, content_type="application/json",
+                                headers={"Retry-After": str(-(-refusal.retry_after_ms // 1000))})
         if response is None:
             return web.Response(status=204)
         return web.Response(text=response, content_type="application/json")
@@ -187,6 +193,10 @@ class RpcServer:
         presented = _bearer_token(request)
         return self.admin_token is not None and presented is not None and \
             hmac.compare_digest(presented, self.admin_token.encode())
+
+    def _bucket_of(self, request: web.Request) -> Bucket | None:
+        """The cost budget a request is charged to: its client address's, none for a named gateway."""
+        return None if self._is_gateway(request) else self.budgets.of(request.remote or "")
 
     def _is_gateway(self, request: web.Request) -> bool:
         presented = _bearer_token(request)
@@ -213,6 +223,7 @@ class RpcServer:
         socket = web.WebSocketResponse(max_msg_size=limits.ws_message_bytes_max, heartbeat=30)
         await socket.prepare(request)
         connection = Connection(client=GATEWAY_CLIENT if gateway else client)   # gateways use no public quota
+        bucket = None if gateway else self.budgets.of(client)
         connection.on_overflow = lambda: _drop_if_not_reading(request.transport)
         self.hub.connections.add(connection)
         writer = asyncio.create_task(self._write_notifications(socket, connection))
@@ -220,7 +231,10 @@ class RpcServer:
             async for message in socket:
                 if message.type != WSMsgType.TEXT:
                     continue
-                response = await self._handle_ws_text(message.data, connection)
+                try:
+                    response = await self.dispatcher.handle_body(message.data, connection, bucket)
+                except RateLimited as refusal:
+                    response = refusal.response
                 if response is not None:
                     await socket.send_str(response)
         finally:
@@ -236,10 +250,6 @@ class RpcServer:
                 await socket.close(code=1008, message=b"subscriber too slow: notification buffer full")
                 return
             await socket.send_str(message)
-
-    async def _handle_ws_text(self, text: str, connection: Connection) -> str | None:
-        """WebSocket calls go through the same dispatcher; the connection is the call's context."""
-        return await self.dispatcher.handle_body(text, connection)
 
     async def subscribe(self, context: Any, topic: Any, filter: Any = None) -> str:
         connection = _websocket_connection(context)
@@ -315,7 +325,3 @@ def _drop_if_not_reading(transport: asyncio.Transport | None) -> None:
     drain and a close frame would never arrive, so drop the TCP connection rather than hold it forever."""
     if transport is not None and transport.get_write_buffer_size() > 0:
         transport.abort()
-
-
-def _too_large() -> web.Response:
-    return _refused(413, f"body exceeds {limits.rpc_body_bytes_max} bytes")

@@ -9,6 +9,7 @@ prepare, sign the prepared bytes with their own key, submit.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ from aiohttp import web
 
 from gateway import webhooks
 from gateway.config import hash_api_key
+from gateway.security import CONNECTIONS_PER_CLIENT_MAX, REQUEST_HEADER_S
 from node import crypto
 from node.config import save_node_key
 from node.localnet import dev_keys, wait_healthy
@@ -458,3 +460,57 @@ def test_the_gateway_follows_the_chain_on_a_slot_kept_for_gateways(shop) -> None
             break
         time.sleep(0.5)
     assert held >= 1, "the gateway's orders feed does not hold a gateway slot on any node"
+
+
+def test_invalid_slow_and_greedy_connections_to_the_gateway_are_cut_off(shop) -> None:
+    """Slowloris (issue 12 #3): from one client address (127.0.0.9, so the other tests' 127.0.0.1 is not
+    touched), connections past the per-address limit are closed on arrival, and a request whose headers
+    never finish is closed after REQUEST_HEADER_S; the merchant API is served all along."""
+    host, port = shop["url"].removeprefix("http://").split(":")
+
+    def connect() -> socket.socket:
+        return socket.create_connection((host, int(port)), timeout=REQUEST_HEADER_S + 10,
+                                        source_address=("127.0.0.9", 0))
+
+    def closed_by_server(connection: socket.socket) -> bool:
+        try:
+            return connection.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+    held = [connect() for _ in range(CONNECTIONS_PER_CLIENT_MAX)]
+    try:
+        held[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")   # and never the end of the headers
+        extra = connect()
+        assert closed_by_server(extra), "a connection over the per-address limit is closed at once"
+        extra.close()
+        assert shop["merchant"].call("GET", "/v1/payments?limit=1").status == 200
+        started = time.monotonic()
+        assert closed_by_server(held[0])
+        assert time.monotonic() - started < REQUEST_HEADER_S + 5
+    finally:
+        for connection in held:
+            connection.close()
+
+
+@pytest.mark.parametrize("head", [
+    b"POST /v1/payments HTTP/1.1\r\nAuthorization: Bearer \xff\xfe\xc3\r\nContent-Type: application/json\r\n",
+    b"POST /api/recharge/prepare HTTP/1.1\r\nContent-Type: application/json\r\nX-CSRF-Token: \xff\xfe\r\n"
+    b"Cookie: paychain_csrf=\xff\xfe\r\n",
+    b"POST /api/recharge/prepare HTTP/1.1\r\nContent-Type: application/json\r\nX-CSRF-Token: abc\r\n"
+    b"Cookie: paychain_csrf=\xc3\xa9\xff\r\n",
+    b"POST /v1/payments HTTP/1.1\r\nAuthorization: Bearer x\r\nContent-Type: application/json; charset=bogus\r\n",
+    b"POST /api/recharge/prepare HTTP/1.1\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n",
+    b"GET /api/checkout/%ff%fe HTTP/1.1\r\n",
+    b"GET /checkout/\xff\xfe HTTP/1.1\r\n",
+])
+def test_invalid_header_and_path_bytes_are_never_a_gateway_error(shop, head: bytes) -> None:
+    """Issue 12 #6: bytes no browser sends (not UTF-8, a bogus charset, a body that is not gzip) are a 4xx."""
+    host, port = shop["url"].removeprefix("http://").split(":")
+    body = b'{"asset": "CNY"}'
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(head + b"Host: localhost\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+                           + body)
+        status_line = connection.makefile("rb").readline()
+    assert 400 <= int(status_line.split()[1]) < 500, status_line
+    assert shop["merchant"].call("GET", "/v1/payments?limit=1").status == 200

@@ -19,12 +19,11 @@ import pytest
 from node import crypto, encoding, limits
 from node.transactions import (CallContract, DeployContract, InvalidTransaction, RechargeRequest, Transaction,
                                open_transaction, sign_transaction)
-from wallet_cli.keystore import KeystoreError, WrongPassword, decrypt_seed, encrypt_seed
+from wallet_cli.keystore import FLOOR_KDF, KeystoreError, WrongPassword, decrypt_seed, encrypt_seed
 from tests.support import CHAIN_ID, DOMAIN, keys, other_network
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 RUNNER = REPOSITORY / "web" / "test" / "run_signer_vectors.mjs"
-FAST = {"opslimit": nacl.pwhash.argon2id.OPSLIMIT_MIN, "memlimit": nacl.pwhash.argon2id.MEMLIMIT_MIN}
 """The cheapest kdf limits a keystore may have: most vectors check formats, not key-stretching cost."""
 PASSWORD = "correct horse ☃"
 """Not ASCII, so both sides must stretch the same UTF-8 bytes."""
@@ -32,7 +31,7 @@ LONG_CHAIN_ID = "c" * limits.chain_id_chars_max
 """32 characters: msgpack's str8 form, where shorter chain ids use fixstr."""
 LONG_CHAIN = crypto.SigningDomain(LONG_CHAIN_ID, crypto.hash_bytes(b"a genesis of the long chain id"))
 
-ALICE_KEYSTORE = encrypt_seed(keys("alice").seed, PASSWORD, **FAST)
+ALICE_KEYSTORE = encrypt_seed(keys("alice").seed, PASSWORD, **FLOOR_KDF)
 
 
 def order_payment(sender: str = "alice", chain_id: str = CHAIN_ID) -> Transaction:
@@ -88,6 +87,8 @@ TAMPERED_KEYSTORES = {
     "cipher_aes": with_field(ALICE_KEYSTORE, ("cipher", "name"), "aes-gcm"),
     "opslimit_zero": with_field(ALICE_KEYSTORE, ("kdf", "opslimit"), 0),
     "memlimit_huge": with_field(ALICE_KEYSTORE, ("kdf", "memlimit"), 2**40),
+    "opslimit_below_floor": with_field(ALICE_KEYSTORE, ("kdf", "opslimit"), nacl.pwhash.argon2id.OPSLIMIT_MIN),
+    "memlimit_below_floor": with_field(ALICE_KEYSTORE, ("kdf", "memlimit"), nacl.pwhash.argon2id.MEMLIMIT_MIN),
     "salt_short": with_field(ALICE_KEYSTORE, ("kdf", "salt"), "abcd"),
     "nonce_short": with_field(ALICE_KEYSTORE, ("cipher", "nonce"), "abcd"),
     "ciphertext_not_hex": with_field(ALICE_KEYSTORE, ("cipher", "ciphertext"), "zz"),
@@ -100,11 +101,11 @@ TAMPERED_KEYSTORES = {
 
 def build_cases() -> list[dict]:
     alice = json.dumps(ALICE_KEYSTORE)
-    interactive = json.dumps(encrypt_seed(keys("alice").seed, PASSWORD))  # 64 MiB of argon2id memory
+    default = json.dumps(encrypt_seed(keys("alice").seed, PASSWORD))  # 3 passes over 256 MiB of argon2id memory
     cases = [
         {"name": "describe", "op": "describe", "keystore": alice},
         {"name": "decrypt", "op": "decrypt", "keystore": alice, "password": PASSWORD},
-        {"name": "decrypt_interactive_limits", "op": "decrypt", "keystore": interactive, "password": PASSWORD},
+        {"name": "decrypt_default_limits", "op": "decrypt", "keystore": default, "password": PASSWORD},
         {"name": "wrong_password", "op": "decrypt", "keystore": alice, "password": "correct horse"},
         {"name": "empty_password", "op": "decrypt", "keystore": alice, "password": ""},
         {"name": "address_lies", "op": "describe",
@@ -172,7 +173,7 @@ def test_describe_reads_address_without_password(signer):
                                                  "public_key": keys("alice").public_key.hex()}}
 
 
-@pytest.mark.parametrize("name", ["decrypt", "decrypt_interactive_limits"])
+@pytest.mark.parametrize("name", ["decrypt", "decrypt_default_limits"])
 def test_decrypt_opens_python_keystore(signer, name):
     assert result(signer, name) == {"ok": {"seed": keys("alice").seed.hex(),
                                            "public_key": keys("alice").public_key.hex(),

@@ -24,7 +24,7 @@ from tests.support import ASSETS, CHAIN_ID, keys, make_chain, make_genesis, othe
 from tests.unit.test_order_contract import CALL_FEE, Shop
 from wallet_cli.main import main as paywallet  # first: importing main adds --json to the commands it imports
 from wallet_cli import multisig
-from wallet_cli.keystore import Keystore
+from wallet_cli.keystore import FLOOR_KDF, Keystore
 from wallet_cli.rpc_client import RpcClient
 
 QUOTE_BLOCKS_MAX = 50
@@ -485,11 +485,10 @@ TestCrossBorderLifecycle.settings = settings(max_examples=15, stateful_step_coun
 
 # --- the wallet ---------------------------------------------------------------------------------
 
-FAST_KDF = {"opslimit": nacl.pwhash.argon2id.OPSLIMIT_MIN, "memlimit": nacl.pwhash.argon2id.MEMLIMIT_MIN}
 
 
 def test_paywallet_multisig_quote_writes_a_quote_the_contract_accepts(tmp_path, monkeypatch, exchange):
-    Keystore(tmp_path / "wallet").save("gw", keys("gateway"), "correct horse", **FAST_KDF)
+    Keystore(tmp_path / "wallet").save("gw", keys("gateway"), "correct horse", **FLOOR_KDF)
     (tmp_path / "password").write_text("correct horse\n")
     answers = {"node_status": {"height": exchange.chain.ledger.head.height}, "account_get": {"role": "gateway"},
                "chain_getParams": {"chain_id": CHAIN_ID, "genesis_hash": "0x" + exchange.domain.genesis_hash.hex(),

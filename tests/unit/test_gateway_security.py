@@ -220,7 +220,8 @@ def test_shopper_requests_are_rate_limited(guard, clock):
 
 @pytest.mark.parametrize("given, expected, same", [
     ("token", "token", True), ("token", "tokem", False), ("token", "token2", False), (None, "token", False),
-    ("token", None, False), ("", "", False), (None, None, False), ("é", "é", True), ("é", "e", False)])
+    ("token", None, False), ("", "", False), (None, None, False), ("é", "é", True), ("é", "e", False),
+    ("\udcff" * 32, "token", False), ("token", "\udcfe", False), ("\udcff", "\udcff", True)])   # non-UTF-8 bytes
 def test_same_token(given, expected, same):
     assert same_token(given, expected) is same
 

@@ -10,10 +10,9 @@ import nacl.pwhash
 import pytest
 
 from node import crypto, limits
-from wallet_cli.keystore import Keystore, KeystoreError, WrongPassword, decrypt_seed, encrypt_seed
+from wallet_cli.keystore import FLOOR_KDF, Keystore, KeystoreError, WrongPassword, decrypt_seed, encrypt_seed
 from tests.support import keys
 
-FAST = {"opslimit": nacl.pwhash.argon2id.OPSLIMIT_MIN, "memlimit": nacl.pwhash.argon2id.MEMLIMIT_MIN}
 """The cheapest kdf limits the keystore accepts: these tests check behaviour, not key-stretching cost."""
 
 
@@ -24,7 +23,7 @@ def wallet(tmp_path):
 
 @pytest.fixture(scope="module")
 def document():
-    return encrypt_seed(keys("alice").seed, "correct horse", **FAST)
+    return encrypt_seed(keys("alice").seed, "correct horse", **FLOOR_KDF)
 
 
 def test_round_trip_with_default_limits(wallet):
@@ -32,12 +31,12 @@ def test_round_trip_with_default_limits(wallet):
     assert path == wallet.folder / "alice.json"
     assert wallet.load("alice", "correct horse") == keys("alice")
     kdf = json.loads(path.read_text())["kdf"]
-    assert (kdf["opslimit"], kdf["memlimit"]) == (nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE,
-                                                  nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE)
+    assert (kdf["opslimit"], kdf["memlimit"]) == (nacl.pwhash.argon2id.OPSLIMIT_MODERATE,
+                                                  nacl.pwhash.argon2id.MEMLIMIT_MODERATE)
 
 
 def test_file_shows_address_but_never_the_seed(wallet):
-    path = wallet.save("alice", keys("alice"), "pw", **FAST)
+    path = wallet.save("alice", keys("alice"), "pw", **FLOOR_KDF)
     text = path.read_text()
     assert keys("alice").seed.hex() not in text
     info = wallet.info("alice")
@@ -46,31 +45,31 @@ def test_file_shows_address_but_never_the_seed(wallet):
 
 
 def test_file_is_owner_only(wallet):
-    path = wallet.save("alice", keys("alice"), "pw", **FAST)
+    path = wallet.save("alice", keys("alice"), "pw", **FLOOR_KDF)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(wallet.folder.stat().st_mode) & 0o077 == 0
-    overwritten = wallet.save("alice", keys("bob"), "pw", overwrite=True, **FAST)
+    overwritten = wallet.save("alice", keys("bob"), "pw", overwrite=True, **FLOOR_KDF)
     assert stat.S_IMODE(overwritten.stat().st_mode) == 0o600
     assert list(wallet.folder.iterdir()) == [path]  # no temporary file left behind
 
 
 def test_same_seed_encrypts_differently_each_time():
-    first = encrypt_seed(keys("alice").seed, "pw", **FAST)
-    second = encrypt_seed(keys("alice").seed, "pw", **FAST)
+    first = encrypt_seed(keys("alice").seed, "pw", **FLOOR_KDF)
+    second = encrypt_seed(keys("alice").seed, "pw", **FLOOR_KDF)
     assert first["cipher"]["ciphertext"] != second["cipher"]["ciphertext"]
     assert first["kdf"]["salt"] != second["kdf"]["salt"]
 
 
 def test_names_lists_saved_keys(wallet):
     assert wallet.names() == []
-    wallet.save("bob", keys("bob"), "pw", **FAST)
-    wallet.save("alice", keys("alice"), "pw", **FAST)
+    wallet.save("bob", keys("bob"), "pw", **FLOOR_KDF)
+    wallet.save("alice", keys("alice"), "pw", **FLOOR_KDF)
     (wallet.folder / "notes.txt").write_text("not a key")
     assert wallet.names() == ["alice", "bob"]
 
 
 def test_invalid_wrong_password(wallet, document):
-    wallet.save("alice", keys("alice"), "correct horse", **FAST)
+    wallet.save("alice", keys("alice"), "correct horse", **FLOOR_KDF)
     with pytest.raises(WrongPassword, match="wrong password"):
         wallet.load("alice", "battery staple")
     with pytest.raises(WrongPassword):
@@ -78,16 +77,16 @@ def test_invalid_wrong_password(wallet, document):
 
 
 def test_invalid_key_exists_without_overwrite(wallet):
-    wallet.save("alice", keys("alice"), "pw", **FAST)
+    wallet.save("alice", keys("alice"), "pw", **FLOOR_KDF)
     with pytest.raises(KeystoreError, match="a key named 'alice' already exists"):
-        wallet.save("alice", keys("bob"), "pw", **FAST)
+        wallet.save("alice", keys("bob"), "pw", **FLOOR_KDF)
     assert wallet.load("alice", "pw") == keys("alice")
 
 
 @pytest.mark.parametrize("name", ["", "../evil", "a/b", ".hidden", "x" * 65, "spa ce"])
 def test_invalid_key_name(wallet, name):
     with pytest.raises(KeystoreError, match="invalid key name"):
-        wallet.save(name, keys("alice"), "pw", **FAST)
+        wallet.save(name, keys("alice"), "pw", **FLOOR_KDF)
 
 
 def test_invalid_missing_key(wallet):
@@ -157,7 +156,9 @@ def test_invalid_wrong_public_key(document):
     (None, "version", 2, "keystore version 2 is not supported"),
     ("kdf", "name", "scrypt", "unknown kdf or cipher"),
     ("cipher", "name", "aes-gcm", "unknown kdf or cipher"),
-    ("kdf", "opslimit", 0, "kdf limits are out of range"),
+    ("kdf", "opslimit", 0, "kdf limits are too weak"),
+    ("kdf", "opslimit", nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE - 1, "kdf limits are too weak"),
+    ("kdf", "memlimit", nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE // 2, "kdf limits are too weak .* 32768 KiB"),
     ("kdf", "memlimit", 2**40, "kdf limits are out of range"),
     ("kdf", "salt", "not hex", "corrupt"),
     ("kdf", "salt", "abcd", "corrupt"),
@@ -177,3 +178,8 @@ def test_invalid_missing_field(document, field):
     del changed[field]
     with pytest.raises(KeystoreError, match="corrupt"):
         decrypt_seed(changed, "correct horse")
+
+
+def test_invalid_weak_limits_are_never_written() -> None:
+    with pytest.raises(KeystoreError, match="too weak"):
+        encrypt_seed(keys("alice").seed, "correct horse", opslimit=1, memlimit=8192)

@@ -153,6 +153,19 @@ function integerIn(value, what, low, high) {
   return value;
 }
 
+/**
+ * A keystore's argon2id limit: a file sets its own, and below libsodium's INTERACTIVE limits (2 passes,
+ * 64 MiB) a password is cheap to guess, so such a file is refused (as wallet_cli/keystore.py does).
+ */
+function kdfLimit(value, what, floor, ceiling) {
+  const limit = integerIn(value, `kdf ${what}`, 0, ceiling);
+  if (limit < floor) {
+    throw failure("BadKeystore", `keystore kdf limits are too weak (${what} ${limit} < ${floor}): ` +
+      "re-encrypt the key with paywallet import");
+  }
+  return limit;
+}
+
 /** The fields of a keystore document, checked like wallet_cli/keystore.py `decrypt_seed`. */
 function readKeystoreFields(document) {
   const { kdf, cipher } = document ?? {};
@@ -164,9 +177,9 @@ function readKeystoreFields(document) {
   }
   return {
     salt: hexField(kdf.salt, "salt", sodium.crypto_pwhash_SALTBYTES),
-    opslimit: integerIn(kdf.opslimit, "kdf opslimit", sodium.crypto_pwhash_OPSLIMIT_MIN,
+    opslimit: kdfLimit(kdf.opslimit, "opslimit", sodium.crypto_pwhash_OPSLIMIT_INTERACTIVE,
       sodium.crypto_pwhash_OPSLIMIT_SENSITIVE),
-    memlimit: integerIn(kdf.memlimit, "kdf memlimit", sodium.crypto_pwhash_MEMLIMIT_MIN,
+    memlimit: kdfLimit(kdf.memlimit, "memlimit", sodium.crypto_pwhash_MEMLIMIT_INTERACTIVE,
       sodium.crypto_pwhash_MEMLIMIT_SENSITIVE),
     nonce: hexField(cipher.nonce, "nonce", sodium.crypto_secretbox_NONCEBYTES),
     ciphertext: hexField(cipher.ciphertext, "ciphertext"),
