@@ -126,7 +126,13 @@ nobody holding every public slot locks the payment gateways out of the chain's f
 gateway_tokens_max = 16
 """Most gateway tokens a node's config lists."""
 ws_subscriptions_per_connection_max = 16
-"""Most subscriptions one WebSocket connection holds."""
+"""Most subscriptions one WebSocket connection holds (one per topic and filter)."""
+ws_subscriptions_per_client_max = 64
+"""Most subscriptions all the connections of one client address hold: every subscription costs a message
+per block in the fan-out, so this bounds what one client adds to each block's fan-out."""
+ws_public_subscriptions_max = 1_024
+"""Most subscriptions all public clients hold together (gateways presenting a token are not counted):
+bounds each block's fan-out whatever the number of client addresses."""
 ws_subscriber_buffer_messages_max = 1_000
 """Most undelivered notifications queued for one connection before it is dropped."""
 ws_subscriber_buffer_bytes_max = 8 * 1024 * 1024
@@ -136,6 +142,9 @@ ws_fanout_backlog_blocks_max = 64
 (they reconnect and catch up) rather than the commit path waiting or memory growing."""
 ws_fanout_connections_per_yield = 16
 """The fan-out task gives the event loop back after serving this many connections."""
+ws_socket_send_buffer_bytes = 256 * 1024
+"""The kernel send buffer of a WebSocket connection, set rather than autotuned (Linux grows it to 4 MiB):
+bounds the kernel memory a client that does not read can hold, and lets the node see sooner that it does not."""
 ws_message_bytes_max = 64 * 1024
 """Largest message a client may send over the WebSocket."""
 rpc_wait_ms_max = 60_000
@@ -324,3 +333,4 @@ assert rpc_request_cost_units_max >= rpc_cost_units_per_call + rpc_request_txs_m
     "a full tx_sendBatch of the largest payments fits the price cap"
 assert ws_connections_per_client_max < rpc_connections_per_client_max < rpc_connections_max
 assert ws_connections_max < rpc_connections_max, "WebSockets hold HTTP connections"
+assert ws_subscriptions_per_connection_max <= ws_subscriptions_per_client_max < ws_public_subscriptions_max

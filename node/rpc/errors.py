@@ -52,6 +52,8 @@ CONTRACT_FAILED = 4001
 SUBSCRIPTION_UNKNOWN_TOPIC = 3001
 SUBSCRIPTION_LIMIT = 3002
 SUBSCRIPTION_HTTP = 3003
+SUBSCRIPTION_DUPLICATE = 3004
+"""The connection already has a subscription to this topic with this filter (data: none; the message names it)."""
 
 
 def transaction_rejected(rule: str, message: str) -> RpcError:

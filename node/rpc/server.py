@@ -8,6 +8,7 @@ import hmac
 import ipaddress
 import json
 import logging
+from socket import SO_SNDBUF, SOL_SOCKET
 from typing import Any, Callable
 
 from aiohttp import WSMsgType, web
@@ -216,12 +217,16 @@ class RpcServer:
         gateway = self._is_gateway(request)
         public_slots = limits.ws_connections_max - limits.ws_connections_reserved_for_gateways
         if len(self.hub.connections) >= (limits.ws_connections_max if gateway else public_slots):
-            raise web.HTTPServiceUnavailable(text="too many WebSocket connections")
+            raise web.HTTPTooManyRequests(text="every WebSocket slot open to this client is taken; retry later",
+                                          headers={"Retry-After": "5"})
         if not gateway and self.hub.connections_of(client) >= limits.ws_connections_per_client_max:
             raise web.HTTPTooManyRequests(text=f"at most {limits.ws_connections_per_client_max} WebSocket "
                                                "connections per client address")
         socket = web.WebSocketResponse(max_msg_size=limits.ws_message_bytes_max, heartbeat=30)
         await socket.prepare(request)
+        raw_socket = request.transport.get_extra_info("socket") if request.transport is not None else None
+        if raw_socket is not None:
+            raw_socket.setsockopt(SOL_SOCKET, SO_SNDBUF, limits.ws_socket_send_buffer_bytes)
         connection = Connection(client=GATEWAY_CLIENT if gateway else client)   # gateways use no public quota
         bucket = None if gateway else self.budgets.of(client)
         connection.on_overflow = lambda: _drop_if_not_reading(request.transport)
@@ -272,9 +277,25 @@ class RpcServer:
                 raise RpcError(INVALID_PARAMS, f"Invalid params: {error}") from error
             if len(parsed) != 32:
                 raise RpcError(INVALID_PARAMS, "Invalid params: tx hash must be 32 bytes of hex")
+        self._check_subscription_room(connection, topic, parsed)
         subscription = Subscription(self.hub.new_subscription_id(), topic, parsed)
         self.hub.add_subscription(connection, subscription)
         return subscription.id
+
+    def _check_subscription_room(self, connection: Connection, topic: str, filter: bytes | None) -> None:
+        """One subscription per topic and filter on a connection; bounds per client address and for all public
+        clients together (each subscription costs a message per block). Gateways are bounded per connection only."""
+        for existing in connection.subscriptions.values():
+            if (existing.topic, existing.filter) == (topic, filter):
+                raise RpcError(errors.SUBSCRIPTION_DUPLICATE, f"this connection already has that subscription: "
+                                                              f"{existing.id}")
+        if connection.client == GATEWAY_CLIENT:
+            return
+        if self.hub.subscriptions_of(connection.client) >= limits.ws_subscriptions_per_client_max:
+            raise RpcError(errors.SUBSCRIPTION_LIMIT, f"at most {limits.ws_subscriptions_per_client_max} "
+                                                      "subscriptions per client address, over all its connections")
+        if self.hub.subscriptions - self.hub.subscriptions_of(GATEWAY_CLIENT) >= limits.ws_public_subscriptions_max:
+            raise RpcError(errors.SUBSCRIPTION_LIMIT, "this node serves as many subscriptions as it can; retry later")
 
     async def unsubscribe(self, context: Any, subscription: Any) -> bool:
         connection = _websocket_connection(context)

@@ -145,6 +145,7 @@ class SubscriptionHub:
         self._backlog: collections.deque[Published] = collections.deque()
         self._backlog_ready = asyncio.Event()
         self._account_subscribers: collections.Counter[bytes] = collections.Counter()
+        self._subscriptions_by_client: collections.Counter[str] = collections.Counter()
         ledger.listeners.append(self.publish)
 
     def new_subscription_id(self) -> str:
@@ -153,13 +154,25 @@ class SubscriptionHub:
     def connections_of(self, client: str) -> int:
         return sum(1 for connection in self.connections if connection.client == client)
 
+    def subscriptions_of(self, client: str) -> int:
+        return self._subscriptions_by_client[client]
+
+    @property
+    def subscriptions(self) -> int:
+        return sum(self._subscriptions_by_client.values())
+
     def add_subscription(self, connection: Connection, subscription: Subscription) -> None:
         connection.subscriptions[subscription.id] = subscription
+        self._subscriptions_by_client[connection.client] += 1
         if subscription.topic == "account":
             self._account_subscribers[subscription.filter] += 1
 
     def remove_subscription(self, connection: Connection, subscription_id: str) -> bool:
         subscription = connection.subscriptions.pop(subscription_id, None)
+        if subscription is not None:
+            self._subscriptions_by_client[connection.client] -= 1
+            if self._subscriptions_by_client[connection.client] <= 0:
+                del self._subscriptions_by_client[connection.client]
         if subscription is not None and subscription.topic == "account":
             self._account_subscribers[subscription.filter] -= 1
             if self._account_subscribers[subscription.filter] <= 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from typing import Any
 
@@ -16,7 +17,7 @@ import aiohttp
 import pytest
 
 from node import crypto, encoding, limits
-from node.rpc.errors import SUBSCRIPTION_HTTP, SUBSCRIPTION_LIMIT, SUBSCRIPTION_UNKNOWN_TOPIC
+from node.rpc.errors import SUBSCRIPTION_DUPLICATE, SUBSCRIPTION_HTTP, SUBSCRIPTION_LIMIT, SUBSCRIPTION_UNKNOWN_TOPIC
 from node.transactions import CallContract
 from tests.support import (CHAIN_ID, RPC_WAIT_S, address, hex0x, keys, make_chain, make_genesis, run_async, serve_rpc,
                            signer_for, transfer)
@@ -219,7 +220,7 @@ async def test_invalid_subscribe_params(params: Any) -> None:
 async def test_subscription_limit_per_connection() -> None:
     async with serve_rpc(make_chain().ledger) as rpc:
         client = await connect(rpc)
-        ids = [await client.subscribe("blocks") for _ in range(limits.ws_subscriptions_per_connection_max)]
+        ids = [await client.subscribe("tx", tx_filter(index)) for index in range(limits.ws_subscriptions_per_connection_max)]
         over = await client.call("subscribe", ["blocks"])
         other = await connect(rpc)
         other_id = await other.subscribe("blocks")  # the limit is per connection
@@ -228,6 +229,50 @@ async def test_subscription_limit_per_connection() -> None:
     assert len(set(ids + [other_id, again])) == len(ids) + 2
     assert over["error"]["code"] == SUBSCRIPTION_LIMIT
     assert str(limits.ws_subscriptions_per_connection_max) in over["error"]["message"]
+
+
+def tx_filter(index: int) -> str:
+    return "0x" + f"{index:064x}"
+
+
+@run_async
+async def test_invalid_duplicate_subscription_on_one_connection() -> None:
+    """The same topic and filter twice on one connection would only double the fan-out's work."""
+    async with serve_rpc(make_chain().ledger) as rpc:
+        client = await connect(rpc)
+        first = await client.subscribe("account", address("alice"))
+        again = await client.call("subscribe", ["account", address("alice")])
+        other_filter = await client.subscribe("account", address("bob"))
+        other = await connect(rpc)
+        on_another_connection = await other.subscribe("account", address("alice"))
+    assert again["error"]["code"] == SUBSCRIPTION_DUPLICATE and first in again["error"]["message"]
+    assert len({first, other_filter, on_another_connection}) == 3
+
+
+@run_async
+async def test_invalid_subscriptions_beyond_the_client_and_public_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every subscription costs a message per block: bounded per client address over all its connections,
+    and for all public clients together; a gateway (token) is held to neither."""
+    monkeypatch.setattr(limits, "ws_subscriptions_per_client_max", 3)
+    monkeypatch.setattr(limits, "ws_public_subscriptions_max", 5)
+    async with serve_rpc(make_chain().ledger, gateway_tokens=(GATEWAY_TOKEN,)) as rpc, \
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))) as elsewhere_session:
+        first, second = await connect(rpc), await connect(rpc)
+        await first.subscribe("blocks")
+        await first.subscribe("tx")
+        await second.subscribe("blocks")
+        over_client = await second.call("subscribe", ["tx"])
+        elsewhere = Client(await elsewhere_session.ws_connect(rpc.url("/ws")))   # another client address
+        await elsewhere.subscribe("blocks")
+        await elsewhere.subscribe("tx")
+        over_public = await elsewhere.call("subscribe", ["orders"])
+        gateway = Client(await rpc.websocket(headers={"Authorization": f"Bearer {GATEWAY_TOKEN}"}))
+        for topic in ("blocks", "tx", "orders"):
+            await gateway.subscribe(topic)
+        for client in (first, second, elsewhere, gateway):
+            await client.socket.close()
+    assert over_client["error"]["code"] == SUBSCRIPTION_LIMIT and "per client address" in over_client["error"]["message"]
+    assert over_public["error"]["code"] == SUBSCRIPTION_LIMIT and "retry later" in over_public["error"]["message"]
 
 
 @pytest.mark.parametrize("method, params", [("subscribe", ["blocks"]), ("unsubscribe", ["0x1"])])
@@ -244,12 +289,13 @@ async def test_unsubscribe_stops_notifications() -> None:
     async with serve_rpc(chain.ledger) as rpc:
         client = await connect(rpc)
         dropped = await client.subscribe("blocks")
-        kept = await client.subscribe("blocks")
+        other = await connect(rpc)
+        kept = await other.subscribe("blocks")
         assert (await client.call("unsubscribe", [dropped]))["result"] is True
         assert (await client.call("unsubscribe", {"subscription": dropped}))["result"] is False
         chain.commit_pending()
         chain.commit_pending()
-        notifications = [await client.next_notification() for _ in range(2)]
+        notifications = [await other.next_notification() for _ in range(2)]
         await client.call("node_status")  # a notification for `dropped` would have been queued before this
     assert [(n["subscription"], n["result"]["height"]) for n in notifications] == [(kept, 1), (kept, 2)]
     assert client.notifications == []
@@ -285,10 +331,10 @@ async def test_ordinary_calls_work_over_the_websocket() -> None:
     assert after["result"]["chain_id"] == CHAIN_ID
 
 
-@pytest.mark.parametrize("limit, status", [("ws_connections_max", 503), ("ws_connections_per_client_max", 429)])
+@pytest.mark.parametrize("limit", ["ws_connections_max", "ws_connections_per_client_max"])
 @run_async
-async def test_connection_limits(monkeypatch: pytest.MonkeyPatch, limit: str, status: int) -> None:
-    """Over all clients (503), and per client address (429: slots remain for other addresses)."""
+async def test_connection_limits(monkeypatch: pytest.MonkeyPatch, limit: str) -> None:
+    """Over all clients and per client address: 429, never a 5xx (the client may retry later)."""
     monkeypatch.setattr(limits, limit, 2)
     monkeypatch.setattr(limits, "ws_connections_reserved_for_gateways", 0)
     chain = make_chain()
@@ -296,9 +342,9 @@ async def test_connection_limits(monkeypatch: pytest.MonkeyPatch, limit: str, st
         first, second = await connect(rpc), await connect(rpc)
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await rpc.websocket()
-        assert refused.value.status == status
+        assert refused.value.status == 429
         await first.socket.close()
-        third = await _connect_when_allowed(rpc, time.monotonic() + RPC_WAIT_S, status=status)
+        third = await _connect_when_allowed(rpc, time.monotonic() + RPC_WAIT_S)
         await third.subscribe("blocks")
         chain.commit_pending()
         assert (await third.next_notification())["result"]["height"] == 1
@@ -320,7 +366,7 @@ async def test_slots_kept_for_gateways_stay_free_when_the_public_ones_are_taken(
         for headers in ({}, {"Authorization": "Bearer " + "h" * 40}, {"Authorization": "Bearer \u00e9" * 3}):
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                 await rpc.websocket(headers=headers)
-            assert refused.value.status == 503   # a wrong or undecodable token is just a public client
+            assert refused.value.status == 429   # a wrong or undecodable token is just a public client
         gateways = [Client(await rpc.websocket(headers={"Authorization": f"Bearer {GATEWAY_TOKEN}"}))
                     for _ in range(2)]
         await gateways[1].subscribe("blocks")
@@ -332,7 +378,7 @@ async def test_slots_kept_for_gateways_stay_free_when_the_public_ones_are_taken(
             await client.socket.close()
 
 
-async def _connect_when_allowed(rpc: Any, deadline: float, status: int = 503) -> Client:
+async def _connect_when_allowed(rpc: Any, deadline: float, status: int = 429) -> Client:
     """Connect once the server has a free WebSocket slot (polling until `deadline`)."""
     while True:
         try:
@@ -386,6 +432,13 @@ def _busy_block(chain: Any, nonces: dict[str, int]) -> None:
     chain.commit_pending()
 
 
+def small_receive_buffer(address_info: Any) -> socket.socket:
+    family, kind, protocol, _, _ = address_info
+    client = socket.socket(family, kind, protocol)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    return client
+
+
 @run_async
 async def test_a_client_that_never_reads_is_disconnected_and_others_are_served(monkeypatch: pytest.MonkeyPatch
                                                                                ) -> None:
@@ -398,10 +451,11 @@ async def test_a_client_that_never_reads_is_disconnected_and_others_are_served(m
     monkeypatch.setattr(limits, "ws_connections_reserved_for_gateways", 0)
     chain = make_chain()
     nonces = {"alice": 0, "bob": 0}
-    async with serve_rpc(chain.ledger) as rpc:
-        stuck = await connect(rpc)
-        for _ in range(limits.ws_subscriptions_per_connection_max):
-            await stuck.subscribe("tx")  # the last thing this client reads
+    async with serve_rpc(chain.ledger) as rpc, aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(socket_factory=small_receive_buffer)) as stuck_session:
+        stuck = Client(await stuck_session.ws_connect(rpc.url("/ws")))   # a small window: the node's buffers fill
+        for topic, party in (("tx", None), ("blocks", None), ("account", "alice"), ("account", "bob")):
+            await stuck.subscribe(topic, party and address(party))  # the last thing this client reads
         reader = await connect(rpc)
         await reader.subscribe("blocks")
         newcomer = None
@@ -413,7 +467,7 @@ async def test_a_client_that_never_reads_is_disconnected_and_others_are_served(m
                 newcomer = await connect(rpc)
                 break
             except aiohttp.WSServerHandshakeError as error:
-                assert error.status == 503
+                assert error.status == 429
         assert newcomer is not None, "the server never dropped a subscriber that does not read"
         # Everyone else is still served.
         await newcomer.subscribe("blocks")
@@ -422,7 +476,8 @@ async def test_a_client_that_never_reads_is_disconnected_and_others_are_served(m
         assert (await newcomer.next_notification())["result"]["height"] == chain.ledger.head.height
         assert (await rpc.result("node_status"))["height"] == chain.ledger.head.height
         # The stuck client, reading at last, finds its stream ended well short of everything published.
-        published = limits.ws_subscriptions_per_connection_max * TXS_PER_BLOCK * chain.ledger.head.height
+        # a tx and a blocks message a block, and an account message for each transfer's sender and recipient
+        published = (2 + 2 * TXS_PER_BLOCK) * chain.ledger.head.height
         delivered = 0
         while (message := await stuck.socket.receive(timeout=RPC_WAIT_S)).type == aiohttp.WSMsgType.TEXT:
             delivered += 1
