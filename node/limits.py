@@ -137,6 +137,10 @@ ws_subscriber_buffer_messages_max = 1_000
 """Most undelivered notifications queued for one connection before it is dropped."""
 ws_subscriber_buffer_bytes_max = 8 * 1024 * 1024
 """Most bytes of undelivered notifications queued for one connection before it is dropped."""
+ws_queued_bytes_total_max = 64 * 1024 * 1024
+"""Most bytes of undelivered notifications all connections together may hold: past it, the connection with the
+most queued is closed (a client that reads keeps its queue near empty). Without it, slow clients could hold
+`ws_connections_max` × `ws_subscriber_buffer_bytes_max` (2 GiB)."""
 ws_fanout_backlog_blocks_max = 64
 """Most committed blocks waiting for the WebSocket fan-out task; beyond it every subscriber is dropped
 (they reconnect and catch up) rather than the commit path waiting or memory growing."""
@@ -334,3 +338,4 @@ assert rpc_request_cost_units_max >= rpc_cost_units_per_call + rpc_request_txs_m
 assert ws_connections_per_client_max < rpc_connections_per_client_max < rpc_connections_max
 assert ws_connections_max < rpc_connections_max, "WebSockets hold HTTP connections"
 assert ws_subscriptions_per_connection_max <= ws_subscriptions_per_client_max < ws_public_subscriptions_max
+assert ws_subscriber_buffer_bytes_max < ws_queued_bytes_total_max < ws_connections_max * ws_subscriber_buffer_bytes_max

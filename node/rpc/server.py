@@ -230,7 +230,7 @@ class RpcServer:
         connection = Connection(client=GATEWAY_CLIENT if gateway else client)   # gateways use no public quota
         bucket = None if gateway else self.budgets.of(client)
         connection.on_overflow = lambda: _drop_if_not_reading(request.transport)
-        self.hub.connections.add(connection)
+        self.hub.add_connection(connection)
         writer = asyncio.create_task(self._write_notifications(socket, connection))
         try:
             async for message in socket:

@@ -57,6 +57,8 @@ class Connection:
     overflowed: bool = False
     on_overflow: Callable[[], None] | None = None
     """Called once when the buffer overflows (the transport drops a client that is not reading)."""
+    total: QueuedBytes | None = None
+    """The node-wide count of queued bytes this connection's queue adds to (set by the hub)."""
 
     async def next_message(self) -> str | None:
         """The next message to send, or None once the connection must be closed."""
@@ -66,7 +68,16 @@ class Connection:
         message = self.queue.popleft()
         if message is not None:
             self.queued_bytes -= len(message)
+            if self.total is not None:
+                self.total.bytes -= len(message)
         return message
+
+
+@dataclass
+class QueuedBytes:
+    """Bytes of notifications queued over all connections (bounded by `ws_queued_bytes_total_max`)."""
+
+    bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +157,12 @@ class SubscriptionHub:
         self._backlog_ready = asyncio.Event()
         self._account_subscribers: collections.Counter[bytes] = collections.Counter()
         self._subscriptions_by_client: collections.Counter[str] = collections.Counter()
+        self.queued = QueuedBytes()
         ledger.listeners.append(self.publish)
+
+    def add_connection(self, connection: Connection) -> None:
+        connection.total = self.queued
+        self.connections.add(connection)
 
     def new_subscription_id(self) -> str:
         return f"0x{next(self._ids):x}"
@@ -181,6 +197,7 @@ class SubscriptionHub:
 
     def remove_connection(self, connection: Connection) -> None:
         self.connections.discard(connection)
+        self._forget_queue(connection)
         for subscription_id in list(connection.subscriptions):
             self.remove_subscription(connection, subscription_id)
 
@@ -238,21 +255,33 @@ class SubscriptionHub:
             return
         connection.queue.append(message)
         connection.queued_bytes += len(message)
+        self.queued.bytes += len(message)
         connection.ready.set()
+        if self.queued.bytes > limits.ws_queued_bytes_total_max:
+            fullest = max(self.connections, key=lambda c: c.queued_bytes)
+            log.warning("WebSocket notifications queued over all connections exceed %d bytes: closing the one "
+                        "with the most (%d bytes)", limits.ws_queued_bytes_total_max, fullest.queued_bytes)
+            self._overflow(fullest)
 
     def _overflow(self, connection: Connection) -> None:
         if connection.overflowed:
             return
         connection.overflowed = True
         self.dropped_connections += 1
-        connection.queue.clear()
-        connection.queued_bytes = 0
+        self._forget_queue(connection)
         connection.queue.append(None)  # wakes the writer, which closes the socket
         connection.ready.set()
         if connection.on_overflow is not None:
             connection.on_overflow()
         log.warning("closing a WebSocket whose client fell behind (more than %d notifications or %d bytes queued)",
                     limits.ws_subscriber_buffer_messages_max, limits.ws_subscriber_buffer_bytes_max)
+
+    def _forget_queue(self, connection: Connection) -> None:
+        """Drop what a connection has queued (it is closing) and take it off the node-wide count."""
+        self.queued.bytes -= connection.queued_bytes
+        connection.queued_bytes = 0
+        connection.queue.clear()
+        assert self.queued.bytes >= 0, self.queued.bytes
 
 
 def _json(value: Any) -> str:

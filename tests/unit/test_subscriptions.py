@@ -15,7 +15,7 @@ from tests.support import keys, make_chain, run_async, transfer
 
 def subscribed(hub: SubscriptionHub, *subscriptions: tuple[str, bytes | None]) -> Connection:
     connection = Connection(client="127.0.0.1")
-    hub.connections.add(connection)
+    hub.add_connection(connection)
     for topic, filter in subscriptions:
         hub.add_subscription(connection, Subscription(hub.new_subscription_id(), topic, filter))
     return connection
@@ -105,3 +105,29 @@ async def test_a_fan_out_backlog_over_its_bound_drops_every_subscriber(monkeypat
         chain.commit_pending()
     assert all(connection.overflowed for connection in connections)
     assert hub.dropped_connections == 3 and len(hub._backlog) == 0
+
+
+@run_async
+async def test_the_bytes_queued_over_all_connections_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many slow clients, each under its own buffer bound, still cannot make the node hold more than the
+    node-wide bound: the connection holding the most is closed, the others keep what they have."""
+    chain = make_chain()
+    hub = SubscriptionHub(chain.ledger)
+    connections = [subscribed(hub, ("blocks", None)) for _ in range(4)]
+    chain.submit(transfer(nonce=0))
+    chain.commit_pending()
+    published = hub._backlog.popleft()
+    await hub.fan_out(subscriptions.BlockPayloads(published.committed, published.accounts))
+    one_message = connections[0].queued_bytes
+    bound = 7 * one_message + one_message // 2
+    monkeypatch.setattr(limits, "ws_queued_bytes_total_max", bound)
+    connections[0].queue.extend([connections[0].queue[0]] * 2)   # the first is behind by two more messages
+    connections[0].queued_bytes += 2 * one_message
+    hub.queued.bytes += 2 * one_message
+    chain.submit(transfer(nonce=1))
+    chain.commit_pending()
+    published = hub._backlog.popleft()
+    await hub.fan_out(subscriptions.BlockPayloads(published.committed, published.accounts))
+    assert [connection.overflowed for connection in connections] == [True, False, False, False]
+    assert hub.queued.bytes == sum(connection.queued_bytes for connection in connections) <= bound
+    assert all(len(connection.queue) == 2 for connection in connections[1:])
