@@ -171,7 +171,9 @@ class RpcServer:
                                  "config's rpc_hostnames")
         if request.method == "POST" or request.path == "/ws":
             origin = request.headers.get("Origin")
-            if origin is not None and origin != f"{request.scheme}://{request.headers.get('Host', '')}":
+            # http or https: behind a TLS proxy the node sees http, the browser https, for the same Host
+            if origin is not None and origin not in (f"{scheme}://{request.headers.get('Host', '')}"
+                                                     for scheme in ("http", "https")):
                 return _refused(403, "cross-origin requests are not served")
         if request.method == "POST" and request.content_type != "application/json":
             return _refused(415, "JSON-RPC calls need Content-Type: application/json")

@@ -33,6 +33,7 @@ async def raw_request(rpc: Any, head: bytes, body: bytes = b"") -> int:
     ({"Content-Type": "application/x-www-form-urlencoded"}, 415),
     ({"Content-Type": "application/json", "Origin": "http://evil.example"}, 403),
     ({"Content-Type": "text/plain", "Origin": "null"}, 403),
+    ({"Content-Type": "application/json", "Origin": "https://evil.example"}, 403),
     ({"Content-Type": "application/json", "Host": "evil.example:26657"}, 421),
     ({"Content-Type": "application/json", "Host": "rebound.example"}, 421),
 ])
@@ -50,7 +51,9 @@ async def test_same_origin_and_configured_names_are_served() -> None:
         for headers in ({"Content-Type": "application/json", "Origin": own},
                         {"Content-Type": "application/json; charset=utf-8"},
                         {"Content-Type": "application/json", "Host": f"localhost:{rpc.server.port}"},
-                        {"Content-Type": "application/json", "Host": "NODE.example"}):
+                        {"Content-Type": "application/json", "Host": "NODE.example"},
+                        # a browser page served through a TLS proxy for the same host
+                        {"Content-Type": "application/json", "Host": "node.example", "Origin": "https://node.example"}):
             status, body = await rpc.post(STATUS, headers=headers)
             assert status == 200 and body["result"]["height"] == 0, (headers, body)
 
