@@ -256,7 +256,9 @@ def _order_id_bytes(payment: dict[str, Any]) -> bytes:
 
 
 async def _optional_json(request: web.Request) -> dict[str, Any]:
-    return await json_body(request) if request.can_read_body else {}
+    """The JSON body if the request has one (body_exists: the connection guard has already read the body,
+    so `can_read_body` would say False)."""
+    return await json_body(request) if request.body_exists else {}
 
 
 def _reason(body: dict[str, Any], name: str, default: str) -> str:

@@ -195,6 +195,8 @@ def test_refund_of_a_shipped_payment_and_cancel_of_a_paid_one(shop) -> None:
     merchant.wait_state(second, ("paid",))
     assert merchant.call("POST", f"/v1/payments/{first}/ship", {"tracking": "SF-2"}).status == 202
     merchant.wait_state(first, ("shipped",))
+    too_long = merchant.call("POST", f"/v1/payments/{first}/refund", {"reason": "x" * 129})
+    assert too_long.status == 400 and "reason" in too_long.body["error"]["message"]   # the body is read, not skipped
     refund = merchant.call("POST", f"/v1/payments/{first}/refund", {"reason": "damaged in transit"})
     assert refund.status == 202 and refund.body["action"] == "refund"
     assert merchant.wait_state(first, ("refunded",))["state"] == "refunded"
