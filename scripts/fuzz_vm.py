@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import resource
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -25,6 +26,20 @@ from scripts.workers import die_with_parent  # noqa: E402
 
 CHUNK = 500
 """Programs per task: a worker reports after each chunk, so progress shows and a crash loses little."""
+WORKER_ADDRESS_SPACE_BYTES = 4 << 30
+"""Each worker's address space (RLIMIT_AS): a program that makes the VM allocate without bound fails there
+with MemoryError, reported as a violation, instead of taking the machine's memory (a first 100,000-program
+run had a worker killed by the kernel at 17 GB). The VM's own bound is far below: MEMORY_BYTES_PER_GAS_MAX
+× FUZZ_GAS in tests/vm_grammar.py, about 77 MB."""
+RUNNING_FOLDER = Path(__file__).resolve().parents[1] / ".fuzz_vm"
+"""Each worker writes the program it is about to run to RUNNING_FOLDER/worker-<pid>.py, so a worker that dies
+anyway leaves the program that killed it behind."""
+
+
+def limit_address_space() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY or soft > WORKER_ADDRESS_SPACE_BYTES:
+        resource.setrlimit(resource.RLIMIT_AS, (WORKER_ADDRESS_SPACE_BYTES, hard))
 
 
 def run_chunk(seed: int) -> tuple[dict[str, int], list[str]]:
@@ -33,6 +48,8 @@ def run_chunk(seed: int) -> tuple[dict[str, int], list[str]]:
 
     from tests.vm_grammar import check_program, programs
 
+    limit_address_space()
+    running = RUNNING_FOLDER / f"worker-{os.getpid()}.py"
     counts: collections.Counter = collections.Counter()
     violations: list[str] = []
 
@@ -40,6 +57,7 @@ def run_chunk(seed: int) -> tuple[dict[str, int], list[str]]:
     @settings(max_examples=CHUNK, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(programs())
     def fuzz(source: str) -> None:
+        running.write_text(source)
         try:
             checked = check_program(source)
             counts[checked.outcome] += 1
@@ -47,6 +65,9 @@ def run_chunk(seed: int) -> tuple[dict[str, int], list[str]]:
         except AssertionError as violation:
             counts["VIOLATION"] += 1
             violations.append(str(violation))
+        except MemoryError:
+            counts["VIOLATION"] += 1
+            violations.append(f"MemoryError: past {WORKER_ADDRESS_SPACE_BYTES >> 30} GiB of address space\n{source}")
 
     fuzz()
     return dict(counts), violations
@@ -59,6 +80,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=int(time.time()))
     args = parser.parse_args()
     chunks = max(1, args.programs // CHUNK)
+    RUNNING_FOLDER.mkdir(exist_ok=True)
     started = time.monotonic()
     totals: collections.Counter = collections.Counter()
     violations: list[str] = []
