@@ -533,8 +533,9 @@ def inplace_multiply(run: Run, left: Any, right: Any) -> Any:
     if type(left) is list and type(right) in INT_TYPES:
         if right > REPEAT_COUNT_MAX:
             raise VMFault("value_error", "a repeat count is out of range")
-        charge_items(run, len(left) * max(right, 0))
-        left *= right
+        count = max(right, 0)   # Python empties the list for any count below 1 (and overflows past -2**63)
+        charge_items(run, len(left) * count)
+        left *= count
         return left
     return multiply_values(run, left, right)
 

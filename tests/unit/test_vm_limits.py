@@ -142,6 +142,13 @@ def test_inplace_repeat_by_a_huge_count_is_a_value_error():
     assert fault_code(body("x = []\nx *= 2**70\nreturn x")) == "value_error"
 
 
+@pytest.mark.parametrize("count", ["-(2**250)", "-(2**64)", "-1", "0"])
+def test_inplace_repeat_by_a_count_below_one_empties_the_list(count):
+    """Found by the 100,000-program fuzz run: `l *= -(2**250)` overflowed in CPython (internal_error);
+    like Python, any count below one empties the list."""
+    assert run(body(f"x = [1, 2, 3]\nx *= {count}\nreturn x")).value == []
+
+
 def test_an_iterator_over_a_dict_never_sees_it_change():
     """aba434e: a stored reversed(d) consumed after d grew raised RuntimeError (internal_error)."""
     source = body("""
