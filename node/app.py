@@ -11,7 +11,8 @@ in the spirit of CometBFT's ABCI:
     signing_domain                   what every signature on the chain is made for (chain id and genesis hash)
     has_pending / waiting_transactions   what the mempool holds (a full node re-forwards what waits)
 
-`Ledger` implements it on the state, the mempool and the chain store.
+The protocol itself is in node/application.py (which consensus imports without this module's execution,
+VM and storage); `Ledger` here implements it on the state, the mempool and the chain store.
 """
 
 from __future__ import annotations
@@ -30,51 +31,10 @@ from node.contracts import system
 from node.mempool import Mempool
 from node.orders import OrderEvent, order_events
 from node.state import VALIDATOR_EPOCHS_KEY, CommittedState, State, TreeUpdate, ValidatorInfo
-from node.storage.chain import ChainHead, ChainStore, CommitBatch
+from node.application import Application  # noqa: F401 (Ledger implements it; importers find it here too)
+from node.blocks import ChainHead
+from node.storage.chain import ChainStore, CommitBatch
 from node.transactions import Envelope, InvalidTransaction, open_transaction, transaction_hash
-
-
-class Application(Protocol):
-    @property
-    def chain_id(self) -> str: ...
-
-    @property
-    def signing_domain(self) -> crypto.SigningDomain:
-        """What votes, certificates and transactions are signed for (chain id and genesis hash)."""
-
-    @property
-    def validator_keys(self) -> tuple[bytes, ...]: ...
-
-    @property
-    def head(self) -> ChainHead: ...
-
-    def has_pending(self) -> bool: ...
-
-    def waiting_transactions(self, age_ms_min: int, txs_max: int) -> list[bytes]:
-        """Pending raw transactions, oldest first, that have waited at least `age_ms_min`."""
-
-    def has_transaction(self, tx_hash: bytes) -> bool:
-        """True if the transaction is in the mempool."""
-
-    @property
-    def known_validators(self) -> tuple[ValidatorInfo, ...]:
-        """The next block's validators and those of any change already scheduled (whom to connect to)."""
-
-    def check_tx(self, raw: bytes, verified: Envelope | None = None) -> bytes: ...
-
-    def record_rejection(self, tx_hash: bytes, code: str, message: str) -> None:
-        """Count a refused transaction by rule (for /metrics and `tx_get`)."""
-
-    def prepare_proposal(self, height: int, view: int, proposer: bytes, timestamp_ms: int,
-                         txs_max: int = limits.block_txs_max) -> Block: ...
-
-    def process_proposal(self, block: Block, check_clock: bool = True) -> None: ...
-
-    def commit(self, block: Block, certificate: CommitCertificate) -> object: ...
-
-    async def commit_async(self, block: Block, certificate: CommitCertificate) -> object: ...
-
-    def certified_block(self, height: int) -> tuple[Block, CommitCertificate] | None: ...
 
 
 @dataclass(frozen=True, slots=True)

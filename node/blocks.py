@@ -204,3 +204,16 @@ def verify_certificate(certificate: CommitCertificate, header: Header, domain: c
         if not crypto.verify(validator_keys[entry.validator_index], domain, crypto.TAG_COMMIT_VOTE, payload,
                              entry.signature):
             raise InvalidBlock(f"certificate signature of validator {entry.validator_index} does not verify")
+
+
+@check_schema
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """Where the chain stands after its last committed block."""
+
+    SCHEMA: ClassVar = (U64, HASH, HASH, U64)
+    height: int
+    block_hash: bytes
+    """Hash of the last committed header (the genesis hash at height 0)."""
+    state_root: bytes
+    timestamp_ms: int

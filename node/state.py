@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable, Iterator
 
 from node import crypto, encoding, limits
+from node.validators import VALIDATOR_INFO_BYTES_MAX, ValidatorInfo  # noqa: F401 (the state holds validator sets)
 from node.encoding import (ADDRESS, AMOUNT, ASSET, HASH, MEMO, PUBLIC_KEY, U64, Bytes, Seq, Struct, Text, UInt,
                            check_schema)
 
@@ -261,25 +262,6 @@ class Spending:
     window_payments: int
 
 
-@check_schema
-@dataclass(frozen=True, slots=True)
-class ValidatorInfo:
-    SCHEMA: ClassVar = (Text(64, ascii_only=True), PUBLIC_KEY, UInt(3), Text(256, ascii_only=True))
-    name: str
-    public_key: bytes
-    role: int
-    """Who runs it: merchant, gateway or user (a `transactions.Role`)."""
-    p2p_address: str
-    """libp2p multiaddress other validators dial (empty for a single-validator chain)."""
-
-    @property
-    def address(self) -> bytes:
-        return crypto.address_from_public_key(self.public_key)
-
-
-VALIDATOR_INFO_BYTES_MAX = 384
-"""Largest encoded ValidatorInfo (longest name and p2p address; asserted below)."""
-assert len(encoding.encode(ValidatorInfo("n" * 64, bytes(32), 3, "a" * 256))) <= VALIDATOR_INFO_BYTES_MAX
 
 
 @check_schema

@@ -15,7 +15,8 @@ from typing import ClassVar
 from node import crypto, encoding, limits
 from node.encoding import (ADDRESS, AMOUNT, ASSET, CHAIN_ID, HASH, MEMO, PUBLIC_KEY, SIGNATURE, Bool, Bytes, Struct,
                            Tagged, Text, UInt, check_schema)
-from node.state import RiskRules, ValidatorInfo
+from node.state import RiskRules
+from node.validators import ValidatorInfo
 
 
 class InvalidTransaction(Exception):

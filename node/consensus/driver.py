@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
 from node import crypto, limits
-from node.app import Application
+from node.application import Application
 from node.blocks import InvalidBlock, header_hash
 from node.consensus.core import (Action, Broadcast, CommitBlock, NeedSync, Persist, Replica, RequestProposal,
                                  SendTo, SetTimer, ValidateBlock)

@@ -13,7 +13,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from node import crypto
-from node.app import Application
+from node.application import Application
 from node.consensus.core import Replica
 from node.consensus.driver import Driver, FailStop
 from node.consensus.wal import VoteLog

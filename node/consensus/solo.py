@@ -14,7 +14,7 @@ import time
 from typing import Callable, Sequence
 
 from node import blocks, crypto, limits
-from node.app import Application
+from node.application import Application
 from node.blocks import CommitCertificate, CommitSignature, CommitVote
 
 log = logging.getLogger("paychain.solo")

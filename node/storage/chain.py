@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import ClassVar, Iterable, Iterator, Sequence
 
 from node import encoding
-from node.blocks import (BLOCK_ENCODING_BYTES_MAX, CERTIFICATE_BYTES_MAX, Block, CommitCertificate, Header, Receipt,
-                         header_hash)
+from node.blocks import (BLOCK_ENCODING_BYTES_MAX, CERTIFICATE_BYTES_MAX, Block, ChainHead, CommitCertificate, Header,
+                         Receipt, header_hash)
 from node.encoding import HASH, U64, Bytes, Struct, UInt, check_schema
 from node import limits
 from node.genesis import Genesis
@@ -26,17 +26,6 @@ from node.state import (VALIDATOR_EPOCH_BYTES_MAX, VALIDATOR_EPOCHS_KEY, Committ
 from node.storage import schema
 from node.storage.kv import KeyValueStore, StoreError
 from node.transactions import transaction_hash
-
-
-@check_schema
-@dataclass(frozen=True, slots=True)
-class ChainHead:
-    SCHEMA: ClassVar = (U64, HASH, HASH, U64)
-    height: int
-    block_hash: bytes
-    """Hash of the last committed header (the genesis hash at height 0)."""
-    state_root: bytes
-    timestamp_ms: int
 
 
 @check_schema
