@@ -1,19 +1,7 @@
-"""The Application boundary: the only door between consensus and the ledger.
-
-Consensus (a single-validator producer now, PBFT later) calls exactly these methods,
-in the spirit of CometBFT's ABCI:
-
-    check_tx(raw)                    admit a transaction to the mempool
-    prepare_proposal(...)            build a block from the mempool (proposer only)
-    process_proposal(block)          validate and execute a proposed block
-    commit(block, certificate)       make a validated block final and durable
-    head / validator_keys            what consensus needs to know about the chain
-    signing_domain                   what every signature on the chain is made for (chain id and genesis hash)
-    has_pending / waiting_transactions   what the mempool holds (a full node re-forwards what waits)
-
-The protocol itself is in node/application.py (which consensus imports without this module's execution,
-VM and storage); `Ledger` here implements it on the state, the mempool and the chain store.
-"""
+"""The ledger behind the Application boundary: `Ledger` implements node/application.py's protocol (the
+only door between consensus and the ledger, in the spirit of CometBFT's ABCI) on the state, the mempool
+and the chain store. The protocol lives apart so that consensus imports none of this module's execution,
+VM and storage."""
 
 from __future__ import annotations
 
