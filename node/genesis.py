@@ -236,7 +236,7 @@ def _deploy_contracts(params: ChainParams, records: tuple[tuple[bytes, Any], ...
     if not contracts_in:
         return records
     from node.contracts import runtime  # the VM is needed only for genesis contracts
-    from node.rpc.views import InvalidValue, value_from_json
+    from node.contracts.values_json import InvalidValue, value_from_json
     base = CommittedState(params)
     base.load((key, encode_record(record)) for key, record in records)
     state = State(base)

@@ -45,7 +45,7 @@ from node.execution import BlockContext, apply_transaction  # noqa: E402
 from node.genesis import Genesis, genesis_document, parse_genesis  # noqa: E402
 from node.localnet import (DEFAULT_CHAIN_ID, DEV_ASSETS, GATEWAY_TOKEN_FILE, NodeProcess, create_homes, default_genesis,  # noqa: E402
                            dev_keys, rpc_port_of, start_node, stop_node, wait_healthy)
-from node.rpc.views import value_json  # noqa: E402
+from node.contracts.values_json import value_json  # noqa: E402
 from node.state import State  # noqa: E402
 from node.storage.chain import ChainStore  # noqa: E402
 from node.storage.kv import LevelDbStore  # noqa: E402

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from node import crypto, encoding, limits
-from node.rpc.views import InvalidValue, value_from_json
+from node.contracts.values_json import InvalidValue, value_from_json
 from node.transactions import ApproveSpend, CallContract, DeployContract
 from wallet_cli.main import (Context, WalletFailure, _emit, default_fee_asset, format_amount, main, parse_amount,
                              pass_ctx, resolve_address, run_command, send, send_options)

@@ -21,7 +21,8 @@ import click
 
 from node import crypto, encoding, limits
 from node.contracts import system
-from node.rpc.views import signing_domain_from_json, signing_domain_json, value_from_json, value_json
+from node.contracts.values_json import value_from_json, value_json
+from node.rpc.views import signing_domain_from_json, signing_domain_json
 from wallet_cli.main import (Context, WalletFailure, _emit, default_fee_asset, format_amount, main, parse_amount,
                              pass_ctx, password_file_option, read_password, resolve_address, run_command,
                              send_options)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from node import crypto, encoding
-from node.rpc.views import value_json
+from node.contracts.values_json import value_json
 from node.transactions import CallContract
 from wallet_cli.main import Context, WalletFailure, send
 

@@ -83,3 +83,14 @@ def test_the_application_protocol_loads_no_execution_vm_or_storage() -> None:
     modules = json.loads(loaded.stdout)
     assert not [m for m in modules if within(m, ("node.execution", "node.contracts", "node.storage", "node.app",
                                                  "node.mempool", "plyvel"))], modules
+
+
+def test_the_ledger_layers_import_none_of_the_node_faces() -> None:
+    """Genesis, state, execution and the VM sit below the RPC server, the wiring and the CLI (the contract-value
+    JSON codec lives in node/contracts/values_json.py so that genesis and the wallet need not reach into RPC)."""
+    lower = ("node.limits", "node.crypto", "node.encoding", "node.blocks", "node.validators", "node.transactions",
+             "node.state", "node.genesis", "node.execution", "node.contracts", "node.mempool", "node.storage",
+             "node.application", "node.orders")
+    offenders = {module: names for module, names in IMPORTS.items() if within(module, lower)
+                 and any(within(name, ("node.rpc", "node.main", "node.cli", "node.localnet")) for name in names)}
+    assert offenders == {}
